@@ -1,0 +1,102 @@
+"""The memory module (paper, Sec. 3.2): M items that record prototypical normal features.
+
+Queries are the encoder's features at each spatial position, L2-normalized over channels.
+Every function here takes queries shaped (..., N, C) and memory items shaped (..., M, C);
+the leading dimensions broadcast, so the same code serves training (one memory shared by
+the whole batch) and inference (one memory copy per clip or camera stream).
+
+Memory items receive no gradient: the encoder learns to fit them through the compactness and
+separateness losses, and the items move only through `update`, as in the authors' code.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def init_items(memory_size: int, dim: int, generator: torch.Generator | None = None) -> Tensor:
+    """Random unit-norm items, as the authors initialize them."""
+    return F.normalize(torch.rand(memory_size, dim, generator=generator), dim=1)
+
+
+def flatten_queries(features: Tensor) -> Tensor:
+    """(B, C, h, w) feature map -> (B, h*w, C) L2-normalized queries."""
+    return F.normalize(features.flatten(2).transpose(1, 2), dim=-1)
+
+
+def unflatten_queries(queries: Tensor, height: int, width: int) -> Tensor:
+    """(B, h*w, D) -> (B, D, h, w)."""
+    return queries.transpose(1, 2).unflatten(2, (height, width))
+
+
+def matching_scores(queries: Tensor, items: Tensor) -> Tensor:
+    """Inner products query·item: (..., N, C) x (..., M, C) -> (..., N, M)."""
+    return queries @ items.transpose(-1, -2)
+
+
+def read(queries: Tensor, items: Tensor) -> Tensor:
+    """Read (Eq. 1-2): each query concatenated with its softmax-weighted sum of items.
+
+    (..., N, C) -> (..., N, 2C). The weights are detached, as in the authors' code.
+    """
+    weights = matching_scores(queries, items).softmax(dim=-1).detach()  # (..., N, M)
+    return torch.cat([queries, weights @ items], dim=-1)
+
+
+def update(queries: Tensor, items: Tensor) -> Tensor:
+    """Update (Eq. 3-4): each item absorbs the queries whose nearest item it is.
+
+    A query's weight for item m is its softmax-over-queries score for m divided by the
+    largest such score over all queries, so the most typical query counts fully.
+    Softmax runs over the N queries of the leading batch, so pass (B*h*w, C) to pool a
+    training batch into one memory, or (B, N, C) with (B, M, C) for per-stream memories.
+    Returns the new unit-norm items (..., M, C), detached.
+    """
+    queries, items = queries.detach(), items.detach()
+    scores = matching_scores(queries, items)  # (..., N, M)
+    over_queries = scores.softmax(dim=-2)
+    weights = over_queries / over_queries.amax(dim=-2, keepdim=True)
+    nearest = F.one_hot(scores.argmax(dim=-1), items.shape[-2]).to(weights.dtype)  # (..., N, M)
+    absorbed = (weights * nearest).transpose(-1, -2) @ queries  # (..., M, C)
+    return F.normalize(items + absorbed, dim=-1)
+
+
+def _nearest_two(queries: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+    """Nearest and second-nearest item for each query: two (..., N, C) tensors."""
+    index = matching_scores(queries, items).topk(2, dim=-1).indices  # (..., N, 2)
+    expanded = items.unsqueeze(-3).expand(*index.shape[:-1], *items.shape[-2:])  # (..., N, M, C)
+    gathered = expanded.gather(-2, index.unsqueeze(-1).expand(*index.shape, items.shape[-1]))
+    return gathered[..., 0, :], gathered[..., 1, :]
+
+
+def nearest_item(queries: Tensor, items: Tensor) -> Tensor:
+    """The item each query matches best: (..., N, C)."""
+    index = matching_scores(queries, items).argmax(dim=-1)  # (..., N)
+    if items.dim() == 2:
+        return items[index]
+    batch = torch.arange(items.shape[0], device=items.device).unsqueeze(-1)
+    return items[batch, index]
+
+
+def feature_distance(queries: Tensor, items: Tensor) -> Tensor:
+    """Per-sample compactness term: mean squared distance to the nearest item, (B, N, C) -> (B,).
+
+    At test time this is the paper's feature distance D (Eq. 12).
+    """
+    return (queries - nearest_item(queries, items).detach()).pow(2).mean(dim=(-1, -2))
+
+
+def compactness_loss(queries: Tensor, items: Tensor) -> Tensor:
+    """Feature compactness loss (Eq. 8): pulls each query toward its nearest item."""
+    return feature_distance(queries, items).mean()
+
+
+def separateness_loss(queries: Tensor, items: Tensor, margin: float = 1.0) -> Tensor:
+    """Feature separateness loss (Eq. 9): triplet loss, nearest item positive, second negative."""
+    positive, negative = _nearest_two(queries, items)
+    return F.triplet_margin_loss(
+        queries.flatten(0, -2), positive.detach().flatten(0, -2), negative.detach().flatten(0, -2),
+        margin=margin,
+    )

@@ -1,0 +1,144 @@
+"""The U-Net-like encoder-decoder with a memory module between them (paper, Sec. 3.1, Fig. 2).
+
+Prediction variant: the past T frames, stacked on channels, -> frame T+1 (skip connections
+from the first three encoder stages). Reconstruction variant: one frame -> itself (no skips).
+Pixels are in [-1, 1] on both sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from model import memory
+
+Variant = Literal["prediction", "reconstruction"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the network's shape; stored in every checkpoint."""
+
+    variant: Variant = "prediction"
+    base_width: int = 64  # channels of the first stage; the query has 8x as many
+    height: int = 256  # input size; divisible by 8
+    width: int = 256
+    channels: int = 1  # colour channels per frame: 1 (grey) or 3 (BGR)
+    memory_size: int = 10  # M
+    past_frames: int = 4  # T, prediction variant only
+
+    def __post_init__(self) -> None:
+        if self.variant not in ("prediction", "reconstruction"):
+            raise ValueError(f"variant must be prediction or reconstruction, not {self.variant!r}")
+        if self.height % 8 or self.width % 8 or self.height < 8 or self.width < 8:
+            raise ValueError(f"input size {self.height}x{self.width} must be positive multiples of 8")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+        if not 1 <= self.base_width <= 512 or self.memory_size < 2 or self.past_frames < 1:
+            raise ValueError(f"invalid config {self}")
+
+    @property
+    def feature_dim(self) -> int:
+        """C, the channels of a query and of a memory item."""
+        return 8 * self.base_width
+
+    @property
+    def input_frames(self) -> int:
+        """Frames the network sees per sample."""
+        return self.past_frames if self.variant == "prediction" else 1
+
+    @property
+    def window(self) -> int:
+        """Frames per scored sample: the inputs plus the target frame (prediction)."""
+        return self.past_frames + 1 if self.variant == "prediction" else 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def _block(cin: int, cout: int, last: bool = False) -> nn.Sequential:
+    """conv-BN-ReLU twice; the encoder's last block stops after its second conv."""
+    layers = _conv_bn_relu(cin, cout) + _conv_bn_relu(cout, cout)
+    return nn.Sequential(*(layers[:4] if last else layers))
+
+
+def _upsample(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Encoder(nn.Module):
+    def __init__(self, in_channels: int, w: int) -> None:
+        super().__init__()
+        self.stage1 = _block(in_channels, w)
+        self.stage2 = _block(w, 2 * w)
+        self.stage3 = _block(2 * w, 4 * w)
+        self.stage4 = _block(4 * w, 8 * w, last=True)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        s1 = self.stage1(x)  # (B, w, H, W)
+        s2 = self.stage2(self.pool(s1))  # (B, 2w, H/2, W/2)
+        s3 = self.stage3(self.pool(s2))  # (B, 4w, H/4, W/4)
+        features = self.stage4(self.pool(s3))  # (B, 8w, H/8, W/8)
+        return features, [s1, s2, s3]
+
+
+class Decoder(nn.Module):
+    def __init__(self, out_channels: int, w: int, skips: bool) -> None:
+        super().__init__()
+        self.skips = skips
+        k = 2 if skips else 1  # channel multiplier where a skip is concatenated
+        self.bottleneck = _block(16 * w, 8 * w)  # query + read memory: 2C -> C
+        self.up3 = _upsample(8 * w, 4 * w)
+        self.stage3 = _block(k * 4 * w, 4 * w)
+        self.up2 = _upsample(4 * w, 2 * w)
+        self.stage2 = _block(k * 2 * w, 2 * w)
+        self.up1 = _upsample(2 * w, w)
+        self.head = nn.Sequential(
+            *_conv_bn_relu(k * w, w), *_conv_bn_relu(w, w), nn.Conv2d(w, out_channels, 3, padding=1), nn.Tanh()
+        )
+
+    def forward(self, z: Tensor, skips: list[Tensor]) -> Tensor:
+        x = self.bottleneck(z)  # (B, 2C, h, w) -> (B, C, h, w)
+        for up, stage, skip in ((self.up3, self.stage3, skips[2]), (self.up2, self.stage2, skips[1])):
+            x = up(x)
+            x = stage(torch.cat([skip, x], dim=1) if self.skips else x)
+        x = self.up1(x)  # (B, w, H, W)
+        return self.head(torch.cat([skips[0], x], dim=1) if self.skips else x)  # (B, ch, H, W)
+
+
+class Output(NamedTuple):
+    frame: Tensor  # (B, ch, H, W) predicted / reconstructed frame in [-1, 1]
+    queries: Tensor  # (B, N, C) unit-norm queries, N = H/8 * W/8
+
+
+class MemoryAE(nn.Module):
+    """Encoder -> memory read -> decoder. The memory items live in a buffer, saved with the weights."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = Encoder(c.channels * c.input_frames, c.base_width)
+        self.decoder = Decoder(c.channels, c.base_width, skips=c.variant == "prediction")
+        self.register_buffer("items", memory.init_items(c.memory_size, c.feature_dim))
+
+    def forward(self, x: Tensor, items: Tensor | None = None) -> Output:
+        """x: (B, T*ch, H, W); items: (M, C) shared or (B, M, C) per sample (default: own items)."""
+        features, skips = self.encoder(x)  # (B, C, h, w)
+        h, w = features.shape[-2:]
+        queries = memory.flatten_queries(features)  # (B, N, C)
+        z = memory.read(queries, self.items if items is None else items)  # (B, N, 2C)
+        frame = self.decoder(memory.unflatten_queries(z, h, w), skips)
+        return Output(frame, queries)

@@ -1,0 +1,182 @@
+"""Anomaly scores (paper, Sec. 3.4): PSNR of the predicted frame and the memory feature distance.
+
+Both are normalized into [0, 1] and fused, S = λ·(1 − P̂) + (1 − λ)·D̂, in one of two ways:
+- `paper_scores`: per-clip min-max over the whole clip (Eq. 13), the benchmark protocol; it
+  needs the whole clip first, so it cannot run live.
+- `Calibration`: a causal normalizer fixed at the end of training from normal frames the
+  model never trained on, so a live camera's score means the same on frame 1 as on frame 10^6.
+
+`score_step` is the one per-frame inference path (used by `evaluate`, calibration and the
+service engine): it scores a batch of windows, each with its own memory copy, and applies the
+test-time memory update to the copies whose frame looks normal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from model import memory
+from model.data import Clip, to_tensor
+from model.network import MemoryAE, Variant
+
+# The paper's settings per variant: fusion weight λ and test-time update threshold.
+FUSION_WEIGHT: dict[Variant, float] = {"prediction": 0.6, "reconstruction": 0.7}
+UPDATE_THRESHOLD: dict[Variant, float] = {"prediction": 0.01, "reconstruction": 0.015}
+
+
+def psnr(pred: Tensor, target: Tensor) -> Tensor:
+    """Peak signal-to-noise ratio per sample, pixels in [0, 1]: (B, ch, H, W) x2 -> (B,)."""
+    mse = (pred - target).pow(2).mean(dim=(1, 2, 3)) / 4  # [-1, 1] -> [0, 1] scales MSE by 1/4
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
+def weighted_error(pred: Tensor, target: Tensor) -> Tensor:
+    """Error-weighted pixel error (authors' code): large errors count more. (B,)
+
+    Decides the test-time memory update: a frame this close to normal may teach the memory.
+    """
+    error = ((pred - target) / 2).pow(2)  # (B, ch, H, W), pixels in [0, 1]
+    weight = 1 - torch.exp(-error)
+    return (weight * error).sum(dim=(1, 2, 3)) / weight.sum(dim=(1, 2, 3)).clamp_min(1e-12)
+
+
+class StepScores(NamedTuple):
+    psnr: Tensor  # (B,)
+    distance: Tensor  # (B,) feature distance to the nearest memory item
+    frame: Tensor  # (B, ch, H, W) predicted frame in [-1, 1]
+    items: Tensor  # (B, M, C) memory copies after the test-time update
+
+
+@torch.inference_mode()
+def score_step(model: MemoryAE, x: Tensor, target: Tensor, items: Tensor, update_threshold: float) -> StepScores:
+    """Score B windows, each against its own memory copy items (B, M, C)."""
+    out = model(x, items)
+    pred = out.frame.float()
+    queries = out.queries.float()
+    scores_psnr = psnr(pred, target)
+    distance = memory.feature_distance(queries, items)
+    learn = weighted_error(pred, target) < update_threshold  # (B,)
+    if learn.any():
+        items = torch.where(learn[:, None, None], memory.update(queries, items), items)
+    return StepScores(scores_psnr, distance, pred, items)
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    span = values.max() - values.min()
+    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
+
+
+def fuse(psnr_norm: np.ndarray, distance_norm: np.ndarray, weight: float) -> np.ndarray:
+    """S = λ·(1 − P̂) + (1 − λ)·D̂: higher is more anomalous."""
+    return weight * (1 - psnr_norm) + (1 - weight) * distance_norm
+
+
+def paper_scores(psnr_values: np.ndarray, distance: np.ndarray, weight: float) -> np.ndarray:
+    """The paper's per-clip min-max normalization, fused (Eq. 13). Inputs are one whole clip."""
+    return fuse(minmax(psnr_values), minmax(distance), weight)
+
+
+def _logistic(z: np.ndarray | float) -> np.ndarray | float:
+    return 1 / (1 + np.exp(-np.clip(z, -60, 60)))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Causal normalizer: P̂ and D̂ are logistic functions of z-scores against held-out normal frames.
+
+    The logistic keeps every value in (0, 1) without clipping, so no two frames tie however
+    far outside the normal range they fall. Alert thresholds are quantiles of the fused
+    score on the same held-out frames.
+    """
+
+    psnr_mean: float
+    psnr_std: float
+    distance_mean: float
+    distance_std: float
+    weight: float  # λ
+    alert_on: float  # 99th percentile of held-out normal scores
+    alert_off: float  # 95th percentile
+    frames: int  # held-out frames it was fitted on
+
+    def normalize_psnr(self, values: np.ndarray | float) -> np.ndarray | float:
+        return _logistic((np.asarray(values, dtype=np.float64) - self.psnr_mean) / self.psnr_std)
+
+    def normalize_distance(self, values: np.ndarray | float) -> np.ndarray | float:
+        return _logistic((np.asarray(values, dtype=np.float64) - self.distance_mean) / self.distance_std)
+
+    def score(self, psnr_values: np.ndarray | float, distance: np.ndarray | float) -> np.ndarray | float:
+        return fuse(self.normalize_psnr(psnr_values), self.normalize_distance(distance), self.weight)
+
+    @classmethod
+    def fit(cls, psnr_values: np.ndarray, distance: np.ndarray, weight: float) -> Calibration:
+        if len(psnr_values) < 2:
+            raise ValueError("calibration needs at least 2 held-out frames")
+        base = cls(
+            float(psnr_values.mean()), float(max(psnr_values.std(), 1e-6)),
+            float(distance.mean()), float(max(distance.std(), 1e-9)),
+            weight, 0.0, 0.0, len(psnr_values),
+        )  # fmt: skip
+        normal = base.score(psnr_values, distance)
+        return cls(**{**asdict(base), "alert_on": float(np.quantile(normal, 0.99)),
+                      "alert_off": float(np.quantile(normal, 0.95))})  # fmt: skip
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ClipScores:
+    name: str
+    psnr: np.ndarray  # (T - window + 1,) one value per scored frame
+    distance: np.ndarray
+    first_frame: int  # index of the clip frame the first score belongs to
+
+
+def score_clips(
+    model: MemoryAE,
+    clips: Sequence[Clip],
+    update_threshold: float,
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> list[ClipScores]:
+    """Score every frame of every clip as a live stream would see it: in order, one memory copy per clip.
+
+    Clips advance in lockstep so each step batches one window from up to `batch_size` clips,
+    the same cross-stream batching the service does.
+    """
+    from tqdm import tqdm
+
+    config = model.config
+    window = config.window
+    split = config.past_frames * config.channels
+    total = sum(max(0, len(c.frames) - window + 1) for c in clips)
+    bar = tqdm(total=total, desc="score", unit="frame", disable=not progress)
+    results: list[ClipScores] = []
+    for start in range(0, len(clips), batch_size):
+        group = clips[start : start + batch_size]
+        steps = [len(c.frames) - window + 1 for c in group]
+        items = model.items.detach().to(device).expand(len(group), -1, -1).clone()  # (K, M, C)
+        out_psnr = [np.empty(max(s, 0), np.float32) for s in steps]
+        out_dist = [np.empty(max(s, 0), np.float32) for s in steps]
+        for t in range(max(steps, default=0)):
+            active = [i for i, s in enumerate(steps) if t < s]
+            windows = np.stack([group[i].frames[t : t + window] for i in active])  # (k, window, H, W, ch)
+            x = to_tensor(windows, device)  # (k, window*ch, H, W)
+            inputs, target = (x, x) if config.variant == "reconstruction" else (x[:, :split], x[:, split:])
+            index = torch.tensor(active, device=device)
+            step = score_step(model, inputs, target, items[index], update_threshold)
+            items[index] = step.items
+            step_psnr, step_dist = step.psnr.cpu().numpy(), step.distance.cpu().numpy()
+            for j, i in enumerate(active):
+                out_psnr[i][t], out_dist[i][t] = step_psnr[j], step_dist[j]
+            bar.update(len(active))
+        results += [ClipScores(c.name, p, d, window - 1) for c, p, d in zip(group, out_psnr, out_dist)]
+    bar.close()
+    return results

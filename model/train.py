@@ -1,0 +1,176 @@
+"""Train on normal footage (paper, Sec. 3.3), then calibrate the streaming normalizer.
+
+    train ../shared/datasets/ped2/training --fps 10 --out weights/ped2.safetensors
+
+Loss = frame MSE + λc·compactness + λs·separateness; after every step each memory item
+absorbs its nearest queries. Periodic training-state files make `--resume` continue where a
+run stopped, bit for bit with the same seed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import typer
+from tqdm import tqdm
+
+from model import checkpoint, memory
+from model.data import WindowDataset, load_clips, split_holdout
+from model.network import MemoryAE, ModelConfig
+from model.scoring import FUSION_WEIGHT, UPDATE_THRESHOLD, Calibration, score_clips
+
+# The paper's loss weights per variant: (λc compactness, λs separateness).
+LOSS_WEIGHTS = {"prediction": (0.1, 0.1), "reconstruction": (0.01, 0.01)}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise typer.BadParameter("--device cuda, but no CUDA device is available")
+    return torch.device(name)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")() in ("AVX512", "AMX")) and (
+        torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    )
+
+
+def calibrate(model: MemoryAE, holdout: list, device: torch.device) -> Calibration | None:
+    if not holdout:
+        return None
+    model.eval()
+    scored = score_clips(model, holdout, UPDATE_THRESHOLD[model.config.variant], device=device, progress=True)
+    psnr = np.concatenate([s.psnr for s in scored])
+    distance = np.concatenate([s.distance for s in scored])
+    return Calibration.fit(psnr, distance, FUSION_WEIGHT[model.config.variant])
+
+
+def main(
+    data: Annotated[Path, typer.Argument(help="Folder of frame folders (Ped2 layout) or of video files, or one video")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write")] = Path("weights/model.safetensors"),
+    fps: Annotated[float | None, typer.Option(help="Frame rate of frame folders (videos carry their own)")] = None,
+    variant: Literal["prediction", "reconstruction"] = "prediction",
+    base_width: Annotated[int, typer.Option(help="Channels of the first stage (paper: 64)")] = 16,
+    height: Annotated[int, typer.Option(help="Input height, multiple of 8 (paper: 256)")] = 128,
+    width: Annotated[int, typer.Option(help="Input width, multiple of 8 (paper: 256)")] = 192,
+    channels: Annotated[int, typer.Option(help="1 (grey) or 3 (colour)")] = 1,
+    memory_size: Annotated[int, typer.Option(help="Memory items M (paper: 10)")] = 10,
+    past_frames: Annotated[int, typer.Option(help="Past frames T (paper: 4)")] = 4,
+    epochs: int = 40,
+    batch_size: int = 4,
+    lr: float = 2e-4,
+    lambda_c: Annotated[float | None, typer.Option(help="Compactness weight (default: paper's)")] = None,
+    lambda_s: Annotated[float | None, typer.Option(help="Separateness weight (default: paper's)")] = None,
+    holdout: Annotated[float, typer.Option(help="Fraction of clips kept out to calibrate scores")] = 0.125,
+    precision: Annotated[Literal["auto", "fp32", "bf16"], typer.Option(help="bf16 autocast where supported")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    seed: int = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="Epochs between training-state saves")] = 1,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT.state.pt")] = False,
+) -> None:
+    """Train the memory-guided normality model on normal footage and write a checkpoint."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    dev = pick_device(device)
+    config = ModelConfig(variant, base_width, height, width, channels, memory_size, past_frames)
+    clips = load_clips(data, config, fps, progress=True)
+    rate = fps or next((c.fps for c in clips if c.fps), None)
+    if rate is None:
+        raise typer.BadParameter("frame folders carry no frame rate: pass --fps")
+    train_clips, holdout_clips = split_holdout(clips, holdout)
+    dataset = WindowDataset(train_clips, config)
+    if len(dataset) < batch_size:
+        raise typer.BadParameter(f"{data}: only {len(dataset)} training windows, fewer than one batch")
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed)
+    )
+    lc, ls = LOSS_WEIGHTS[variant]
+    lc, ls = lambda_c if lambda_c is not None else lc, lambda_s if lambda_s is not None else ls
+    use_bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(dev))
+
+    model = MemoryAE(config).to(dev).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    state_path = out.with_name(out.name + ".state.pt")
+    start_epoch, wall = 0, 0.0
+    if resume:
+        if not state_path.exists():
+            raise typer.BadParameter(f"--resume: {state_path} not found")
+        state = torch.load(state_path, map_location=dev, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, wall = int(state["epoch"]), float(state["wall_time_s"])
+        torch.set_rng_state(state["rng"])
+        loader.generator.set_state(state["loader_rng"])
+
+    print(f"train: {len(train_clips)} clips, {len(dataset)} windows; calibration: {len(holdout_clips)} clips; "
+          f"{config}; device {dev}, {'bf16' if use_bf16 else 'fp32'}")  # fmt: skip
+    bar = tqdm(total=epochs * len(loader), initial=start_epoch * len(loader), desc="train", unit="step", mininterval=5)
+    for epoch in range(start_epoch, epochs):
+        started = time.monotonic()
+        model.train()
+        for inputs, target in loader:
+            inputs = inputs.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            target = target.to(dev, non_blocking=True)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+                out_ = model(inputs)
+            queries = out_.queries.float()  # (B, N, C)
+            frame_loss = F.mse_loss(out_.frame.float(), target)
+            compact = memory.compactness_loss(queries, model.items)
+            separate = memory.separateness_loss(queries, model.items)
+            loss = frame_loss + lc * compact + ls * separate
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                model.items.copy_(memory.update(queries.flatten(0, 1), model.items))
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}", frame=f"{frame_loss.item():.4f}",
+                            compact=f"{compact.item():.4f}", separate=f"{separate.item():.3f}")  # fmt: skip
+            bar.update()
+        scheduler.step()
+        wall += time.monotonic() - started
+        if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
+            state = {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "wall_time_s": wall,
+                "rng": torch.get_rng_state(), "loader_rng": loader.generator.get_state(),
+            }  # fmt: skip
+            state_path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(state, state_path.with_suffix(".tmp"))
+            state_path.with_suffix(".tmp").replace(state_path)
+    bar.close()
+
+    started = time.monotonic()
+    model = model.to(memory_format=torch.contiguous_format)
+    calibration = calibrate(model, holdout_clips, dev)
+    wall += time.monotonic() - started
+    provenance = {
+        "data": str(data), "train_clips": [c.name for c in train_clips],
+        "calibration_clips": [c.name for c in holdout_clips], "epochs": epochs, "batch_size": batch_size,
+        "lr": lr, "lambda_c": lc, "lambda_s": ls, "seed": seed, "precision": "bf16" if use_bf16 else "fp32",
+        "device": str(dev), "wall_time_s": round(wall, 1), "torch": torch.__version__,
+        "commit": checkpoint.project_commit(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    checkpoint.save(out, model, rate, calibration, provenance)
+    print(f"wrote {out} (training + calibration wall time {wall / 60:.1f} min)")
+
+
+def cli() -> None:
+    typer.run(main)
+
+
+if __name__ == "__main__":
+    cli()

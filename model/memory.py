@@ -97,6 +97,8 @@ def separateness_loss(queries: Tensor, items: Tensor, margin: float = 1.0) -> Te
     """Feature separateness loss (Eq. 9): triplet loss, nearest item positive, second negative."""
     positive, negative = _nearest_two(queries, items)
     return F.triplet_margin_loss(
-        queries.flatten(0, -2), positive.detach().flatten(0, -2), negative.detach().flatten(0, -2),
+        queries.flatten(0, -2),
+        positive.detach().flatten(0, -2),
+        negative.detach().flatten(0, -2),
         margin=margin,
     )

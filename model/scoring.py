@@ -118,13 +118,23 @@ class Calibration:
         if len(psnr_values) < 2:
             raise ValueError("calibration needs at least 2 held-out frames")
         base = cls(
-            float(psnr_values.mean()), float(max(psnr_values.std(), 1e-6)),
-            float(distance.mean()), float(max(distance.std(), 1e-9)),
-            weight, 0.0, 0.0, len(psnr_values),
-        )  # fmt: skip
+            float(psnr_values.mean()),
+            float(max(psnr_values.std(), 1e-6)),
+            float(distance.mean()),
+            float(max(distance.std(), 1e-9)),
+            weight,
+            0.0,
+            0.0,
+            len(psnr_values),
+        )
         normal = base.score(psnr_values, distance)
-        return cls(**{**asdict(base), "alert_on": float(np.quantile(normal, 0.99)),
-                      "alert_off": float(np.quantile(normal, 0.95))})  # fmt: skip
+        return cls(
+            **{
+                **asdict(base),
+                "alert_on": float(np.quantile(normal, 0.99)),
+                "alert_off": float(np.quantile(normal, 0.95)),
+            }
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)

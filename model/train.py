@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -116,8 +116,10 @@ def main(
         torch.set_rng_state(state["rng"])
         loader.generator.set_state(state["loader_rng"])
 
-    print(f"train: {len(train_clips)} clips, {len(dataset)} windows; calibration: {len(holdout_clips)} clips; "
-          f"{config}; device {dev}, {'bf16' if use_bf16 else 'fp32'}")  # fmt: skip
+    print(
+        f"train: {len(train_clips)} clips, {len(dataset)} windows; calibration: {len(holdout_clips)} clips; "
+        f"{config}; device {dev}, {'bf16' if use_bf16 else 'fp32'}"
+    )
     bar = tqdm(total=epochs * len(loader), initial=start_epoch * len(loader), desc="train", unit="step", mininterval=5)
     for epoch in range(start_epoch, epochs):
         started = time.monotonic()
@@ -137,17 +139,27 @@ def main(
             optimizer.step()
             with torch.no_grad():
                 model.items.copy_(memory.update(queries.flatten(0, 1), model.items))
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}", frame=f"{frame_loss.item():.4f}",
-                            compact=f"{compact.item():.4f}", separate=f"{separate.item():.3f}")  # fmt: skip
+            bar.set_postfix(
+                epoch=epoch + 1,
+                loss=f"{loss.item():.4f}",
+                frame=f"{frame_loss.item():.4f}",
+                compact=f"{compact.item():.4f}",
+                separate=f"{separate.item():.3f}",
+                refresh=False,
+            )
             bar.update()
         scheduler.step()
         wall += time.monotonic() - started
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
             state = {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "wall_time_s": wall,
-                "rng": torch.get_rng_state(), "loader_rng": loader.generator.get_state(),
-            }  # fmt: skip
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch + 1,
+                "wall_time_s": wall,
+                "rng": torch.get_rng_state(),
+                "loader_rng": loader.generator.get_state(),
+            }
             state_path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(state, state_path.with_suffix(".tmp"))
             state_path.with_suffix(".tmp").replace(state_path)
@@ -158,12 +170,22 @@ def main(
     calibration = calibrate(model, holdout_clips, dev)
     wall += time.monotonic() - started
     provenance = {
-        "data": str(data), "train_clips": [c.name for c in train_clips],
-        "calibration_clips": [c.name for c in holdout_clips], "epochs": epochs, "batch_size": batch_size,
-        "lr": lr, "lambda_c": lc, "lambda_s": ls, "seed": seed, "precision": "bf16" if use_bf16 else "fp32",
-        "device": str(dev), "wall_time_s": round(wall, 1), "torch": torch.__version__,
-        "commit": checkpoint.project_commit(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }  # fmt: skip
+        "data": str(data),
+        "train_clips": [c.name for c in train_clips],
+        "calibration_clips": [c.name for c in holdout_clips],
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "lambda_c": lc,
+        "lambda_s": ls,
+        "seed": seed,
+        "precision": "bf16" if use_bf16 else "fp32",
+        "device": str(dev),
+        "wall_time_s": round(wall, 1),
+        "torch": torch.__version__,
+        "commit": checkpoint.project_commit(),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     checkpoint.save(out, model, rate, calibration, provenance)
     print(f"wrote {out} (training + calibration wall time {wall / 60:.1f} min)")
 

@@ -1,0 +1,69 @@
+"""The AUC protocol: label/score alignment, EER, and the evaluate command on real Ped2 clips."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.evaluate import aligned_labels, equal_error_rate, metrics
+from model.evaluate import main as evaluate
+from model.train import main as train
+
+
+def test_aligned_labels_drop_each_clips_first_frames() -> None:
+    labels = np.array([0, 0, 1, 1, 0, 9, 9, 0, 1])  # clip A: 5 frames, clip B: 4 frames
+    np.testing.assert_array_equal(aligned_labels(labels, [5, 4], skip=2), [1, 1, 0, 0, 1])
+    np.testing.assert_array_equal(aligned_labels(labels[None], [5, 4], skip=0), labels)  # (1, N) as Ped2 stores it
+    with pytest.raises(ValueError, match="9 labels for 10 frames"):
+        aligned_labels(labels, [5, 5], skip=0)
+
+
+def test_metrics_on_known_rankings() -> None:
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    perfect = metrics(labels, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]))
+    assert perfect == {"auc": 1.0, "eer": 0.0}
+    inverted = metrics(labels, -np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]))
+    assert inverted["auc"] == 0.0 and inverted["eer"] == 1.0
+    assert equal_error_rate(labels, np.array([0.1, 0.2, 0.8, 0.3, 0.7, 0.9])) == pytest.approx(1 / 3)
+
+
+def test_evaluate_on_ped2_clips(ped2: Path, tmp_path: Path) -> None:
+    """Train a tiny model on three Ped2 training clips, evaluate it on two test clips."""
+    train_root = tmp_path / "training" / "frames"
+    for clip in ("01", "02", "03"):
+        shutil.copytree(ped2 / "training" / "frames" / clip, train_root / clip)
+    weights = tmp_path / "tiny.safetensors"
+    train(
+        tmp_path / "training",
+        out=weights,
+        fps=10,
+        base_width=2,
+        height=24,
+        width=32,
+        epochs=1,
+        holdout=0.34,
+        device="cpu",
+        precision="fp32",
+    )
+    test_root = tmp_path / "testing" / "frames"
+    all_labels = np.load(ped2 / "frame_labels_ped2.npy").reshape(-1)
+    for clip in ("01", "02"):
+        shutil.copytree(ped2 / "testing" / "frames" / clip, test_root / clip)
+    np.save(tmp_path / "labels.npy", all_labels[:360])  # clips 01 and 02: 180 frames each
+    out = tmp_path / "eval"
+    evaluate(weights, tmp_path / "testing", labels=tmp_path / "labels.npy", out=out, device="cpu")
+    report = json.loads((out / "report.json").read_text())
+    assert report["speed"]["frames"] == 2 * 176
+    clips = report["clips"]
+    assert [c["first_frame"] for c in clips] == [4, 4]
+    assert clips[0]["labels"] == all_labels[4:180].tolist() and clips[1]["labels"] == all_labels[184:360].tolist()
+    for mode in ("paper", "streaming"):
+        for term in ("fused", "psnr_only", "distance_only"):
+            assert 0 <= report["metrics"][mode][term]["auc"] <= 1
+    # streaming scores are the checkpoint calibration applied frame by frame
+    assert len(clips[0]["streaming_score"]) == 176
+    assert sorted(p.name for p in out.glob("*.png")) == ["clip_01.png", "clip_02.png"]

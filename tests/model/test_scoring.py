@@ -1,0 +1,103 @@
+"""PSNR, both normalizers, fusion, and the per-stream scoring path."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from model import memory
+from model.data import Clip
+from model.network import MemoryAE, ModelConfig
+from model.scoring import Calibration, fuse, minmax, paper_scores, psnr, score_clips, score_step, weighted_error
+
+SMALL = ModelConfig(base_width=2, height=16, width=24, memory_size=4)
+
+
+def test_psnr_uses_unit_pixel_range() -> None:
+    target = torch.zeros(1, 1, 4, 4)
+    pred = torch.full((1, 1, 4, 4), 0.2)  # 0.1 in [0, 1] pixels: MSE 0.01 -> 20 dB
+    assert psnr(pred, target).item() == pytest.approx(20.0, rel=1e-5)
+    assert psnr(target, target).item() == pytest.approx(100.0)  # capped, not inf
+
+
+def test_weighted_error_is_zero_for_a_perfect_frame_and_grows_with_error() -> None:
+    target = torch.zeros(2, 1, 4, 4)
+    pred = torch.stack([torch.zeros(1, 4, 4), torch.full((1, 4, 4), 0.5)])
+    err = weighted_error(pred, target)
+    assert err[0].item() == 0.0
+    assert err[1].item() == pytest.approx(0.25**2)  # uniform error: weighted mean = the error
+
+
+def test_paper_normalization_is_per_clip_minmax() -> None:
+    p = np.array([30.0, 25.0, 20.0])
+    d = np.array([0.1, 0.2, 0.4])
+    np.testing.assert_allclose(minmax(p), [1.0, 0.5, 0.0])
+    np.testing.assert_allclose(paper_scores(p, d, 0.6), 0.6 * np.array([0.0, 0.5, 1.0]) + 0.4 * np.array([0, 1 / 3, 1]))
+    assert np.all(minmax(np.array([3.0, 3.0])) == 0)
+
+
+def test_fuse_weights() -> None:
+    assert fuse(np.array(1.0), np.array(0.0), 0.6) == 0.0
+    assert fuse(np.array(0.0), np.array(1.0), 0.6) == pytest.approx(1.0)
+
+
+def test_streaming_calibration_is_causal_monotone_and_bounded() -> None:
+    rng = np.random.default_rng(0)
+    p, d = rng.normal(30, 1.5, 500), rng.gamma(2.0, 0.01, 500)
+    cal = Calibration.fit(p, d, 0.6)
+    assert cal.psnr_mean == pytest.approx(p.mean()) and cal.distance_std == pytest.approx(d.std())
+    # the normal frames' alert quantiles
+    normal = cal.score(p, d)
+    assert np.mean(normal > cal.alert_on) == pytest.approx(0.01, abs=0.003)
+    assert cal.alert_off < cal.alert_on
+    # lower PSNR or larger distance -> higher score, always inside (0, 1), no ties far out
+    scores = cal.score(np.array([40.0, 30.0, 20.0, 10.0]), np.full(4, d.mean()))
+    assert np.all(np.diff(scores) > 0) and np.all((scores > 0) & (scores < 1))
+    assert cal.score(30.0, 0.5) > cal.score(30.0, 0.01)
+    # a frame's score does not depend on what came before it
+    assert cal.score(p[:1], d[:1])[0] == pytest.approx(normal[0])
+    assert Calibration(**cal.to_dict()) == cal
+
+
+def test_score_step_updates_only_memories_of_normal_looking_frames() -> None:
+    torch.manual_seed(0)
+    model = MemoryAE(SMALL).eval()
+    x = torch.rand(2, 4, 16, 24) * 2 - 1
+    target = torch.rand(2, 1, 16, 24) * 2 - 1
+    items = model.items.expand(2, -1, -1).clone()
+    with torch.no_grad():
+        err = weighted_error(model(x, items).frame, target)
+    threshold = float(err.mean())  # one sample below, one above
+    step = score_step(model, x, target, items, threshold)
+    learned = (err < threshold).tolist()
+    assert learned.count(True) == 1
+    for b in range(2):
+        assert torch.equal(step.items[b], items[b]) != learned[b]
+    assert step.psnr.shape == step.distance.shape == (2,)
+
+
+def test_score_clips_matches_frame_by_frame_and_keeps_memories_apart() -> None:
+    torch.manual_seed(0)
+    model = MemoryAE(SMALL).eval()
+    rng = np.random.default_rng(1)
+    clips = [Clip(str(i), rng.integers(0, 255, (n, 16, 24, 1), dtype=np.uint8), 10.0) for i, n in enumerate([9, 6, 12])]
+    lockstep = score_clips(model, clips, update_threshold=math.inf, batch_size=2)
+    for clip, scored in zip(clips, lockstep):
+        items = model.items.unsqueeze(0).clone()
+        assert scored.first_frame == 4 and len(scored.psnr) == len(clip.frames) - 4
+        for t in range(len(clip.frames) - 4):
+            x = torch.from_numpy(clip.frames[t : t + 5]).float().div(127.5).sub(1).permute(3, 0, 1, 2).flatten(0, 1)
+            step = score_step(model, x[None, :4], x[None, 4:], items, math.inf)
+            items = step.items
+            assert scored.psnr[t] == pytest.approx(step.psnr.item(), rel=1e-5)
+            assert scored.distance[t] == pytest.approx(step.distance.item(), rel=1e-4, abs=1e-7)
+
+
+def test_feature_distance_grows_for_queries_far_from_memory() -> None:
+    items = torch.eye(4).unsqueeze(0)
+    near = torch.nn.functional.normalize(torch.tensor([[[1.0, 0.05, 0, 0]]]), dim=-1)
+    far = torch.nn.functional.normalize(torch.tensor([[[1.0, 1.0, 1.0, 1.0]]]), dim=-1)
+    assert memory.feature_distance(far, items) > memory.feature_distance(near, items)

@@ -1,0 +1,103 @@
+"""A short real training run on real video files, seeded reproducibility, and --resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import typer
+
+from model import checkpoint
+from model.data import DataError, list_clips, load_clips, split_holdout
+from model.network import MemoryAE, ModelConfig
+from model.train import main as train
+
+TINY = {"base_width": 2, "height": 16, "width": 24, "epochs": 1, "batch_size": 2, "device": "cpu", "precision": "fp32"}
+
+
+def write_video(path: Path, frames: int, fps: float, seed: int) -> None:
+    """A moving bright square over noise, encoded as MJPEG in AVI: real codec, real container."""
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (48, 32))
+    assert writer.isOpened()
+    for t in range(frames):
+        image = rng.integers(0, 40, (32, 48, 3), dtype=np.uint8)
+        image[8:16, t % 40 : t % 40 + 8] = 220
+        writer.write(image)
+    writer.release()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("videos")
+    for i in range(3):
+        write_video(root / f"cam{i}.avi", 14, 15.0, seed=i)
+    return root
+
+
+def test_video_folder_is_read_with_its_frame_rate(videos: Path) -> None:
+    config = ModelConfig(base_width=2, height=16, width=24)
+    clips = load_clips(videos, config)
+    assert [c.name for c in clips] == ["cam0", "cam1", "cam2"]
+    assert clips[0].frames.shape == (14, 16, 24, 1) and clips[0].fps == pytest.approx(15.0)
+    train_clips, holdout = split_holdout(clips, 0.125)
+    assert [c.name for c in holdout] == ["cam2"] and len(train_clips) == 2
+    single_train, single_holdout = split_holdout(clips[:1], 0.25)
+    assert len(single_train[0].frames) + len(single_holdout[0].frames) == 14
+
+
+def test_train_writes_a_calibrated_checkpoint_and_is_seeded(videos: Path, tmp_path: Path) -> None:
+    train(videos, out=tmp_path / "a.safetensors", **TINY)
+    train(videos, out=tmp_path / "b.safetensors", **TINY)
+    a, b = checkpoint.load(tmp_path / "a.safetensors"), checkpoint.load(tmp_path / "b.safetensors")
+    assert a.fps == pytest.approx(15.0)
+    assert a.calibration is not None and a.calibration.frames == 10  # cam2's 14 frames minus the first 4
+    assert a.provenance["train_clips"] == ["cam0", "cam1"] and a.provenance["calibration_clips"] == ["cam2"]
+    assert a.provenance["epochs"] == 1 and a.provenance["wall_time_s"] >= 0
+    for k in a.state:
+        assert torch.equal(a.state[k], b.state[k]), k
+    torch.manual_seed(0)
+    initial = MemoryAE(a.config).items  # the seeded initial memory
+    assert not torch.allclose(a.state["items"], initial)  # training moved the items ...
+    torch.testing.assert_close(a.state["items"].norm(dim=1), torch.ones(len(initial)))  # ... and kept them unit-norm
+
+
+def test_resume_continues_from_the_saved_epoch(videos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.safetensors"
+    train(videos, out=out, **TINY)
+    first = checkpoint.load(out)
+    state = torch.load(out.with_name(out.name + ".state.pt"), weights_only=True)
+    assert state["epoch"] == 1
+    train(videos, out=out, resume=True, **{**TINY, "epochs": 2})
+    second = checkpoint.load(out)
+    assert second.provenance["epochs"] == 2
+    assert torch.load(out.with_name(out.name + ".state.pt"), weights_only=True)["epoch"] == 2
+    assert any(not torch.equal(first.state[k], second.state[k]) for k in first.state)
+
+
+def test_resume_without_state_is_an_error(videos: Path, tmp_path: Path) -> None:
+    with pytest.raises(typer.BadParameter, match="not found"):
+        train(videos, out=tmp_path / "none.safetensors", resume=True, **TINY)
+
+
+def test_frame_folders_need_fps(tmp_path: Path) -> None:
+    clip = tmp_path / "frames" / "01"
+    clip.mkdir(parents=True)
+    for t in range(8):
+        cv2.imwrite(str(clip / f"{t:03d}.jpg"), np.full((32, 48, 3), t * 20, np.uint8))
+    with pytest.raises(typer.BadParameter, match="--fps"):
+        train(tmp_path, out=tmp_path / "x.safetensors", **{**TINY, "holdout": 0.0})
+
+
+def test_bad_data_paths(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file"):
+        list_clips(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DataError, match="no frame folders or video files"):
+        list_clips(tmp_path)
+    (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
+    with pytest.raises(DataError, match=r"broken\.mp4"):
+        load_clips(tmp_path, ModelConfig(base_width=2, height=16, width=24))

@@ -1,0 +1,1 @@
+"""Real-time scoring service: source -> frame buffer -> windows -> inference engine -> alerts -> subscribers."""

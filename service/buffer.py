@@ -1,0 +1,64 @@
+"""Bounded frame buffer between a reader thread and the engine: when inference falls behind,
+the oldest frame goes (live video: the newest frame matters most) and the drop is counted.
+Uploaded clips use the blocking mode instead, so every frame is scored."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class Frame:
+    index: int  # frames read from this source so far, across reconnects
+    segment: int  # bumps on every reconnect or loop: windows never span a discontinuity
+    captured: float  # wall clock (time.time()) when read
+    pixels: np.ndarray  # (H, W, ch) uint8 in the model's input format
+
+
+class FrameBuffer:
+    def __init__(self, capacity: int, on_ready: Callable[[], None] | None = None) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self._frames: deque[Frame] = deque()
+        self._cond = threading.Condition()
+        self._on_ready = on_ready  # wakes the engine
+        self.dropped = 0
+        self.closed = False
+
+    def put(self, frame: Frame, block: bool = False, timeout: float | None = None) -> bool:
+        """Add a frame. Non-blocking: drop the oldest when full. Blocking: wait for room (False on close/timeout)."""
+        with self._cond:
+            if block:
+                if not self._cond.wait_for(lambda: self.closed or len(self._frames) < self.capacity, timeout):
+                    return False
+                if self.closed:
+                    return False
+            elif len(self._frames) >= self.capacity:
+                self._frames.popleft()
+                self.dropped += 1
+            self._frames.append(frame)
+        if self._on_ready is not None:
+            self._on_ready()
+        return True
+
+    def pop(self) -> Frame | None:
+        with self._cond:
+            if not self._frames:
+                return None
+            frame = self._frames.popleft()
+            self._cond.notify()
+            return frame
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()

@@ -1,0 +1,34 @@
+"""`serve`: the scoring service on uvicorn, configured by flags, MNAD_* variables or .env.
+
+serve                                    # weights/ on cuda if available, 127.0.0.1:8000
+serve --stream demo.mkv --port 8080      # plus a local file played in a loop (the demo)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+from pydantic_settings import CliApp
+
+from service.app import create_app
+from service.settings import Settings
+from service.sources import check_local_file, is_local_file
+
+
+def cli(argv: list[str] | None = None) -> None:
+    try:
+        settings = CliApp.run(Settings, cli_args=sys.argv[1:] if argv is None else argv)
+    except ValidationError as e:
+        sys.exit(f"serve: invalid settings:\n{e}")
+    for url in settings.stream:
+        if is_local_file(url) and (problem := check_local_file(url)):
+            sys.exit(f"serve: --stream {problem}")
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,223 @@
+"""Upload jobs: a stored video decoded in the background and scored through the same engine as
+live streams (its own lane and memory copy), without dropping frames, with progress as it goes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from model.data import preprocess
+from service.alerts import AlertMachine, AlertPolicy
+from service.buffer import Frame
+from service.engine import Engine, Scored
+from service.metrics import Metrics
+from service.models import HostedModel
+from service.store import Store
+from service.windows import FpsSampler
+
+log = logging.getLogger(__name__)
+
+STATES = ("queued", "running", "done", "failed")
+
+
+def clip_topic(clip_id: str) -> str:
+    return f"clip:{clip_id}"
+
+
+class ProbeError(ValueError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def probe(path: Path, min_frames: int) -> tuple[float | None, int]:
+    """(native fps, frame count estimate) of a video, or ProbeError saying what is wrong with it."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise ProbeError(415, "not a video OpenCV/FFmpeg can open (expected e.g. MP4, MKV, AVI, WebM)")
+        decoded = 0
+        while decoded < min_frames and capture.read()[0]:
+            decoded += 1
+        if decoded == 0:
+            raise ProbeError(422, "corrupt or empty video: the container opened but no frame could be decoded")
+        if decoded < min_frames:
+            raise ProbeError(422, f"video too short: {decoded} frame(s), the model needs at least {min_frames}")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        return (fps if 0 < fps < 1000 else None), max(count, 0)
+    finally:
+        capture.release()
+
+
+@dataclass(eq=False)
+class ClipJob:
+    id: str
+    path: Path
+    model: HostedModel
+    policy: AlertPolicy
+    frames_total: int  # estimate from the container, for progress
+    fps: float | None
+    status: str = "queued"
+    error: str | None = None
+    frames_decoded: int = 0
+    frames_kept: int = 0  # after sampling to the model's rate
+    decode_done: bool = False
+    scores: list[dict[str, Any]] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    machine: AlertMachine = field(init=False)
+    finished: threading.Event = field(default_factory=threading.Event)
+    _finish_lock: threading.Lock = field(default_factory=threading.Lock)
+    on_finish: Any = None  # callback(job) on the engine or reader thread
+
+    def __post_init__(self) -> None:
+        self.machine = AlertMachine(self.policy)
+
+    @property
+    def expected_scores(self) -> int:
+        return max(0, self.frames_kept - self.model.config.window + 1)
+
+    @property
+    def progress(self) -> float:
+        if self.status == "done":
+            return 1.0
+        total = max(self.frames_total, self.frames_decoded, 1)
+        return round(min(0.999, len(self.scores) / max(1, total - self.model.config.window + 1)), 4)
+
+    def on_scored(self, s: Scored) -> list[tuple[str, dict[str, Any]]]:
+        row = {"frame": s.frame.index, "score": s.score, "psnr": s.psnr, "distance": s.distance,
+               "anomalous": s.score >= self.policy.on}  # fmt: skip
+        self.scores.append(row)
+        event = self.machine.update(s.frame.index, s.frame.captured, s.score)
+        if event is not None and event[0] == "close":
+            self.segments.append(event[1].as_dict())
+        messages = [(clip_topic(self.id), {"type": "score", "clip": self.id, **row, "progress": self.progress})]
+        if self.decode_done and len(self.scores) >= self.expected_scores:
+            messages += self.finish()
+        return messages
+
+    def finish(self, error: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        with self._finish_lock:  # the decoder and the engine thread may both get here
+            if self.finished.is_set():
+                return []
+            event = self.machine.flush()
+            if event is not None:
+                self.segments.append(event[1].as_dict())
+            self.status, self.error = ("failed", error) if error else ("done", None)
+            self.finished.set()
+        if self.on_finish is not None:
+            self.on_finish(self)
+        return [(clip_topic(self.id), {"type": "done", "clip": self.id, **self.describe(scores=False)})]
+
+    def describe(self, scores: bool = True) -> dict[str, Any]:
+        out = {
+            "id": self.id, "status": self.status, "error": self.error, "progress": self.progress,
+            "model": self.model.name, "fps": self.fps, "frames_decoded": self.frames_decoded,
+            "frames_scored": len(self.scores), "summary": {"anomalous_segments": self.segments,
+            "threshold_on": self.policy.on, "threshold_off": self.policy.off},
+        }  # fmt: skip
+        if scores:
+            out["scores"] = self.scores
+        return out
+
+
+class ClipManager:
+    def __init__(self, directory: Path, store: Store, engine: Engine, metrics: Metrics, publish, fallback_fps) -> None:
+        self.directory = directory
+        self.store = store
+        self.engine = engine
+        self.metrics = metrics
+        self.publish = publish  # list of (topic, message) -> hub, from any thread
+        self.fallback_fps = fallback_fps
+        self.jobs: dict[str, ClipJob] = {}
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def new_path(self, suffix: str) -> tuple[str, Path]:
+        id = uuid.uuid4().hex[:16]
+        return id, self.directory / f"{id}{suffix}"
+
+    def _count_states(self) -> None:
+        for state in STATES:
+            self.metrics.upload_jobs.labels(state).set(sum(j.status == state for j in self.jobs.values()))
+
+    def submit(self, id: str, path: Path, original: str | None, size: int, model: HostedModel, policy: AlertPolicy,
+               fps: float | None, frames_total: int) -> ClipJob:  # fmt: skip
+        job = ClipJob(id, path, model, policy, frames_total, fps or self.fallback_fps or model.fps)
+        job.on_finish = self._finished
+        self.jobs[id] = job
+        self.store.add_clip(id, path.name, original, size, model.name)
+        self._count_states()
+        threading.Thread(target=self._decode, args=(job,), name=f"clip-{id}", daemon=True).start()
+        return job
+
+    def _finished(self, job: ClipJob) -> None:
+        self.engine.remove_lane(f"clip:{job.id}")
+        self.store.set_clip_status(job.id, job.status, job.error)
+        if job.status == "done":
+            result = job.describe()
+            tmp = job.path.with_name(job.id + ".scores.json.tmp")
+            tmp.write_text(json.dumps(result))
+            tmp.replace(job.path.with_name(job.id + ".scores.json"))
+        self._count_states()
+
+    def _decode(self, job: ClipJob) -> None:
+        """Decode every frame into the lane's buffer, waiting for room: an upload loses no frame."""
+        job.status = "running"
+        self.store.set_clip_status(job.id, "running")
+        self._count_states()
+        lane = self.engine.add_lane(f"clip:{job.id}", job.model, 8, job)
+        sampler = FpsSampler(job.model.fps)
+        capture = cv2.VideoCapture(str(job.path))
+        error = None
+        try:
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    break
+                t = job.frames_decoded / job.fps
+                index = job.frames_decoded
+                job.frames_decoded += 1
+                if not sampler.keep(t):
+                    continue
+                frame = Frame(index, 0, time.time(), preprocess(image, job.model.config))
+                if not lane.buffer.put(frame, block=True, timeout=60):
+                    error = "scoring stalled or the job was cancelled"
+                    break
+                job.frames_kept += 1
+        except cv2.error as e:
+            error = f"decoder error after {job.frames_decoded} frames: {e}"
+        finally:
+            capture.release()
+        job.decode_done = True
+        if error or len(job.scores) >= job.expected_scores:
+            # nothing left in flight (or failure): finish here; otherwise the engine finishes on the last score
+            self.publish(job.finish(error))
+
+    def load_result(self, id: str) -> dict[str, Any] | None:
+        """A finished job's result after a restart (jobs in memory are answered directly)."""
+        path = self.directory / f"{id}.scores.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def expire(self, older_than_s: float) -> int:
+        """Remove clips (files, rows, jobs) past the retention time; running jobs are left alone."""
+        removed = 0
+        for row in self.store.clips_older_than(time.time() - older_than_s):
+            job = self.jobs.get(row["id"])
+            if job is not None and not job.finished.is_set():
+                continue
+            for f in self.directory.glob(f"{row['id']}*"):
+                f.unlink(missing_ok=True)
+            self.store.delete_clip(row["id"])
+            self.jobs.pop(row["id"], None)
+            removed += 1
+        if removed:
+            self._count_states()
+        return removed

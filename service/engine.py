@@ -1,0 +1,190 @@
+"""One inference engine for every stream: windows of streams that share a model run as one batch.
+
+Each lane (a live stream or an uploaded clip) owns a frame buffer, a sliding window and its own
+copy of the model's memory, which the test-time update changes frame by frame: streams never
+teach each other's memory. A lane contributes at most one window per batch, since its next
+frame needs the memory its current frame leaves behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from model.data import to_tensor
+from model.scoring import score_step
+from service.buffer import Frame, FrameBuffer
+from service.models import HostedModel
+from service.windows import SlidingWindow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Scored:
+    frame: Frame
+    psnr: float
+    distance: float
+    score: float
+
+
+class Owner(Protocol):
+    def on_scored(self, scored: Scored) -> list[tuple[str, dict[str, Any]]]:
+        """Handle one scored frame (engine thread); return (topic, message) pairs to publish."""
+        ...
+
+
+@dataclass(eq=False)
+class Lane:
+    key: str
+    model: HostedModel
+    buffer: FrameBuffer
+    owner: Owner
+    window: SlidingWindow = field(init=False)
+    items: torch.Tensor = field(init=False)  # (M, C) this lane's memory copy
+
+    def __post_init__(self) -> None:
+        c = self.model.config
+        self.window = SlidingWindow(c.window, (c.height, c.width, c.channels))
+        self.items = self.model.items.clone()
+
+
+class BatchObserver(Protocol):
+    def __call__(self, model: str, size: int, seconds: float) -> None: ...
+
+
+class Engine:
+    def __init__(
+        self,
+        max_batch: int,
+        max_wait_s: float,
+        publish: Callable[[list[tuple[str, dict[str, Any]]]], None],
+        observe: BatchObserver | None = None,
+    ) -> None:
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._publish = publish
+        self._observe = observe
+        self._lanes: dict[str, Lane] = {}
+        self._cond = threading.Condition()
+        self._wake = False
+        self._stop = False
+        self._batch_buffers: dict[str, np.ndarray] = {}
+        self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
+        self.errors = 0
+
+    # lanes -------------------------------------------------------------------------------
+    def add_lane(self, key: str, model: HostedModel, buffer_capacity: int, owner: Owner) -> Lane:
+        lane = Lane(key, model, FrameBuffer(buffer_capacity, on_ready=self.notify), owner)
+        with self._cond:
+            self._lanes[key] = lane
+        return lane
+
+    def remove_lane(self, key: str) -> None:
+        with self._cond:
+            lane = self._lanes.pop(key, None)
+        if lane is not None:
+            lane.buffer.close()
+
+    def notify(self) -> None:
+        with self._cond:
+            self._wake = True
+            self._cond.notify()
+
+    # loop --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _ready(self) -> list[Lane]:
+        return [lane for lane in self._lanes.values() if len(lane.buffer)]
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop or self._wake, timeout=0.5)
+                if self._stop:
+                    return
+                self._wake = False
+                ready = self._ready()
+                # Batch across streams: give the others a moment to deliver their frame too.
+                target = min(self.max_batch, len(self._lanes))
+                if ready and len(ready) < target and self.max_wait_s > 0:
+                    deadline = time.monotonic() + self.max_wait_s
+                    while len(ready) < target and not self._stop:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                        ready = self._ready()
+                self._wake = False
+            if ready:
+                try:
+                    self.step(ready)
+                except Exception:  # a bad batch must not stop every stream
+                    self.errors += 1
+                    log.exception("inference step failed")
+                if any(len(lane.buffer) for lane in ready):
+                    self._wake = True
+
+    def step(self, lanes: list[Lane]) -> None:
+        """One frame from each lane: windows that are full are scored, per model, max_batch at a time."""
+        groups: dict[str, list[tuple[Lane, Frame, np.ndarray]]] = {}
+        for lane in lanes:
+            frame = lane.buffer.pop()
+            if frame is None:
+                continue
+            window = lane.window.push(frame.pixels, frame.segment)
+            if window is not None:
+                groups.setdefault(lane.model.name, []).append((lane, frame, window))
+        messages: list[tuple[str, dict[str, Any]]] = []
+        for entries in groups.values():
+            for start in range(0, len(entries), self.max_batch):
+                messages += self._score(entries[start : start + self.max_batch])
+        if messages:
+            self._publish(messages)
+
+    def _score(self, entries: list[tuple[Lane, Frame, np.ndarray]]) -> list[tuple[str, dict[str, Any]]]:
+        model = entries[0][0].model
+        c = model.config
+        n = len(entries)
+        batch = self._batch_buffers.get(model.name)
+        if batch is None:
+            batch = np.empty((self.max_batch, c.window, c.height, c.width, c.channels), np.uint8)
+            self._batch_buffers[model.name] = batch
+        for j, (_, _, window) in enumerate(entries):
+            batch[j] = window
+        started = time.perf_counter()
+        x = to_tensor(batch[:n], model.device)  # (n, window*ch, H, W)
+        if c.variant == "reconstruction":
+            inputs, target = x, x
+        else:
+            split = c.past_frames * c.channels
+            inputs, target = x[:, :split], x[:, split:]
+        items = torch.stack([lane.items for lane, _, _ in entries])
+        step = score_step(model.net, inputs, target, items, model.update_threshold)
+        psnr = step.psnr.cpu().numpy()
+        distance = step.distance.cpu().numpy()
+        elapsed = time.perf_counter() - started
+        for j, (lane, _, _) in enumerate(entries):
+            lane.items = step.items[j]
+        scores = np.asarray(model.calibration.score(psnr, distance), dtype=np.float64)
+        if self._observe is not None:
+            self._observe(model.name, n, elapsed)
+        messages: list[tuple[str, dict[str, Any]]] = []
+        for j, (lane, frame, _) in enumerate(entries):
+            messages += lane.owner.on_scored(Scored(frame, float(psnr[j]), float(distance[j]), float(scores[j])))
+        return messages

@@ -1,0 +1,113 @@
+"""Model host: every checkpoint of the models directory, loaded once onto one device and warmed up.
+
+Normality is scene-specific, so each camera names the model trained on its own footage.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from model import checkpoint
+from model.network import MemoryAE
+from model.scoring import UPDATE_THRESHOLD, Calibration, score_step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HostedModel:
+    name: str
+    path: Path
+    checkpoint: checkpoint.Checkpoint
+    net: MemoryAE
+    device: torch.device
+    items: torch.Tensor  # (M, C) the checkpoint's memory: each stream starts from a clone
+    update_threshold: float
+    calibration: Calibration
+
+    @property
+    def config(self):
+        return self.checkpoint.config
+
+    @property
+    def fps(self) -> float:
+        return self.checkpoint.fps
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "device": str(self.device),
+            "fps": self.fps,
+            "window": self.config.window,
+            "config": self.config.to_dict(),
+            "calibration": self.calibration.to_dict(),
+            "provenance": self.checkpoint.provenance,
+        }
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda requested, but no CUDA device is available")
+    return torch.device(name)
+
+
+def load_model(path: Path, device: torch.device, name: str | None = None) -> HostedModel:
+    ckpt = checkpoint.load(path)
+    if ckpt.calibration is None:
+        raise checkpoint.CheckpointError(f"{path}: no calibration (trained without holdout): live scores need one")
+    net = ckpt.build(device)
+    model = HostedModel(
+        name or path.stem, path, ckpt, net, device, net.items.detach().clone(),
+        UPDATE_THRESHOLD[ckpt.config.variant], ckpt.calibration,
+    )  # fmt: skip
+    warm_up(model)
+    return model
+
+
+def warm_up(model: HostedModel, batch: int = 2) -> None:
+    """One throwaway batch: first-call allocations and kernel selection happen before the first camera frame."""
+    c = model.config
+    x = torch.zeros(batch, c.input_frames * c.channels, c.height, c.width, device=model.device)
+    target = torch.zeros(batch, c.channels, c.height, c.width, device=model.device)
+    score_step(model.net, x, target, model.items.expand(batch, -1, -1), model.update_threshold)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+
+
+@dataclass
+class ModelHost:
+    device: torch.device
+    models: dict[str, HostedModel] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # file -> why it was not loaded
+    default: str | None = None
+
+    @classmethod
+    def load_dir(cls, directory: Path, device: torch.device, default: str | None = None) -> ModelHost:
+        host = cls(device)
+        paths = sorted(Path(directory).glob("*.safetensors")) if Path(directory).is_dir() else []
+        for path in paths:
+            try:
+                host.models[path.stem] = load_model(path, device)
+                log.info("loaded model %s from %s on %s", path.stem, path, device)
+            except checkpoint.CheckpointError as e:
+                host.errors[str(path)] = str(e)
+                log.error("skipping %s", e)
+        if default is not None and default not in host.models:
+            raise checkpoint.CheckpointError(
+                f"default model {default!r} not among {sorted(host.models)} in {directory}"
+            )
+        host.default = default or ("ped2" if "ped2" in host.models else next(iter(host.models), None))
+        return host
+
+    def get(self, name: str | None) -> HostedModel:
+        name = name or self.default
+        if name not in self.models:
+            raise KeyError(f"unknown model {name!r}; available: {sorted(self.models)}")
+        return self.models[name]

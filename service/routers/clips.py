@@ -1,0 +1,158 @@
+"""Uploads are parsed as they arrive and written straight to disk: the size limit is enforced
+while receiving, so an oversized upload is refused without ever being held in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from model.data import VIDEO_SUFFIXES
+from service.clips import ProbeError, probe
+from service.routers.deps import ready_runtime, runtime
+from service.runtime import Runtime
+from service.schemas import ClipCreated, ClipOut
+
+router = APIRouter(prefix="/api/clips", tags=["clips"])
+
+
+class TooLarge(Exception):
+    pass
+
+
+class FilePart:
+    """Collects the first multipart part that carries a filename into `path`."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path, self.limit = path, limit
+        self.size = 0
+        self.filename: str | None = None
+        self.found = False
+        self._file = None
+        self._field, self._value, self._headers = b"", b"", {}
+        self._current = False
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self._begin, "on_header_field": self._hfield, "on_header_value": self._hvalue,
+            "on_header_end": self._hend, "on_headers_finished": self._hdone, "on_part_data": self._data,
+            "on_part_end": self._end,
+        }  # fmt: skip
+
+    def _begin(self) -> None:
+        self._headers, self._current = {}, False
+
+    def _hfield(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _hvalue(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _hend(self) -> None:
+        self._headers[self._field.lower()] = self._value
+        self._field, self._value = b"", b""
+
+    def _hdone(self) -> None:
+        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        filename = params.get(b"filename")
+        if filename is not None and not self.found:
+            self.found, self._current = True, True
+            self.filename = filename.decode(errors="replace")
+            self._file = open(self.path, "wb")  # noqa: SIM115 -- closed in _end/close
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if not self._current:
+            return
+        self.size += end - start
+        if self.size > self.limit:
+            raise TooLarge
+        self._file.write(data[start:end])
+
+    def _end(self) -> None:
+        if self._current:
+            self._current = False
+            self._file.close()
+
+    def close(self) -> None:
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+
+
+@router.post("", response_model=ClipCreated, status_code=202)
+async def upload_clip(request: Request, model: str | None = Query(None), rt: Runtime = Depends(ready_runtime)) -> dict:
+    limit = rt.settings.max_upload_bytes
+    rejected = rt.metrics.upload_rejected
+    try:
+        hosted = rt.host.get(model)
+    except KeyError as e:
+        raise HTTPException(422, str(e.args[0])) from None
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit + 64 * 1024:
+        rejected.labels("too_large").inc()
+        raise HTTPException(413, f"upload of {int(length)} bytes exceeds the limit of {limit} bytes (max_upload_bytes)")
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or b"boundary" not in params:
+        rejected.labels("not_multipart").inc()
+        raise HTTPException(415, "expected multipart/form-data with the video in a file field named 'file'")
+    clip_id, path = rt.clips.new_path(".upload")
+    part = FilePart(path, limit)
+    parser = MultipartParser(params[b"boundary"], part.callbacks())
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+    except TooLarge:
+        part.close()
+        path.unlink(missing_ok=True)
+        rejected.labels("too_large").inc()
+        raise HTTPException(413, f"upload exceeds the limit of {limit} bytes (max_upload_bytes)") from None
+    except Exception as e:
+        part.close()
+        path.unlink(missing_ok=True)
+        rejected.labels("malformed").inc()
+        raise HTTPException(422, f"malformed multipart body: {e}") from None
+    part.close()
+    if not part.found or part.size == 0:
+        path.unlink(missing_ok=True)
+        rejected.labels("no_file").inc()
+        raise HTTPException(422, "no video in the upload: send it as a non-empty multipart file field")
+    suffix = Path(part.filename or "").suffix.lower()
+    final = path.with_suffix(suffix if suffix in VIDEO_SUFFIXES else ".video")  # generated name, known suffix
+    path.rename(final)
+    try:
+        fps, count = await asyncio.to_thread(probe, final, hosted.config.window)
+    except ProbeError as e:
+        final.unlink(missing_ok=True)
+        rejected.labels("not_video" if e.status == 415 else "corrupt").inc()
+        raise HTTPException(e.status, f"{part.filename}: {e}") from None
+    job = rt.clips.submit(clip_id, final, part.filename, part.size, hosted, rt.streams.policy(hosted), fps, count)
+    return {"id": job.id, "status": job.status}
+
+
+@router.get("/{clip_id}", response_model=ClipOut, response_model_exclude_none=False)
+def get_clip(
+    clip_id: str,
+    format: str = Query("json", pattern="^(json|csv)$", description="csv: per-frame scores only"),
+    scores: bool = Query(True, description="Include per-frame scores"),
+    rt: Runtime = Depends(runtime),
+):
+    job = rt.clips.jobs.get(clip_id)
+    result = job.describe(scores=scores) if job is not None else rt.clips.load_result(clip_id)
+    if result is None:
+        raise HTTPException(404, f"no clip {clip_id!r}")
+    if format == "csv":
+        rows = job.describe()["scores"] if job is not None else result.get("scores", [])
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["frame", "score", "psnr", "distance", "anomalous"])
+        for r in rows:
+            writer.writerow([r["frame"], f"{r['score']:.6f}", f"{r['psnr']:.6f}", f"{r['distance']:.8f}",
+                             int(r["anomalous"])])  # fmt: skip
+        return Response(out.getvalue(), media_type="text/csv")
+    if not scores:
+        result.pop("scores", None)
+    return result

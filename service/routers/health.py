@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+
+from service.routers.deps import runtime
+from service.runtime import Runtime
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(response: Response, rt: Runtime = Depends(runtime)) -> dict:
+    """Ready once every model is loaded and warmed up."""
+    if rt.ready.is_set():
+        return {"status": "ready", "models": sorted(rt.host.models) if rt.host else []}
+    response.status_code = 503
+    return {"status": "failed" if rt.startup_error else "loading", "error": rt.startup_error}

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from service.routers.deps import ready_runtime
+from service.runtime import Runtime
+from service.schemas import ModelsOut
+
+router = APIRouter(prefix="/api/models", tags=["models"])
+
+
+@router.get("", response_model=ModelsOut)
+def list_models(rt: Runtime = Depends(ready_runtime)) -> dict:
+    host = rt.host
+    return {"default": host.default, "models": [m.describe() for m in host.models.values()], "errors": host.errors}

@@ -1,0 +1,105 @@
+"""WebSockets: per-stream score feeds, an all-streams alert channel, and upload progress."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from service.auth import websocket_allowed
+from service.clips import clip_topic
+from service.hub import Subscriber
+from service.runtime import Runtime
+from service.streams import ALERTS_TOPIC, stream_topic
+
+router = APIRouter(tags=["websocket"])
+
+
+async def _pump(websocket: WebSocket, rt: Runtime, sub: Subscriber, stop_on_done: bool = False) -> None:
+    """Send the subscriber's queue until the client goes; only this client waits on its socket."""
+    rt.metrics.ws_clients.inc()
+
+    async def drain_client() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await websocket.receive_text()
+
+    reader = asyncio.create_task(drain_client())
+    try:
+        while not reader.done():
+            getter = asyncio.ensure_future(rt.hub.next(sub))
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            for text, captured in getter.result():
+                await websocket.send_text(text)
+                if captured is not None:
+                    rt.metrics.end_to_end_seconds.observe(max(0.0, time.time() - captured))
+                if stop_on_done and text.startswith('{"type": "done"'):
+                    return
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        reader.cancel()
+        rt.hub.unsubscribe(sub)
+        rt.metrics.ws_clients.dec()
+        with contextlib.suppress(Exception):
+            await websocket.close()
+
+
+@router.websocket("/ws/streams/{stream_id}")
+async def stream_feed(websocket: WebSocket, stream_id: str) -> None:
+    rt: Runtime = websocket.app.state.runtime
+    if not await websocket_allowed(websocket):
+        return
+    if stream_id not in rt.streams.streams:
+        await websocket.close(code=4404, reason=f"no stream {stream_id!r}")
+        return
+    await websocket.accept()
+    await _pump(websocket, rt, rt.hub.subscribe(stream_topic(stream_id)))
+
+
+@router.websocket("/ws/alerts")
+async def alert_feed(websocket: WebSocket) -> None:
+    rt: Runtime = websocket.app.state.runtime
+    if not await websocket_allowed(websocket):
+        return
+    await websocket.accept()
+    await _pump(websocket, rt, rt.hub.subscribe(ALERTS_TOPIC))
+
+
+@router.websocket("/ws/clips/{clip_id}")
+async def clip_feed(websocket: WebSocket, clip_id: str) -> None:
+    """Scores so far, then live ones as they come, then a final 'done' message."""
+    rt: Runtime = websocket.app.state.runtime
+    if not await websocket_allowed(websocket):
+        return
+    job = rt.clips.jobs.get(clip_id)
+    if job is None:
+        await websocket.close(code=4404, reason=f"no clip {clip_id!r}")
+        return
+    await websocket.accept()
+    sub = rt.hub.subscribe(clip_topic(clip_id))  # subscribe before the snapshot: nothing falls in between
+    backlog = list(job.scores)
+    for row in backlog:
+        await websocket.send_text(json.dumps({"type": "score", "clip": clip_id, **row}))
+    if job.finished.is_set():
+        await websocket.send_text(json.dumps({"type": "done", "clip": clip_id, **job.describe(scores=False)}))
+        rt.hub.unsubscribe(sub)
+        await websocket.close()
+        return
+    last = backlog[-1]["frame"] if backlog else -1
+    # drop live messages already sent from the backlog
+    pending = []
+    while not sub.queue.empty():
+        text, captured = sub.queue.get_nowait()
+        message = json.loads(text)
+        if message.get("type") != "score" or message["frame"] > last:
+            pending.append((text, captured))
+    for item in pending:
+        sub.queue.put_nowait(item)
+    await _pump(websocket, rt, sub, stop_on_done=True)

@@ -1,0 +1,103 @@
+"""The running service: every stage built from the settings and wired source -> subscribers.
+
+Models load in a background thread, so /healthz answers at once and /readyz turns ready after
+they are loaded and warmed up; then streams (persisted ones and those given at start) begin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from typing import Any
+
+import torch
+
+from service.clips import ClipManager
+from service.engine import Engine
+from service.hub import Hub
+from service.metrics import Metrics
+from service.models import ModelHost, pick_device
+from service.settings import Settings
+from service.sources import is_local_file
+from service.store import Store
+from service.streams import StreamManager
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.store = Store(settings.database)
+        self.hub = Hub(settings.ws_queue, on_drop=lambda topic, n: self.metrics.ws_dropped.inc(n))
+        self.engine = Engine(settings.max_batch, settings.max_wait_ms / 1000, self.publish, self.metrics.observe_batch)
+        self.streams = StreamManager(settings, self.store, self.engine, self.metrics)
+        self.clips = ClipManager(
+            settings.clips_dir, self.store, self.engine, self.metrics, self.publish, settings.clip_fps
+        )
+        self.host: ModelHost | None = None
+        self.ready = threading.Event()
+        self.startup_error: str | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._janitor: asyncio.Task | None = None
+
+    def publish(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        """From any thread: hand messages to the hub on the event loop."""
+        if messages and self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.hub.publish_many, messages)
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        # FFmpeg's RTSP over UDP loses packets under load, which corrupts frames: ask for TCP.
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+        self.engine.start()
+        threading.Thread(target=self._load, name="model-loader", daemon=True).start()
+        self._janitor = asyncio.create_task(self._expire_clips())
+
+    def _load(self) -> None:
+        s = self.settings
+        try:
+            if s.threads:
+                torch.set_num_threads(s.threads)
+            device = pick_device(s.device)
+            self.host = ModelHost.load_dir(s.models_dir, device, s.default_model)
+            if not self.host.models:
+                raise RuntimeError(f"no usable checkpoint in {s.models_dir}: {self.host.errors or 'none found'}")
+            for m in self.host.models.values():
+                info = {"path": str(m.path), "device": str(m.device), "fps": f"{m.fps:g}", "variant": m.config.variant,
+                        "size": f"{m.config.height}x{m.config.width}x{m.config.channels}",
+                        "commit": str(m.checkpoint.provenance.get("commit"))}  # fmt: skip
+                self.metrics.model_info.labels(m.name).info(info)
+            for row in self.store.streams():
+                if row["model"] not in self.host.models:
+                    log.error("stream %s names model %s, which is not loaded; not started", row["id"], row["model"])
+                    continue
+                self.streams.start(row["url"], row["name"], self.host.models[row["model"]], row["fps_cap"],
+                                   row["alerts"], id=row["id"], persist=False)  # fmt: skip
+            for i, url in enumerate(s.stream):
+                name = f"start-{i}" if not is_local_file(url) else f"file-{i}"
+                self.streams.start(url, name, self.host.get(None), origin="cli", persist=False)
+            self.ready.set()
+            log.info("ready: models %s on %s", sorted(self.host.models), device)
+        except Exception as e:
+            self.startup_error = str(e)
+            log.exception("startup failed")
+
+    async def _expire_clips(self) -> None:
+        period = max(1.0, min(60.0, self.settings.clip_retention_s / 4))
+        while True:
+            try:
+                await asyncio.to_thread(self.clips.expire, self.settings.clip_retention_s)
+            except Exception:
+                log.exception("clip retention sweep failed")
+            await asyncio.sleep(period)
+
+    async def stop(self) -> None:
+        if self._janitor is not None:
+            self._janitor.cancel()
+        self.streams.stop_all()
+        self.engine.stop()
+        self.store.close()

@@ -1,0 +1,141 @@
+"""Typed request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from service.sources import NETWORK_SCHEMES
+
+
+class StreamCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    url: str = Field(min_length=1, max_length=2048, description="rtsp, rtsps, http or https URL of the camera")
+    name: str = Field(min_length=1, max_length=200)
+    model: str | None = Field(None, description="Model (checkpoint file stem); default: the service's default")
+    fps_cap: float | None = Field(None, gt=0, le=240, description="Sample at most this many frames per second")
+    alert_on: float | None = Field(None, ge=0, le=1)
+    alert_off: float | None = Field(None, ge=0, le=1)
+    alert_on_frames: int | None = Field(None, ge=1, le=10_000)
+    alert_off_frames: int | None = Field(None, ge=1, le=10_000)
+
+    @field_validator("url")
+    @classmethod
+    def _network_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in NETWORK_SCHEMES:
+            raise ValueError(
+                f"URL scheme {parts.scheme or '(none)'!r} not allowed: use {', '.join(NETWORK_SCHEMES)}"
+                " (local files only through --stream at start)"
+            )
+        if not parts.hostname:
+            raise ValueError("URL has no host")
+        return url
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> StreamCreate:
+        if self.alert_on is not None and self.alert_off is not None and self.alert_off > self.alert_on:
+            raise ValueError("alert_off must not exceed alert_on")
+        return self
+
+    def alert_overrides(self) -> dict[str, Any]:
+        return {"on": self.alert_on, "off": self.alert_off, "on_frames": self.alert_on_frames,
+                "off_frames": self.alert_off_frames}  # fmt: skip
+
+
+class AlertSettings(BaseModel):
+    on: float
+    off: float
+    on_frames: int
+    off_frames: int
+    open: bool
+
+
+class StreamOut(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    id: str
+    name: str
+    url: str
+    model: str
+    origin: Literal["api", "cli"]
+    fps_cap: float | None
+    state: Literal["connecting", "live", "reconnecting", "stopped", "error"]
+    last_error: str | None
+    fps_in: float
+    fps_out: float
+    frames_read: int
+    frames_scored: int
+    frames_dropped: int
+    reconnects: int
+    last_score: float | None
+    alert: AlertSettings
+
+
+class StreamCreated(BaseModel):
+    id: str
+
+
+class ModelOut(BaseModel):
+    name: str
+    path: str
+    device: str
+    fps: float
+    window: int
+    config: dict[str, Any]
+    calibration: dict[str, Any]
+    provenance: dict[str, Any]
+
+
+class ModelsOut(BaseModel):
+    default: str | None
+    models: list[ModelOut]
+    errors: dict[str, str]
+
+
+class AlertOut(BaseModel):
+    id: int
+    stream_id: str
+    model: str
+    start_time: float
+    end_time: float | None
+    start_frame: int
+    end_frame: int | None
+    peak_score: float
+    peak_frame: int
+
+
+class AlertPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[AlertOut]
+
+
+class ClipCreated(BaseModel):
+    id: str
+    status: str
+
+
+class ClipScore(BaseModel):
+    frame: int
+    score: float
+    psnr: float
+    distance: float
+    anomalous: bool
+
+
+class ClipOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    error: str | None
+    progress: float
+    model: str
+    fps: float | None
+    frames_decoded: int
+    frames_scored: int
+    summary: dict[str, Any]
+    scores: list[ClipScore] | None = None

@@ -1,0 +1,68 @@
+"""The one settings object: MNAD_* environment variables, a .env file, or `serve` flags (flags win)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MNAD_", env_file=".env", extra="forbid", cli_kebab_case=True)
+
+    host: str = Field(
+        "127.0.0.1", description="Interface to listen on; loopback by default, so exposing it is a choice"
+    )
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu")
+    models_dir: Path = Field(Path("weights"), description="Every *.safetensors checkpoint here is served")
+    default_model: str | None = Field(
+        None,
+        description="Model a stream gets when it names none (file stem); default: 'ped2' if present, else the first",
+    )
+    data_dir: Path = Field(Path("data"), description="SQLite database and uploaded clips live here")
+    api_token: SecretStr | None = Field(
+        None, description="When set, every endpoint but /healthz, /readyz and /metrics needs 'Authorization: Bearer'"
+    )
+    stream: list[str] = Field(
+        default_factory=list,
+        description="Streams to start with (repeatable); a local video file is allowed here only, played in a loop",
+    )
+    max_streams: int = Field(32, ge=1, le=1024, description="Streams the service accepts at once")
+    frame_buffer: int = Field(4, ge=1, le=1024, description="Frames held per stream; when full, the oldest is dropped")
+    max_batch: int = Field(16, ge=1, le=512, description="Windows per inference batch, across streams of one model")
+    max_wait_ms: float = Field(4.0, ge=0, le=1000, description="How long a batch waits for more streams to fill it")
+    ws_queue: int = Field(256, ge=1, le=100_000, description="Messages queued per WebSocket subscriber before drops")
+    open_timeout_s: float = Field(10.0, gt=0, le=300, description="Connecting to a source gives up after this")
+    read_timeout_s: float = Field(10.0, gt=0, le=300, description="A source silent this long counts as lost")
+    reconnect_initial_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay; doubles per failure")
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Cap of the reconnect delay")
+    alert_on: float | None = Field(None, ge=0, le=1, description="Score opening an episode; default: calibration's")
+    alert_off: float | None = Field(
+        None, ge=0, le=1, description="Score an episode falls under; default: calibration's"
+    )
+    alert_on_frames: int = Field(3, ge=1, le=10_000, description="Frames above alert_on that open an episode (N)")
+    alert_off_frames: int = Field(10, ge=1, le=10_000, description="Frames below alert_off that close it (M)")
+    max_upload_bytes: int = Field(512 * 2**20, ge=1, le=2**40, description="Largest accepted clip upload")
+    clip_retention_s: float = Field(86_400.0, ge=0, le=365 * 86_400, description="Uploaded clips are deleted after")
+    clip_fps: float | None = Field(None, gt=0, le=1000, description="Frame rate of uploads that record none")
+    threads: int = Field(0, ge=0, le=1024, description="torch CPU threads (0: torch's default, all cores)")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="uvicorn log level")
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> Settings:
+        if self.alert_on is not None and self.alert_off is not None and self.alert_off > self.alert_on:
+            raise ValueError(f"alert_off ({self.alert_off}) must not exceed alert_on ({self.alert_on})")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_initial_s")
+        return self
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "service.sqlite3"
+
+    @property
+    def clips_dir(self) -> Path:
+        return self.data_dir / "clips"

@@ -1,0 +1,123 @@
+"""SQLite persistence: streams (they come back after a restart), alerts and upload jobs.
+
+One connection shared by the event loop and the engine thread, serialized by a lock; every
+write is small and committed at once, so a crash loses at most the write in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (
+    id TEXT PRIMARY KEY, url TEXT NOT NULL, name TEXT NOT NULL, model TEXT NOT NULL,
+    fps_cap REAL, alerts TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, stream_id TEXT NOT NULL, model TEXT NOT NULL,
+    start_time REAL NOT NULL, end_time REAL, start_frame INTEGER NOT NULL, end_frame INTEGER,
+    peak_score REAL NOT NULL, peak_frame INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_stream_time ON alerts (stream_id, start_time);
+CREATE TABLE IF NOT EXISTS clips (
+    id TEXT PRIMARY KEY, filename TEXT NOT NULL, original_name TEXT, size INTEGER NOT NULL,
+    model TEXT NOT NULL, status TEXT NOT NULL, error TEXT, created REAL NOT NULL, finished REAL
+);
+"""
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    def _all(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, args).fetchall()]
+
+    # streams
+    def add_stream(self, id: str, url: str, name: str, model: str, fps_cap: float | None, alerts: dict) -> None:
+        self._exec(
+            "INSERT INTO streams VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (id, url, name, model, fps_cap, json.dumps(alerts), time.time()),
+        )
+
+    def streams(self) -> list[dict[str, Any]]:
+        rows = self._all("SELECT * FROM streams ORDER BY created")
+        for r in rows:
+            r["alerts"] = json.loads(r["alerts"])
+        return rows
+
+    def delete_stream(self, id: str) -> None:
+        self._exec("DELETE FROM streams WHERE id = ?", (id,))
+
+    # alerts
+    def open_alert(
+        self, stream_id: str, model: str, start_time: float, start_frame: int, peak: float, peak_frame: int
+    ) -> int:
+        cur = self._exec(
+            "INSERT INTO alerts (stream_id, model, start_time, start_frame, peak_score, peak_frame)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (stream_id, model, start_time, start_frame, peak, peak_frame),
+        )
+        return int(cur.lastrowid)
+
+    def close_alert(self, id: int, end_time: float, end_frame: int, peak: float, peak_frame: int) -> None:
+        self._exec(
+            "UPDATE alerts SET end_time = ?, end_frame = ?, peak_score = ?, peak_frame = ? WHERE id = ?",
+            (end_time, end_frame, peak, peak_frame, id),
+        )
+
+    def alerts(
+        self, stream_id: str | None, since: float | None, until: float | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        where, args = [], []
+        if stream_id is not None:
+            where.append("stream_id = ?")
+            args.append(stream_id)
+        if since is not None:  # episodes overlapping [since, until]
+            where.append("COALESCE(end_time, start_time) >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("start_time <= ?")
+            args.append(until)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        total = self._all(f"SELECT COUNT(*) AS n FROM alerts {clause}", tuple(args))[0]["n"]
+        rows = self._all(f"SELECT * FROM alerts {clause} ORDER BY start_time DESC, id DESC LIMIT ? OFFSET ?",
+                         (*args, limit, offset))  # fmt: skip
+        return rows, total
+
+    # clips
+    def add_clip(self, id: str, filename: str, original_name: str | None, size: int, model: str) -> None:
+        self._exec(
+            "INSERT INTO clips VALUES (?, ?, ?, ?, ?, 'queued', NULL, ?, NULL)",
+            (id, filename, original_name, size, model, time.time()),
+        )
+
+    def set_clip_status(self, id: str, status: str, error: str | None = None) -> None:
+        finished = time.time() if status in ("done", "failed") else None
+        self._exec("UPDATE clips SET status = ?, error = ?, finished = ? WHERE id = ?", (status, error, finished, id))
+
+    def clips_older_than(self, t: float) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM clips WHERE created < ?", (t,))
+
+    def delete_clip(self, id: str) -> None:
+        self._exec("DELETE FROM clips WHERE id = ?", (id,))

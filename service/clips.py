@@ -175,6 +175,7 @@ class ClipManager:
         self._count_states()
         lane = self.engine.add_lane(f"clip:{job.id}", job.model, 8, job)
         sampler = FpsSampler(job.model.fps)
+        every_frame = job.fps <= 1.1 * job.model.fps  # same rule as live sources
         capture = cv2.VideoCapture(str(job.path))
         error = None
         try:
@@ -185,7 +186,7 @@ class ClipManager:
                 t = job.frames_decoded / job.fps
                 index = job.frames_decoded
                 job.frames_decoded += 1
-                if not sampler.keep(t):
+                if not (sampler.keep(t) or every_frame):
                     continue
                 frame = Frame(index, 0, time.time(), preprocess(image, job.model.config))
                 if not lane.buffer.put(frame, block=True, timeout=60):

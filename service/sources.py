@@ -159,6 +159,8 @@ class Reader:
             native = capture.get(cv2.CAP_PROP_FPS)
             native = native if 0 < native < 1000 else None
             self.sampler.reset()
+            # A source no faster than the model's rate keeps every frame: timestamp jitter must not cost frames.
+            every_frame = native is not None and native <= 1.1 / self.sampler.period
             started = time.monotonic()
             n = 0
             last_t, last_wall = -1.0, started
@@ -189,7 +191,7 @@ class Reader:
                 self.frames_read += 1
                 self.fps_in.tick(now)
                 self.hooks.read()
-                if not self.sampler.keep(t):
+                if not (self.sampler.keep(t) or every_frame):
                     continue
                 frame = Frame(self.frames_read - 1, self._segment, captured, preprocess(image, self.config))
                 before = self.buffer.dropped

@@ -1,0 +1,36 @@
+"""Helpers shared by the service tests (imported as `support`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def reference_scores(models_dir: Path, frames: np.ndarray) -> dict[int, tuple[float, float, float]]:
+    """What `evaluate` computes in streaming mode (score_clips + the calibration) for these decoded frames:
+    clip frame index -> (score, psnr, distance)."""
+    from model import checkpoint
+    from model.data import Clip, preprocess
+    from model.scoring import UPDATE_THRESHOLD, score_clips
+
+    ckpt = checkpoint.load(next(models_dir.glob("*.safetensors")))
+    net = ckpt.build("cpu")
+    clip = Clip("ref", np.stack([preprocess(f, ckpt.config) for f in frames]), 10.0)
+    (scored,) = score_clips(net, [clip], UPDATE_THRESHOLD[ckpt.config.variant])
+    score = ckpt.calibration.score(scored.psnr, scored.distance)
+    return {
+        scored.first_frame + i: (float(score[i]), float(scored.psnr[i]), float(scored.distance[i]))
+        for i in range(len(score))
+    }

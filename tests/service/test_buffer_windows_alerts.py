@@ -1,0 +1,111 @@
+"""Unit tests of the small stages: frame buffer, fps sampling, sliding window, alert state machine."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from service.alerts import AlertMachine, AlertPolicy
+from service.buffer import Frame, FrameBuffer
+from service.windows import FpsSampler, SlidingWindow
+
+
+def frame(i: int, segment: int = 0) -> Frame:
+    return Frame(i, segment, float(i), np.full((2, 3, 1), i, np.uint8))
+
+
+def test_buffer_drops_oldest_and_counts() -> None:
+    woken = []
+    buf = FrameBuffer(3, on_ready=lambda: woken.append(1))
+    for i in range(10):
+        buf.put(frame(i))
+    assert len(buf) == 3 and buf.dropped == 7 and len(woken) == 10
+    assert [buf.pop().index for _ in range(3)] == [7, 8, 9]
+    assert buf.pop() is None
+
+
+def test_buffer_blocking_waits_for_room_and_loses_nothing() -> None:
+    buf = FrameBuffer(2)
+    got: list[int] = []
+
+    def consume() -> None:
+        while len(got) < 50:
+            f = buf.pop()
+            if f is not None:
+                got.append(f.index)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    for i in range(50):
+        assert buf.put(frame(i), block=True, timeout=5)
+    t.join(5)
+    assert got == list(range(50)) and buf.dropped == 0
+
+
+def test_buffer_blocking_put_returns_false_when_closed() -> None:
+    buf = FrameBuffer(1)
+    buf.put(frame(0))
+    buf.close()
+    assert buf.put(frame(1), block=True, timeout=1) is False
+
+
+def kept(sampler: FpsSampler, times) -> list[int]:
+    return [i for i, t in enumerate(times) if sampler.keep(t)]
+
+
+def test_sampler_downsamples_by_source_time() -> None:
+    assert kept(FpsSampler(10), [i / 30 for i in range(30)]) == list(range(0, 30, 3))
+
+
+def test_sampler_keeps_every_frame_at_equal_rate_despite_jitter() -> None:
+    rng = np.random.default_rng(0)
+    times = np.arange(100) / 10 + rng.uniform(-0.015, 0.015, 100)
+    assert kept(FpsSampler(10), times) == list(range(100))
+
+
+def test_sampler_keeps_all_of_a_slower_source_and_resyncs_after_gap() -> None:
+    assert kept(FpsSampler(10), [i / 5 for i in range(10)]) == list(range(10))
+    s = FpsSampler(10)
+    assert kept(s, [0.0, 0.1, 5.0, 5.1, 5.13, 5.2]) == [0, 1, 2, 3, 5]
+
+
+def test_sliding_window_is_ordered_and_resets_on_new_segment() -> None:
+    w = SlidingWindow(3, (2, 3, 1))
+    assert w.push(frame(0).pixels) is None and w.push(frame(1).pixels) is None
+    for i in range(2, 9):
+        out = w.push(frame(i).pixels)
+        assert out.shape == (3, 2, 3, 1) and out.flags.c_contiguous
+        assert [int(x[0, 0, 0]) for x in out] == [i - 2, i - 1, i]
+    assert w.push(frame(9).pixels, segment=1) is None  # a reconnect: no window across the gap
+    w.push(frame(10).pixels, segment=1)
+    assert [int(x[0, 0, 0]) for x in w.push(frame(11).pixels, segment=1)] == [9, 10, 11]
+
+
+def run(machine: AlertMachine, scores):
+    return [(i, e[0], e[1].start_frame, e[1].end_frame, e[1].peak_score)
+            for i, s in enumerate(scores) if (e := machine.update(i, float(i), s))]  # fmt: skip
+
+
+def test_alert_hysteresis_opens_after_n_and_closes_after_m() -> None:
+    m = AlertMachine(AlertPolicy(on=0.8, off=0.5, on_frames=3, off_frames=2))
+    scores = [0.1, 0.9, 0.9, 0.1, 0.9, 0.9, 0.95, 0.6, 0.4, 0.7, 0.4, 0.4, 0.4, 0.9]
+    events = run(m, scores)
+    # a 2-frame blip (1-2) does not open; 4-6 does, starting at 4; 0.6 and 0.7 keep it open
+    # (above off); it closes after two frames below 0.5 (11, 12), ending at frame 9
+    assert events == [(6, "open", 4, None, 0.95), (11, "close", 4, 9, 0.95)]
+    assert m.episode is None
+
+
+def test_alert_flush_closes_open_episode() -> None:
+    m = AlertMachine(AlertPolicy(on=0.5, off=0.5, on_frames=1, off_frames=5))
+    run(m, [0.9, 0.7])
+    kind, ep = m.flush()
+    assert kind == "close" and (ep.start_frame, ep.end_frame, ep.peak_score) == (0, 1, 0.9)
+    assert m.flush() is None
+
+
+def test_alert_policy_rejects_off_above_on() -> None:
+    with pytest.raises(ValueError):
+        AlertPolicy(on=0.5, off=0.6)

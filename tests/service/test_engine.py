@@ -1,0 +1,68 @@
+"""The engine batches lanes of one model together, keeps one memory copy per lane, and computes
+the same numbers as score_clips (what `evaluate` uses) for the same frames."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import torch
+
+from model.data import preprocess
+from service.buffer import Frame
+from service.engine import Engine, Scored
+from service.models import ModelHost
+
+from support import reference_scores
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.rows: list[Scored] = []
+
+    def on_scored(self, s: Scored):
+        self.rows.append(s)
+        return [("t", {"frame": s.frame.index})]
+
+
+def test_engine_batches_across_lanes_with_separate_memories(models_dir, clip_frames) -> None:
+    torch.set_num_threads(1)
+    host = ModelHost.load_dir(models_dir, torch.device("cpu"))
+    model = host.get(None)
+    batches: list[int] = []
+    published: list[int] = []
+    engine = Engine(8, 0.05, lambda msgs: published.append(len(msgs)), lambda m, n, s: batches.append(n))
+    engine.start()
+    try:
+        owners = [Collect(), Collect()]
+        # lane 1 sees the clip reversed: if memories leaked between lanes, neither would match its reference
+        sequences = [clip_frames, clip_frames[::-1]]
+        lanes = [engine.add_lane(f"l{i}", model, 4, o) for i, o in enumerate(owners)]
+
+        def feed(lane, frames) -> None:
+            for i, f in enumerate(frames):
+                assert lane.buffer.put(Frame(i, 0, time.time(), preprocess(f, model.config)), block=True, timeout=30)
+
+        threads = [threading.Thread(target=feed, args=(lane, seq)) for lane, seq in zip(lanes, sequences)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        deadline = time.monotonic() + 60
+        expected = len(clip_frames) - model.config.window + 1
+        while any(len(o.rows) < expected for o in owners) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        engine.stop()
+    assert max(batches) == 2, "windows of the two lanes were never batched together"
+    assert sum(published) == 2 * expected
+    for owner, seq in zip(owners, sequences):
+        ref = reference_scores(models_dir, seq)
+        assert [r.frame.index for r in owner.rows] == sorted(ref)
+        got = np.array([[r.score, r.psnr, r.distance] for r in owner.rows])
+        want = np.array([ref[r.frame.index] for r in owner.rows])
+        np.testing.assert_allclose(got, want, atol=1e-3, rtol=0)
+    # lanes work on copies: the hosted model's memory is untouched
+    assert torch.equal(model.items, model.net.items)
+    assert all(lane.items.data_ptr() != model.items.data_ptr() for lane in lanes)

@@ -174,7 +174,6 @@ class Reader:
                 if n == 0:
                     self.state = "live"
                     self.hooks.up(True)
-                captured = time.time()
                 if self.local:  # play at native rate: this is a demo camera
                     t = n / (native or self.sampler.period**-1)
                     ahead = started + t - now
@@ -186,6 +185,7 @@ class Reader:
                     t = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
                     if not t > last_t:
                         t = last_t + (1.0 / native if native else max(now - last_wall, 1e-3))
+                captured = time.time()  # after pacing: a file frame is 'captured' when it is due
                 last_t, last_wall = t, now
                 n += 1
                 self.frames_read += 1

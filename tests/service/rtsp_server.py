@@ -32,7 +32,8 @@ def main() -> None:
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(
-        f'( filesrc location="{args.clip}" ! matroskademux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )'
+        f'( filesrc location="{args.clip}" ! matroskademux ! h264parse '
+        "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
     )
     factory.set_shared(False)
     server.get_mount_points().add_factory(args.path, factory)

@@ -8,13 +8,12 @@ import time
 
 import numpy as np
 import torch
+from support import reference_scores
 
 from model.data import preprocess
 from service.buffer import Frame
 from service.engine import Engine, Scored
 from service.models import ModelHost
-
-from support import reference_scores
 
 
 class Collect:

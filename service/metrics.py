@@ -26,6 +26,8 @@ class Metrics:
         )
         self.reconnects = Counter("mnad_reconnects_total", "Reconnect attempts to a source", ["stream"], registry=r)
         self.stream_up = Gauge("mnad_stream_up", "1 while the source delivers frames", ["stream"], registry=r)
+        self.anomaly_score = Gauge("mnad_anomaly_score", "Latest anomaly score (0..1)", ["stream"], registry=r)
+        self.alert_open = Gauge("mnad_alert_open", "1 while an anomaly episode is open", ["stream"], registry=r)
         self.inference_seconds = Histogram(
             "mnad_inference_seconds", "Wall time of one inference batch", ["model"], buckets=LATENCY_BUCKETS, registry=r
         )
@@ -54,6 +56,7 @@ class Metrics:
 
     def forget_stream(self, stream: str) -> None:
         for metric in (self.frames_read, self.frames_scored, self.frames_dropped, self.decode_errors,
-                       self.reconnects, self.stream_up, self.alerts):  # fmt: skip
+                       self.reconnects, self.stream_up, self.anomaly_score, self.alert_open,
+                       self.alerts):  # fmt: skip
             with contextlib.suppress(KeyError):
                 metric.remove(stream)

@@ -51,6 +51,8 @@ class Stream:
         self.last_score = s.score
         self.metrics.frames_scored.labels(self.id).inc()
         event = self.machine.update(s.frame.index, s.frame.captured, s.score)
+        self.metrics.anomaly_score.labels(self.id).set(s.score)
+        self.metrics.alert_open.labels(self.id).set(0 if self.machine.episode is None else 1)
         topic = stream_topic(self.id)
         messages: list[tuple[str, dict[str, Any]]] = [(topic, {
             "type": "score", "stream": self.id, "frame": s.frame.index, "captured": s.frame.captured,

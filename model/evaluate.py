@@ -24,6 +24,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from model import checkpoint
 from model.data import load_clips
+from model.inference import INFERENCE_CHOICES
+from model.inference import build as build_inference
 from model.scoring import FUSION_WEIGHT, UPDATE_THRESHOLD, ClipScores, minmax, paper_scores, score_clips
 from model.train import pick_device
 
@@ -103,8 +105,13 @@ def main(
     batch_size: Annotated[int, typer.Option(help="Clips scored in lockstep per batch")] = 16,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     plots: Annotated[bool, typer.Option(help="Write one PNG per clip")] = True,
+    inference: Annotated[
+        str, typer.Option(help=f"Forward backend: {' | '.join(INFERENCE_CHOICES)} (model/inference.py)")
+    ] = "auto",
 ) -> None:
     """Score labelled test footage; print and write frame-level AUC and EER for both normalizations."""
+    if inference not in INFERENCE_CHOICES:
+        raise typer.BadParameter(f"--inference must be one of {', '.join(INFERENCE_CHOICES)}")
     ckpt = checkpoint.load(weights)
     config = ckpt.config
     dev = pick_device(device)
@@ -116,7 +123,8 @@ def main(
     started = time.perf_counter()
     clips = load_clips(data, config, ckpt.fps, progress=True)
     loaded = time.perf_counter()
-    model = ckpt.build(dev)
+    model = build_inference(inference, ckpt.build(dev), dev)
+    built = time.perf_counter()
     scored = score_clips(model, clips, UPDATE_THRESHOLD[config.variant], batch_size, dev, progress=True)
     finished = time.perf_counter()
     frame_labels = aligned_labels(np.load(labels), [len(c.frames) for c in clips], config.window - 1)
@@ -126,10 +134,12 @@ def main(
     speed = {
         "frames": frames,
         "decode_s": round(loaded - started, 2),
-        "score_s": round(finished - loaded, 2),
-        "score_fps": round(frames / (finished - loaded), 1),
+        "build_s": round(built - loaded, 2),
+        "score_s": round(finished - built, 2),
+        "score_fps": round(frames / (finished - built), 1),
         "total_fps": round(frames / (finished - started), 1),
         "device": str(dev),
+        "inference": model.describe(),
     }
     out.mkdir(parents=True, exist_ok=True)
     per_clip, offset = [], 0
@@ -167,7 +177,10 @@ def main(
             f"{mode:>9}: fused AUC {fused:.2f} % (PSNR only {psnr_only:.2f}, distance only {distance_only:.2f}), "
             f"EER {100 * t['fused']['eer']:.2f} %"
         )
-    print(f"{frames} frames scored at {speed['score_fps']} frames/s ({speed['total_fps']} frames/s with decoding)")
+    print(
+        f"{frames} frames scored at {speed['score_fps']} frames/s ({speed['total_fps']} frames/s with decoding), "
+        f"inference path {model.name}"
+    )
 
 
 def cli() -> None:

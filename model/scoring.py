@@ -23,6 +23,7 @@ from torch import Tensor
 
 from model import memory
 from model.data import Clip, to_tensor
+from model.inference import InferencePath
 from model.network import MemoryAE, Variant
 
 # The paper's settings per variant: fusion weight λ and test-time update threshold.
@@ -54,8 +55,14 @@ class StepScores(NamedTuple):
 
 
 @torch.inference_mode()
-def score_step(model: MemoryAE, x: Tensor, target: Tensor, items: Tensor, update_threshold: float) -> StepScores:
-    """Score B windows, each against its own memory copy items (B, M, C)."""
+def score_step(
+    model: MemoryAE | InferencePath, x: Tensor, target: Tensor, items: Tensor, update_threshold: float
+) -> StepScores:
+    """Score B windows, each against its own memory copy items (B, M, C).
+
+    `model` is the fp32 network or any `model.inference` path: the forward may run in bf16 or in
+    another runtime, but PSNR, feature distance and the memory update below run in float32.
+    """
     out = model(x, items)
     pred = out.frame.float()
     queries = out.queries.float()
@@ -149,7 +156,7 @@ class ClipScores:
 
 
 def score_clips(
-    model: MemoryAE,
+    model: MemoryAE | InferencePath,
     clips: Sequence[Clip],
     update_threshold: float,
     batch_size: int = 16,

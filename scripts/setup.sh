@@ -25,7 +25,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned (pyproject) to the CPU build; CUDA machines get the GPU build from the Dockerfile.cuda.
 if [ "$extra" = "test" ]; then
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e '.[test,fast]'  # fast: the optional inference backends, tested too
 else
   .venv/bin/python -m pip install -q -e .
 fi

@@ -175,7 +175,7 @@ class Engine:
             split = c.past_frames * c.channels
             inputs, target = x[:, :split], x[:, split:]
         items = torch.stack([lane.items for lane, _, _ in entries])
-        step = score_step(model.net, inputs, target, items, model.update_threshold)
+        step = score_step(model.inference, inputs, target, items, model.update_threshold)
         psnr = step.psnr.cpu().numpy()
         distance = step.distance.cpu().numpy()
         elapsed = time.perf_counter() - started

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 
 from model import checkpoint
+from model.inference import InferencePath
+from model.inference import build as build_inference
 from model.network import MemoryAE
 from model.scoring import UPDATE_THRESHOLD, Calibration, score_step
 
@@ -28,6 +30,7 @@ class HostedModel:
     items: torch.Tensor  # (M, C) the checkpoint's memory: each stream starts from a clone
     update_threshold: float
     calibration: Calibration
+    inference: InferencePath  # the forward the engine runs: net on the backend MNAD_INFERENCE chose
 
     @property
     def config(self):
@@ -46,6 +49,7 @@ class HostedModel:
             "window": self.config.window,
             "config": self.config.to_dict(),
             "calibration": self.calibration.to_dict(),
+            "inference": self.inference.describe(),
             "provenance": self.checkpoint.provenance,
         }
 
@@ -58,25 +62,26 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_model(path: Path, device: torch.device, name: str | None = None) -> HostedModel:
+def load_model(path: Path, device: torch.device, name: str | None = None, inference: str = "fp32") -> HostedModel:
     ckpt = checkpoint.load(path)
     if ckpt.calibration is None:
         raise checkpoint.CheckpointError(f"{path}: no calibration (trained without holdout): live scores need one")
     net = ckpt.build(device)
     model = HostedModel(
         name or path.stem, path, ckpt, net, device, net.items.detach().clone(),
-        UPDATE_THRESHOLD[ckpt.config.variant], ckpt.calibration,
+        UPDATE_THRESHOLD[ckpt.config.variant], ckpt.calibration, build_inference(inference, net, device),
     )  # fmt: skip
     warm_up(model)
     return model
 
 
-def warm_up(model: HostedModel, batch: int = 2) -> None:
-    """One throwaway batch: first-call allocations and kernel selection happen before the first camera frame."""
+def warm_up(model: HostedModel, batches: tuple[int, ...] = (1, 2)) -> None:
+    """Throwaway batches: first-call allocations and kernel selection happen before the first camera frame."""
     c = model.config
-    x = torch.zeros(batch, c.input_frames * c.channels, c.height, c.width, device=model.device)
-    target = torch.zeros(batch, c.channels, c.height, c.width, device=model.device)
-    score_step(model.net, x, target, model.items.expand(batch, -1, -1), model.update_threshold)
+    for batch in batches:
+        x = torch.zeros(batch, c.input_frames * c.channels, c.height, c.width, device=model.device)
+        target = torch.zeros(batch, c.channels, c.height, c.width, device=model.device)
+        score_step(model.inference, x, target, model.items.expand(batch, -1, -1), model.update_threshold)
     if model.device.type == "cuda":
         torch.cuda.synchronize(model.device)
 
@@ -89,12 +94,14 @@ class ModelHost:
     default: str | None = None
 
     @classmethod
-    def load_dir(cls, directory: Path, device: torch.device, default: str | None = None) -> ModelHost:
+    def load_dir(
+        cls, directory: Path, device: torch.device, default: str | None = None, inference: str = "fp32"
+    ) -> ModelHost:
         host = cls(device)
         paths = sorted(Path(directory).glob("*.safetensors")) if Path(directory).is_dir() else []
         for path in paths:
             try:
-                host.models[path.stem] = load_model(path, device)
+                host.models[path.stem] = load_model(path, device, inference=inference)
                 log.info("loaded model %s from %s on %s", path.stem, path, device)
             except checkpoint.CheckpointError as e:
                 host.errors[str(path)] = str(e)

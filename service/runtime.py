@@ -63,13 +63,14 @@ class Runtime:
             if s.threads:
                 torch.set_num_threads(s.threads)
             device = pick_device(s.device)
-            self.host = ModelHost.load_dir(s.models_dir, device, s.default_model)
+            self.host = ModelHost.load_dir(s.models_dir, device, s.default_model, s.inference)
             if not self.host.models:
                 raise RuntimeError(f"no usable checkpoint in {s.models_dir}: {self.host.errors or 'none found'}")
             for m in self.host.models.values():
                 info = {"path": str(m.path), "device": str(m.device), "fps": f"{m.fps:g}", "variant": m.config.variant,
                         "size": f"{m.config.height}x{m.config.width}x{m.config.channels}",
-                        "commit": str(m.checkpoint.provenance.get("commit"))}  # fmt: skip
+                        "commit": str(m.checkpoint.provenance.get("commit")),
+                        "inference": m.inference.name, "inference_fallback": m.inference.fallback or ""}  # fmt: skip
                 self.metrics.model_info.labels(m.name).info(info)
             for row in self.store.streams():
                 if row["model"] not in self.host.models:

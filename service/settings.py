@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(512 * 2**20, ge=1, le=2**40, description="Largest accepted clip upload")
     clip_retention_s: float = Field(86_400.0, ge=0, le=365 * 86_400, description="Uploaded clips are deleted after")
     clip_fps: float | None = Field(None, gt=0, le=1000, description="Frame rate of uploads that record none")
+    inference: Literal["auto", "fp32", "bf16", "fp16", "compile", "onnxruntime", "openvino"] = Field(
+        "auto",
+        description="Forward backend (model/inference.py); auto: the fastest verified here, else fp32 with a warning",
+    )
     threads: int = Field(0, ge=0, le=1024, description="torch CPU threads (0: torch's default, all cores)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="uvicorn log level")
 

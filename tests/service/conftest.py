@@ -177,7 +177,8 @@ class Server:
 
 @pytest.fixture
 def serve_factory(models_dir: Path, tmp_path: Path) -> Iterator:
-    """Start `serve` (a real uvicorn) with the given flags; waits for /readyz."""
+    """Start `serve` (a real uvicorn) with the given flags; waits for /readyz. Inference is fp32: the parity
+    tests compare with the fp32 reference at 1e-3 (the fast paths are checked in test_inference)."""
     servers: list[Server] = []
 
     def start(*flags: str, token: str | None = None, data_dir: Path | None = None) -> Server:
@@ -186,7 +187,7 @@ def serve_factory(models_dir: Path, tmp_path: Path) -> Iterator:
         log = tmp_path / f"serve-{len(servers)}.log"
         env = quiet_env(**({"MNAD_API_TOKEN": token} if token else {}))
         cmd = [SERVE, "--port", str(port), "--models-dir", str(models_dir), "--data-dir", str(data),
-               "--threads", "1", "--device", "cpu", *flags]  # fmt: skip
+               "--threads", "1", "--device", "cpu", "--inference", "fp32", *flags]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
         server = Server(proc, f"http://127.0.0.1:{port}", port, data, log, token)
         servers.append(server)

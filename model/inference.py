@@ -1,0 +1,305 @@
+"""Inference paths: the network forward (encoder -> memory read -> decoder) on one of several backends.
+
+One setting picks the path (`evaluate --inference`, the service's MNAD_INFERENCE):
+
+- ``fp32``: eager PyTorch, float32: the reference every other path is tested against.
+- ``bf16``: eager PyTorch, channels_last, BatchNorm folded into the convolutions, convolutions in
+  bfloat16 (CPUs with AVX512-BF16 or AMX; CUDA). ``fp16`` is the same in float16, CUDA only.
+- ``compile``: the bf16 (or fp32, where bf16 is missing) module through torch.compile (inductor,
+  frozen weights); on CUDA it also captures CUDA graphs (mode reduce-overhead).
+- ``openvino`` / ``onnxruntime``: the fp32 graph exported once at load and run by OpenVINO (bf16
+  precision hint where the CPU has it) or by ONNX Runtime (fp32). Optional packages: the
+  ``fast`` extra.
+- ``auto``: the first path of `AUTO_ORDER` that is available here and verified against fp32.
+
+Every path keeps the memory read (softmax over M items, per-sample copies (B, M, C)) in float32
+and returns float32 frames and queries, so PSNR, feature distance and the test-time update run
+in float32 whatever the backend. A path that is missing or fails to build or to verify falls back
+to fp32 with a logged warning, recorded in `InferencePath.fallback`, so a service never fails to
+start over an optional speed-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from model import memory
+from model.network import MemoryAE, ModelConfig, Output
+
+log = logging.getLogger(__name__)
+
+Inference = Literal["auto", "fp32", "bf16", "fp16", "compile", "onnxruntime", "openvino"]
+INFERENCE_CHOICES: tuple[str, ...] = get_args(Inference)
+
+# What `auto` tries, best first (measured by bench/model_speed.py, see docs/benchmarks.md).
+AUTO_ORDER: dict[str, tuple[str, ...]] = {
+    "cpu": ("bf16", "fp32"),
+    "cuda": ("fp16", "fp32"),
+}
+
+# A path verifies when, on a fixed input, its frame and queries stay this close to fp32 (max abs).
+# Pixels and query components lie in [-1, 1]; bf16 keeps ~3 significant digits, so a correct bf16
+# path stays below ~1e-2 while a broken one (wrong layout, wrong weights) is off by ~1.
+VERIFY_TOLERANCE = 0.05
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run here: package missing, wrong device, or no bf16 on this CPU."""
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """True where bfloat16 convolutions run natively (AVX512-BF16/AMX on CPU, Ampere+ on CUDA)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return (
+        device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+def _fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm into the (transposed) convolution before it: one pass less per layer."""
+    for child in module.children():
+        if isinstance(child, nn.Sequential):
+            layers = list(child)
+            for i in range(1, len(layers)):
+                conv, bn = layers[i - 1], layers[i]
+                if isinstance(bn, nn.BatchNorm2d) and isinstance(conv, nn.Conv2d | nn.ConvTranspose2d):
+                    child[i - 1] = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.ConvTranspose2d))
+                    child[i] = nn.Identity()
+        _fold_batchnorm(child)
+    return module
+
+
+class MixedForward(nn.Module):
+    """The network with convolutions in `dtype` (channels_last, BN folded) and the memory read in float32.
+
+    Weights are cast once here, not per call as autocast would, and the only casts per frame are
+    the input, the features (to form float32 queries) and the read-out (back to `dtype`).
+    """
+
+    def __init__(self, net: MemoryAE, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.dtype = dtype
+        layout = {"dtype": dtype, "memory_format": torch.channels_last}
+        with torch.inference_mode(False), torch.no_grad():
+            self.encoder = _fold_batchnorm(copy.deepcopy(net.encoder)).to(**layout)
+            self.decoder = _fold_batchnorm(copy.deepcopy(net.decoder)).to(**layout)
+        self.eval()
+
+    def forward(self, x: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        x = x.to(dtype=self.dtype, memory_format=torch.channels_last)
+        features, skips = self.encoder(x)
+        h, w = features.shape[-2:]
+        queries = memory.flatten_queries(features.float())  # (B, N, C) float32
+        z = memory.read(queries, items)  # float32
+        frame = self.decoder(memory.unflatten_queries(z, h, w).to(self.dtype), skips)
+        return frame.float(), queries
+
+
+class _Graph(nn.Module):
+    """MemoryAE.forward as plain tensors in and out, for graph export (items are an input)."""
+
+    def __init__(self, net: MemoryAE) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.net(x, items)
+        return out.frame, out.queries
+
+
+def _example(config: ModelConfig, batch: int, device: torch.device, seed: int = 0) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, config.input_frames * config.channels, config.height, config.width, generator=g) * 2 - 1
+    items = memory.init_items(config.memory_size, config.feature_dim, g).expand(batch, -1, -1).contiguous()
+    return x.to(device), items.to(device)
+
+
+@dataclass
+class InferencePath:
+    """A callable forward with the network's interface: (x, items (B, M, C)) -> Output, float32 out."""
+
+    name: str  # the path that runs
+    requested: str  # the path that was asked for
+    net: MemoryAE  # the fp32 eager network: config, memory items, reference
+    run: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+    detail: str = ""  # precision / provider
+    fallback: str | None = None  # why `requested` is not what runs
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.net.config
+
+    @property
+    def items(self) -> Tensor:
+        return self.net.items
+
+    def __call__(self, x: Tensor, items: Tensor) -> Output:
+        frame, queries = self.run(x, items)
+        return Output(frame, queries)
+
+    def describe(self) -> dict:
+        return {"path": self.name, "requested": self.requested, "detail": self.detail, "fallback": self.fallback}
+
+
+def _build_fp32(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:
+    def run(x: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        out = net(x, items)
+        return out.frame, out.queries
+
+    return run, "float32 eager"
+
+
+def _build_mixed(net: MemoryAE, device: torch.device, dtype: torch.dtype) -> tuple[Callable, str]:
+    if dtype == torch.bfloat16 and not bf16_supported(device):
+        raise BackendUnavailable(f"no native bfloat16 on {device} (needs AVX512-BF16/AMX or CUDA)")
+    if dtype == torch.float16 and device.type != "cuda":
+        raise BackendUnavailable("fp16 runs on CUDA only (CPU convolutions in fp16 are slow)")
+    module = MixedForward(net, dtype).to(device)
+    return module, f"{str(dtype).removeprefix('torch.')} convs, channels_last, fp32 memory read"
+
+
+def _build_compile(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:
+    import torch._inductor  # fails where inductor is missing
+
+    dtype = torch.bfloat16 if bf16_supported(device) else torch.float32
+    if device.type == "cuda":
+        dtype = torch.float16
+    module = MixedForward(net, dtype).to(device)
+    mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs on GPU
+    compiled = torch.compile(module, mode=mode, dynamic=False, options={"freezing": True})
+
+    def run(x: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        frame, queries = compiled(x, items)
+        return frame.clone(), queries.clone()  # CUDA graphs reuse their output buffers
+
+    return (run if device.type == "cuda" else compiled), f"torch.compile inductor, {str(dtype).removeprefix('torch.')}"
+
+
+def _build_openvino(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:
+    if device.type != "cpu":
+        raise BackendUnavailable("the openvino path runs on CPU only")
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise BackendUnavailable("openvino is not installed (pip install 'mnad-service[fast]')") from e
+    c = net.config
+    with torch.inference_mode(False), torch.no_grad():
+        graph = ov.convert_model(_Graph(copy.deepcopy(net).cpu()), example_input=_example(c, 2, device))
+    graph.reshape({0: [-1, c.input_frames * c.channels, c.height, c.width], 1: [-1, c.memory_size, c.feature_dim]})
+    precision = "bf16" if bf16_supported(device) else "f32"
+    compiled = ov.Core().compile_model(
+        graph,
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": precision,
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+        },
+    )
+    request = compiled.create_infer_request()
+
+    def run(x: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        out = request.infer([np.ascontiguousarray(x.numpy()), np.ascontiguousarray(items.numpy())], share_inputs=True)
+        return torch.from_numpy(out[0]), torch.from_numpy(out[1])  # copies (share_outputs=False)
+
+    return run, f"OpenVINO {ov.get_version().split('-')[0]}, {precision}"
+
+
+def _build_onnxruntime(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:
+    if device.type != "cpu":
+        raise BackendUnavailable("the onnxruntime path runs on CPU only")
+    try:
+        import onnxruntime as ort
+        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+    except ImportError as e:
+        raise BackendUnavailable("onnxruntime/onnxscript are not installed (pip install 'mnad-service[fast]')") from e
+    c = net.config
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with torch.inference_mode(False), torch.no_grad():
+        program = torch.onnx.export(
+            _Graph(copy.deepcopy(net).cpu()),
+            _example(c, 2, device),
+            input_names=["x", "items"],
+            output_names=["frame", "queries"],
+            dynamic_shapes={"x": {0: batch}, "items": {0: batch}},
+            dynamo=True,
+            verbose=False,
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(program.model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    def run(x: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        frame, queries = session.run(
+            None, {"x": np.ascontiguousarray(x.numpy()), "items": np.ascontiguousarray(items.numpy())}
+        )
+        return torch.from_numpy(frame), torch.from_numpy(queries)
+
+    return run, f"ONNX Runtime {ort.__version__}, fp32"
+
+
+BUILDERS: dict[str, Callable[[MemoryAE, torch.device], tuple[Callable, str]]] = {
+    "fp32": _build_fp32,
+    "bf16": lambda net, device: _build_mixed(net, device, torch.bfloat16),
+    "fp16": lambda net, device: _build_mixed(net, device, torch.float16),
+    "compile": _build_compile,
+    "openvino": _build_openvino,
+    "onnxruntime": _build_onnxruntime,
+}
+
+
+def max_difference(path: InferencePath, batch: int = 2) -> float:
+    """Largest |frame or query difference| from the fp32 eager net on a fixed input."""
+    device = path.items.device
+    x, items = _example(path.config, batch, device)
+    with torch.inference_mode():
+        ref = path.net(x, items)
+        out = path(x, items)
+    frame = (out.frame.float() - ref.frame).abs().max().item()
+    return max(frame, (out.queries.float() - ref.queries).abs().max().item())
+
+
+def build(name: str, net: MemoryAE, device: torch.device | str | None = None) -> InferencePath:
+    """Build the named path for `net` (eval mode, already on its device); any failure falls back to fp32.
+
+    The built path is run once on a fixed input and compared against fp32 (`VERIFY_TOLERANCE`):
+    that both warms it up (graph compilation happens here, not on the first camera frame) and
+    keeps a backend that computes something else from ever serving.
+    """
+    if name not in INFERENCE_CHOICES:
+        raise ValueError(f"inference path must be one of {', '.join(INFERENCE_CHOICES)}, not {name!r}")
+    device = torch.device(device) if device is not None else net.items.device
+    candidates = AUTO_ORDER.get(device.type, ("fp32",)) if name == "auto" else (name,)
+    reasons: list[str] = []
+    for candidate in candidates:
+        if candidate == "fp32":
+            break
+        try:
+            run, detail = BUILDERS[candidate](net, device)
+            path = InferencePath(candidate, name, net, run, detail)
+            diff = max_difference(path)
+            if not diff <= VERIFY_TOLERANCE:
+                raise BackendUnavailable(f"output differs from fp32 by {diff:.3g} > {VERIFY_TOLERANCE}")
+        except Exception as e:  # a missing package, a compiler error, a wrong result: never fatal
+            reasons.append(f"{candidate}: {e}")
+            log.warning("inference path %s unavailable: %s", candidate, e)
+            continue
+        path.fallback = "; ".join(reasons) or None
+        log.info("inference path %s (%s)", candidate, detail)
+        return path
+    run, detail = _build_fp32(net, device)
+    if reasons:
+        log.warning("inference falls back to fp32 eager (%s requested)", name)
+    return InferencePath("fp32", name, net, run, detail, "; ".join(reasons) or None)

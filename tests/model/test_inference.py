@@ -1,0 +1,176 @@
+"""Every fast inference path computes the scores of the fp32 path; a missing backend falls back to fp32.
+
+Tolerances (per frame, on real Ped2 frames, the shipped checkpoint or a small trained one):
+bf16 keeps 8 significant bits (relative rounding <= 2^-9 ~ 0.2 %) in every convolution, so the
+predicted frame moves by ~1e-3 in [-1, 1] pixels. The prediction error behind PSNR is ~0.03-0.1
+per pixel on normal frames, so its mean square moves by a few tenths of a percent: ~0.01 dB of
+PSNR, against a PSNR spread of several dB between normal and anomalous frames. We allow 0.1 dB.
+Queries are normalized features with the same 2^-9 relative rounding; the feature distance (mean
+squared distance to the nearest item) moves by ~0.2 % of itself: we allow 2 % relative. The
+streaming score is a logistic of z-scores of both; with a trained model's calibration (PSNR std
+~1 dB or more) it moves by < 0.01: we allow 0.02. (A barely trained model's calibration can have a
+PSNR std of 0.01 dB, where any rounding swings the score: the score is compared only for
+calibrations with a PSNR std of at least 0.5 dB, e.g. the shipped checkpoint's.)
+fp32 graph runtimes (ONNX Runtime, OpenVINO without bf16) differ from eager only in summation
+order (~1e-6) and are held to the same bounds. The test-time update flips only for a frame whose
+error sits within ~1e-3 of the threshold; the tolerances hold over whole clips with it on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model import checkpoint, inference
+from model.data import load_clip
+from model.network import MemoryAE, ModelConfig
+from model.scoring import UPDATE_THRESHOLD, score_clips
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "weights" / "ped2.safetensors"
+FRAMES = 80  # per clip; two clips of the Ped2 test split, scored in lockstep (batch 2)
+
+PSNR_ATOL_DB = 0.1
+DISTANCE_RTOL = 0.02
+SCORE_ATOL = 0.02
+
+PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
+
+
+def installed(path: str) -> bool:
+    """Whether this machine can run the path at all (package present, bf16 on this CPU)."""
+    cpu = torch.device("cpu")
+    if path in PACKAGES:
+        return importlib.util.find_spec(PACKAGES[path]) is not None
+    if path == "bf16":
+        return inference.bf16_supported(cpu)
+    return path == "compile"
+
+
+@pytest.fixture(scope="module")
+def trained(ped2: Path, tmp_path_factory: pytest.TempPathFactory) -> checkpoint.Checkpoint:
+    """The shipped checkpoint; where it is absent, a small model trained on two Ped2 clips (seconds)."""
+    if SHIPPED.is_file():
+        return checkpoint.load(SHIPPED)
+    root = tmp_path_factory.mktemp("train")
+    (root / "frames").mkdir()
+    for name in ("01", "02"):
+        (root / "frames" / name).symlink_to(ped2 / "training" / "frames" / name)
+    out = tmp_path_factory.mktemp("weights") / "small.safetensors"
+    train = str(Path(sys.executable).with_name("train"))
+    subprocess.run(
+        [train, str(root), "--out", str(out), "--epochs", "1", "--base-width", "8", "--height", "64",
+         "--width", "96", "--fps", "10", "--holdout", "0.5"],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    return checkpoint.load(out)
+
+
+@pytest.fixture(scope="module")
+def clips(ped2: Path, trained: checkpoint.Checkpoint) -> list:
+    out = []
+    for name in ("01", "02"):
+        clip = load_clip(ped2 / "testing" / "frames" / name, trained.config, trained.fps)
+        clip.frames = clip.frames[:FRAMES]
+        out.append(clip)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(trained: checkpoint.Checkpoint, clips: list) -> list:
+    net = trained.build("cpu")
+    return score_clips(net, clips, UPDATE_THRESHOLD[trained.config.variant], batch_size=2)
+
+
+@pytest.mark.parametrize("name", ["bf16", "openvino", "onnxruntime", "compile"])
+def test_fast_path_scores_equal_fp32(name: str, trained, clips, reference) -> None:
+    if not installed(name):
+        pytest.skip(f"{name} cannot run on this machine (package or bf16 missing): its fallback is tested below")
+    path = inference.build(name, trained.build("cpu"))
+    assert path.name == name, f"{name} is installed but fell back: {path.fallback}"
+    got = score_clips(path, clips, UPDATE_THRESHOLD[trained.config.variant], batch_size=2)
+    cal = trained.calibration
+    for ref, fast in zip(reference, got):
+        np.testing.assert_allclose(fast.psnr, ref.psnr, atol=PSNR_ATOL_DB, rtol=0)
+        np.testing.assert_allclose(fast.distance, ref.distance, rtol=DISTANCE_RTOL, atol=0)
+        if cal is not None and cal.psnr_std >= 0.5:
+            np.testing.assert_allclose(
+                cal.score(fast.psnr, fast.distance), cal.score(ref.psnr, ref.distance), atol=SCORE_ATOL, rtol=0
+            )
+
+
+def small_net() -> MemoryAE:
+    torch.manual_seed(0)
+    return MemoryAE(ModelConfig(base_width=4, height=32, width=48)).eval()
+
+
+@pytest.mark.parametrize("name", ["openvino", "onnxruntime"])
+def test_missing_package_falls_back_to_fp32(name: str, monkeypatch, caplog) -> None:
+    monkeypatch.setitem(sys.modules, PACKAGES[name], None)  # `import openvino` now raises ImportError
+    with caplog.at_level(logging.WARNING, logger="model.inference"):
+        path = inference.build(name, small_net())
+    assert path.name == "fp32" and path.requested == name
+    assert "not installed" in path.fallback
+    assert any("falls back to fp32" in r.message for r in caplog.records)
+    assert path.describe() == {"path": "fp32", "requested": name, "detail": "float32 eager", "fallback": path.fallback}
+
+
+def test_auto_falls_back_when_every_fast_path_fails(monkeypatch, caplog) -> None:
+    def broken(net, device):
+        raise RuntimeError("compiler exploded")
+
+    for name in inference.AUTO_ORDER["cpu"]:
+        if name != "fp32":
+            monkeypatch.setitem(inference.BUILDERS, name, broken)
+    with caplog.at_level(logging.WARNING, logger="model.inference"):
+        path = inference.build("auto", small_net(), "cpu")
+    assert path.name == "fp32" and path.requested == "auto"
+    assert "compiler exploded" in path.fallback
+    assert any("falls back to fp32" in r.message for r in caplog.records)
+
+
+def test_a_path_that_computes_something_else_is_rejected(monkeypatch) -> None:
+    def wrong(net, device):
+        def run(x, items):
+            out = net(x, items)
+            return -out.frame, out.queries
+
+        return run, "sign flipped"
+
+    monkeypatch.setitem(inference.BUILDERS, "bf16", wrong)
+    path = inference.build("bf16", small_net())
+    assert path.name == "fp32" and "differs from fp32" in path.fallback
+
+
+def test_bf16_missing_on_this_cpu_falls_back(monkeypatch) -> None:
+    monkeypatch.setattr(inference, "bf16_supported", lambda device: False)
+    path = inference.build("bf16", small_net())
+    assert path.name == "fp32" and "bfloat16" in path.fallback
+    assert inference.build("fp16", small_net()).name == "fp32"  # CUDA only
+
+
+def test_auto_picks_a_verified_path_and_unknown_names_fail() -> None:
+    path = inference.build("auto", small_net())
+    assert path.name in inference.AUTO_ORDER["cpu"]
+    assert inference.max_difference(path) <= inference.VERIFY_TOLERANCE
+    with pytest.raises(ValueError, match="must be one of"):
+        inference.build("tensorrt", small_net())
+
+
+def test_mixed_forward_keeps_memory_read_in_float32() -> None:
+    """Queries and frame come back float32 and the net's own weights are untouched (copies are cast)."""
+    net = small_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    path = inference.build("bf16", net)
+    x = torch.zeros(1, 4, 32, 48)
+    out = path(x, net.items.expand(1, -1, -1))
+    assert out.frame.dtype == out.queries.dtype == torch.float32
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert net.encoder.stage1[0].weight.dtype == torch.float32

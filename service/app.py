@@ -8,7 +8,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.auth import require_token
-from service.routers import alerts, clips, health, models, streams, ws
+from service.routers import alerts, clips, dashboard, health, models, streams, ws
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -32,6 +32,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (models.router, streams.router, alerts.router, clips.router):
         app.include_router(router, dependencies=protected)
     app.include_router(ws.router)  # checks the token itself, before the handshake is accepted
+    app.include_router(dashboard.router)
+    app.mount("/static", dashboard.static_files(), name="static")
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:

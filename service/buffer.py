@@ -18,6 +18,7 @@ class Frame:
     segment: int  # bumps on every reconnect or loop: windows never span a discontinuity
     captured: float  # wall clock (time.time()) when read
     pixels: np.ndarray  # (H, W, ch) uint8 in the model's input format
+    image: np.ndarray | None = None  # the decoded picture, referenced not copied: what the dashboard shows
 
 
 class FrameBuffer:

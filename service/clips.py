@@ -21,6 +21,7 @@ from service.engine import Engine, Scored
 from service.metrics import Metrics
 from service.models import HostedModel
 from service.store import Store
+from service.views import ClipMaps
 from service.windows import FpsSampler
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,11 @@ class ClipJob:
     finished: threading.Event = field(default_factory=threading.Event)
     _finish_lock: threading.Lock = field(default_factory=threading.Lock)
     on_finish: Any = None  # callback(job) on the engine or reader thread
+    maps: ClipMaps | None = None  # per-frame error maps, for the heatmap of any frame
 
     def __post_init__(self) -> None:
         self.machine = AlertMachine(self.policy)
+        self.maps = ClipMaps(self.path.parent, self.id)
 
     @property
     def expected_scores(self) -> int:
@@ -95,6 +98,8 @@ class ClipJob:
     def on_scored(self, s: Scored) -> list[tuple[str, dict[str, Any]]]:
         row = {"frame": s.frame.index, "score": s.score, "psnr": s.psnr, "distance": s.distance,
                "anomalous": s.score >= self.policy.on}  # fmt: skip
+        if s.error is not None and self.maps is not None:
+            self.maps.append(s.error)  # before the score is visible: whoever sees the score finds the map
         self.scores.append(row)
         event = self.machine.update(s.frame.index, s.frame.captured, s.score)
         if event is not None and event[0] == "close":
@@ -112,6 +117,8 @@ class ClipJob:
             if event is not None:
                 self.segments.append(event[1].as_dict())
             self.status, self.error = ("failed", error) if error else ("done", None)
+            if self.maps is not None:
+                self.maps.close()
             self.finished.set()
         if self.on_finish is not None:
             self.on_finish(self)

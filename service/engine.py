@@ -21,6 +21,7 @@ import torch
 from model.data import to_tensor
 from model.scoring import score_step
 from service.buffer import Frame, FrameBuffer
+from service.heatmap import pixel_errors
 from service.models import HostedModel
 from service.windows import SlidingWindow
 
@@ -33,6 +34,7 @@ class Scored:
     psnr: float
     distance: float
     score: float
+    error: np.ndarray | None = None  # (H, W) per-pixel prediction error (service.heatmap): where, not just how much
 
 
 class Owner(Protocol):
@@ -178,6 +180,7 @@ class Engine:
         step = score_step(model.inference, inputs, target, items, model.update_threshold)
         psnr = step.psnr.cpu().numpy()
         distance = step.distance.cpu().numpy()
+        errors = pixel_errors(step.frame, target)
         elapsed = time.perf_counter() - started
         for j, (lane, _, _) in enumerate(entries):
             lane.items = step.items[j]
@@ -186,5 +189,6 @@ class Engine:
             self._observe(model.name, n, elapsed)
         messages: list[tuple[str, dict[str, Any]]] = []
         for j, (lane, frame, _) in enumerate(entries):
-            messages += lane.owner.on_scored(Scored(frame, float(psnr[j]), float(distance[j]), float(scores[j])))
+            scored = Scored(frame, float(psnr[j]), float(distance[j]), float(scores[j]), errors[j])
+            messages += lane.owner.on_scored(scored)
         return messages

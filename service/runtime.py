@@ -23,6 +23,7 @@ from service.settings import Settings
 from service.sources import is_local_file
 from service.store import Store
 from service.streams import StreamManager
+from service.views import AlertSnapshots
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ class Runtime:
         self.store = Store(settings.database)
         self.hub = Hub(settings.ws_queue, on_drop=lambda topic, n: self.metrics.ws_dropped.inc(n))
         self.engine = Engine(settings.max_batch, settings.max_wait_ms / 1000, self.publish, self.metrics.observe_batch)
-        self.streams = StreamManager(settings, self.store, self.engine, self.metrics)
+        self.snapshots = AlertSnapshots(settings.data_dir / "alerts", self.store)
+        self.streams = StreamManager(settings, self.store, self.engine, self.metrics, self.snapshots)
         self.clips = ClipManager(
             settings.clips_dir, self.store, self.engine, self.metrics, self.publish, settings.clip_fps
         )

@@ -106,6 +106,24 @@ class AlertOut(BaseModel):
     end_frame: int | None
     peak_score: float
     peak_frame: int
+    thumbnail_url: str | None = Field(None, description="Peak frame picture (JPEG), once stored")
+    heatmap_url: str | None = Field(None, description="Peak frame heatmap (RGBA PNG, thumbnail-sized), once stored")
+
+
+class ScorePoint(BaseModel):
+    frame: int
+    captured: float
+    score: float
+
+
+class ClipItem(BaseModel):
+    id: str
+    original_name: str | None
+    size: int
+    model: str
+    status: str
+    created: float
+    finished: float | None
 
 
 class AlertPage(BaseModel):

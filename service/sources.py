@@ -193,7 +193,7 @@ class Reader:
                 self.hooks.read()
                 if not (self.sampler.keep(t) or every_frame):
                     continue
-                frame = Frame(self.frames_read - 1, self._segment, captured, preprocess(image, self.config))
+                frame = Frame(self.frames_read - 1, self._segment, captured, preprocess(image, self.config), image)
                 before = self.buffer.dropped
                 self.buffer.put(frame)
                 if self.buffer.dropped != before:

@@ -40,6 +40,10 @@ class Store:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
+            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(alerts)")}
+            for column in ("thumbnail", "heatmap"):  # peak-frame pictures (file names), added after v0.1
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE alerts ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -86,6 +90,13 @@ class Store:
             (end_time, end_frame, peak, peak_frame, id),
         )
 
+    def set_alert_snapshot(self, id: int, thumbnail: str, heatmap: str) -> None:
+        self._exec("UPDATE alerts SET thumbnail = ?, heatmap = ? WHERE id = ?", (thumbnail, heatmap, id))
+
+    def alert(self, id: int) -> dict[str, Any] | None:
+        rows = self._all("SELECT * FROM alerts WHERE id = ?", (id,))
+        return rows[0] if rows else None
+
     def alerts(
         self, stream_id: str | None, since: float | None, until: float | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
@@ -115,6 +126,13 @@ class Store:
     def set_clip_status(self, id: str, status: str, error: str | None = None) -> None:
         finished = time.time() if status in ("done", "failed") else None
         self._exec("UPDATE clips SET status = ?, error = ?, finished = ? WHERE id = ?", (status, error, finished, id))
+
+    def clip(self, id: str) -> dict[str, Any] | None:
+        rows = self._all("SELECT * FROM clips WHERE id = ?", (id,))
+        return rows[0] if rows else None
+
+    def clips(self, limit: int) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM clips ORDER BY created DESC LIMIT ?", (limit,))
 
     def clips_older_than(self, t: float) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM clips WHERE created < ?", (t,))

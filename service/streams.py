@@ -15,6 +15,7 @@ from service.models import HostedModel
 from service.settings import Settings
 from service.sources import Reader, ReaderHooks, redact
 from service.store import Store
+from service.views import AlertSnapshots, LiveView, View
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +38,46 @@ class Stream:
     store: Store
     metrics: Metrics
     machine: AlertMachine = field(init=False)
+    snapshots: AlertSnapshots | None = None
     reader: Reader | None = None
     lane: Lane | None = None
     frames_scored: int = 0
     last_score: float | None = None
+    live: LiveView = field(default_factory=LiveView)
+    _candidate: View | None = None  # best frame of the run above `on` that may open an episode
+    _peak: View | None = None  # the open episode's peak frame
+    _saved_peak: int | None = None  # frame whose snapshot the open episode has stored
 
     def __post_init__(self) -> None:
         self.machine = AlertMachine(self.policy)
+
+    def _track_peak(self, view: View, event: tuple[str, Any] | None, was_open: bool) -> None:
+        """Keep (references to) the frame an episode would show: the peak of the opening run, then any higher."""
+        episode = self.machine.episode
+        if event is not None and event[0] == "open":
+            c = self._candidate
+            self._peak = c if c is not None and c.frame == event[1].peak_frame else view
+            self._candidate = None
+        elif episode is not None and episode.peak_frame == view.frame:
+            self._peak = view
+        if not was_open and episode is None:  # mirror the machine's pending run
+            above = view.score >= self.policy.on
+            if not above:
+                self._candidate = None
+            elif self._candidate is None or view.score > self._candidate.score:
+                self._candidate = view
 
     def on_scored(self, s: Scored) -> list[tuple[str, dict[str, Any]]]:
         """Engine thread: count, run the alert machine, and build the messages for subscribers."""
         self.frames_scored += 1
         self.last_score = s.score
         self.metrics.frames_scored.labels(self.id).inc()
+        picture = s.frame.image if s.frame.image is not None else s.frame.pixels
+        view = View(s.frame.index, s.frame.captured, s.score, picture, s.error)
+        self.live.add(view)
+        was_open = self.machine.episode is not None
         event = self.machine.update(s.frame.index, s.frame.captured, s.score)
+        self._track_peak(view, event, was_open)
         self.metrics.anomaly_score.labels(self.id).set(s.score)
         self.metrics.alert_open.labels(self.id).set(0 if self.machine.episode is None else 1)
         topic = stream_topic(self.id)
@@ -78,7 +105,18 @@ class Stream:
             self.store.close_alert(
                 episode.id, episode.end_time, episode.end_frame, episode.peak_score, episode.peak_frame
             )
-        message = {"type": f"alert_{kind}", "stream": self.id, "name": self.name, **episode.as_dict()}
+        peak = self._peak
+        stored = self.snapshots is not None and episode.id is not None and peak is not None
+        if stored and peak.frame != self._saved_peak:
+            self.snapshots.save(episode.id, peak)
+        self._saved_peak = peak.frame if kind == "open" and peak is not None else None
+        if kind == "close":
+            self._peak = None
+        urls = {"thumbnail_url": None, "heatmap_url": None}
+        if stored:
+            urls = {"thumbnail_url": f"/api/alerts/{episode.id}/thumbnail.jpg",
+                    "heatmap_url": f"/api/alerts/{episode.id}/heatmap.png"}  # fmt: skip
+        message = {"type": f"alert_{kind}", "stream": self.id, "name": self.name, **episode.as_dict(), **urls}
         return [(stream_topic(self.id), message), (ALERTS_TOPIC, dict(message))]
 
     def describe(self) -> dict[str, Any]:
@@ -97,11 +135,15 @@ class Stream:
 
 
 class StreamManager:
-    def __init__(self, settings: Settings, store: Store, engine: Engine, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, engine: Engine, metrics: Metrics,
+        snapshots: AlertSnapshots | None = None,
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.store = store
         self.engine = engine
         self.metrics = metrics
+        self.snapshots = snapshots
         self.streams: dict[str, Stream] = {}
         self._lock = threading.Lock()
 
@@ -124,7 +166,7 @@ class StreamManager:
                 raise OverflowError(f"stream limit reached ({self.settings.max_streams}, setting max_streams)")
             id = id or uuid.uuid4().hex[:12]
             policy = self.policy(model, alerts)
-            stream = Stream(id, url, name, model, fps_cap, policy, origin, self.store, self.metrics)
+            stream = Stream(id, url, name, model, fps_cap, policy, origin, self.store, self.metrics, self.snapshots)
             if persist:
                 self.store.add_stream(id, url, name, model.name, fps_cap, alerts or {})
             self.streams[id] = stream

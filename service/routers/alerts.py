@@ -1,12 +1,22 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import FileResponse
 
 from service.routers.deps import runtime
 from service.runtime import Runtime
-from service.schemas import AlertPage
+from service.schemas import AlertOut, AlertPage
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+
+
+def _out(row: dict[str, Any]) -> dict[str, Any]:
+    thumbnail, heat = row.pop("thumbnail", None), row.pop("heatmap", None)
+    row["thumbnail_url"] = f"/api/alerts/{row['id']}/thumbnail.jpg" if thumbnail else None
+    row["heatmap_url"] = f"/api/alerts/{row['id']}/heatmap.png" if heat else None
+    return row
 
 
 @router.get("", response_model=AlertPage)
@@ -19,4 +29,35 @@ def list_alerts(
     rt: Runtime = Depends(runtime),
 ) -> dict:
     rows, total = rt.store.alerts(stream, since, until, limit, offset)
-    return {"total": total, "limit": limit, "offset": offset, "items": rows}
+    return {"total": total, "limit": limit, "offset": offset, "items": [_out(r) for r in rows]}
+
+
+@router.get("/{alert_id}", response_model=AlertOut)
+def get_alert(alert_id: int, rt: Runtime = Depends(runtime)) -> dict:
+    row = rt.store.alert(alert_id)
+    if row is None:
+        raise HTTPException(404, f"no alert {alert_id}")
+    return _out(row)
+
+
+def _snapshot(rt: Runtime, alert_id: int, column: str, media_type: str) -> FileResponse:
+    row = rt.store.alert(alert_id)
+    if row is None:
+        raise HTTPException(404, f"no alert {alert_id}")
+    path = rt.snapshots.path(row.get(column))
+    if path is None:
+        raise HTTPException(404, f"alert {alert_id} has no stored {column}")
+    # rewritten when the peak moves before the episode closes: revalidate
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/{alert_id}/thumbnail.jpg", responses={200: {"content": {"image/jpeg": {}}}})
+def alert_thumbnail(alert_id: int, rt: Runtime = Depends(runtime)) -> FileResponse:
+    """The alert's peak frame (JPEG, 320 px wide at most), stored when the alert opened or closed."""
+    return _snapshot(rt, alert_id, "thumbnail", "image/jpeg")
+
+
+@router.get("/{alert_id}/heatmap.png", responses={200: {"content": {"image/png": {}}}})
+def alert_heatmap(alert_id: int, rt: Runtime = Depends(runtime)) -> FileResponse:
+    """Where the peak frame was anomalous: colour-mapped prediction error, RGBA PNG, the thumbnail's size."""
+    return _snapshot(rt, alert_id, "heatmap", "image/png")

@@ -4,18 +4,22 @@ while receiving, so an oversized upload is refused without ever being held in me
 from __future__ import annotations
 
 import asyncio
+import bisect
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from model.data import VIDEO_SUFFIXES
+from service import heatmap
 from service.clips import ProbeError, probe
 from service.routers.deps import ready_runtime, runtime
 from service.runtime import Runtime
-from service.schemas import ClipCreated, ClipOut
+from service.schemas import ClipCreated, ClipItem, ClipOut
+from service.views import ClipMaps, decode_frame
 
 router = APIRouter(prefix="/api/clips", tags=["clips"])
 
@@ -80,6 +84,12 @@ class FilePart:
     def close(self) -> None:
         if self._file is not None and not self._file.closed:
             self._file.close()
+
+
+@router.get("", response_model=list[ClipItem])
+def list_clips(limit: int = Query(50, ge=1, le=1000), rt: Runtime = Depends(runtime)) -> list[dict]:
+    """Uploads, newest first (kept for clip_retention_s)."""
+    return rt.store.clips(limit)
 
 
 @router.post("", response_model=ClipCreated, status_code=202)
@@ -156,3 +166,49 @@ def get_clip(
     if not scores:
         result.pop("scores", None)
     return result
+
+
+def _clip_frame(rt: Runtime, clip_id: str, frame: int) -> tuple[Any, Any]:
+    """(picture, error map or None) of a scored frame of an upload."""
+    job = rt.clips.jobs.get(clip_id)
+    if job is not None:
+        video, scores = job.path, list(job.scores)
+    else:
+        row, result = rt.store.clip(clip_id), rt.clips.load_result(clip_id)
+        if row is None or result is None:
+            raise HTTPException(404, f"no clip {clip_id!r}")
+        video, scores = rt.clips.directory / row["filename"], result.get("scores", [])
+    frames = [s["frame"] for s in scores]
+    k = bisect.bisect_left(frames, frame)
+    if k == len(frames) or frames[k] != frame:
+        raise HTTPException(404, f"frame {frame} of clip {clip_id!r} has no score (yet)")
+    picture = decode_frame(video, frame)
+    if picture is None:
+        raise HTTPException(404, f"frame {frame} could not be decoded from clip {clip_id!r}")
+    return picture, ClipMaps.read(rt.clips.directory, clip_id, k)
+
+
+@router.get("/{clip_id}/frames/{frame}.jpg", responses={200: {"content": {"image/jpeg": {}}}})
+def clip_frame(
+    clip_id: str,
+    frame: int,
+    overlay: bool = Query(False, description="Blend the anomaly heatmap over the picture"),
+    width: int = Query(640, ge=16, le=4096),
+    rt: Runtime = Depends(runtime),
+) -> Response:
+    """A scored frame of an upload (decoded again from the stored video) as JPEG."""
+    picture, error = _clip_frame(rt, clip_id, frame)
+    image = heatmap.render(picture, error, width, overlay)
+    return Response(heatmap.jpeg(image), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/{clip_id}/frames/{frame}/heatmap.png", responses={200: {"content": {"image/png": {}}}})
+def clip_heatmap(
+    clip_id: str, frame: int, width: int = Query(640, ge=16, le=4096), rt: Runtime = Depends(runtime)
+) -> Response:
+    """Where that frame was anomalous: the stored error map, colour-mapped RGBA PNG, the frame's size."""
+    picture, error = _clip_frame(rt, clip_id, frame)
+    if error is None:
+        raise HTTPException(404, f"no error map stored for frame {frame}")
+    data = heatmap.render_heatmap(picture, error, width)
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})

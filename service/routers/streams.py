@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
+from service import heatmap
 from service.routers.deps import ready_runtime, runtime
 from service.runtime import Runtime
-from service.schemas import StreamCreate, StreamCreated, StreamOut
+from service.schemas import ScorePoint, StreamCreate, StreamCreated, StreamOut
+from service.streams import Stream
+from service.views import View
 
 router = APIRouter(prefix="/api/streams", tags=["streams"])
 
@@ -44,3 +47,51 @@ def delete_stream(stream_id: str, rt: Runtime = Depends(runtime)) -> Response:
     except KeyError:
         raise HTTPException(404, f"no stream {stream_id!r}") from None
     return Response(status_code=204)
+
+
+def _stream(rt: Runtime, stream_id: str) -> Stream:
+    stream = rt.streams.streams.get(stream_id)
+    if stream is None:
+        raise HTTPException(404, f"no stream {stream_id!r}")
+    return stream
+
+
+def _latest(rt: Runtime, stream_id: str) -> View:
+    view = _stream(rt, stream_id).live.latest
+    if view is None:
+        raise HTTPException(404, "no frame scored yet")
+    return view
+
+
+def _picture_headers(view: View) -> dict[str, str]:
+    return {"Cache-Control": "no-store", "X-Frame": str(view.frame), "X-Score": f"{view.score:.6f}",
+            "X-Captured": f"{view.captured:.3f}"}  # fmt: skip
+
+
+@router.get("/{stream_id}/scores", response_model=list[ScorePoint])
+def recent_scores(stream_id: str, limit: int = Query(600, ge=1, le=5000), rt: Runtime = Depends(runtime)) -> list[dict]:
+    """The stream's latest scores, oldest first (what a chart opened now starts from)."""
+    return _stream(rt, stream_id).live.recent(limit)
+
+
+@router.get("/{stream_id}/frame.jpg", responses={200: {"content": {"image/jpeg": {}}}})
+def latest_frame(
+    stream_id: str,
+    overlay: bool = Query(False, description="Blend the anomaly heatmap over the picture"),
+    width: int = Query(640, ge=16, le=4096, description="Downscale to at most this width"),
+    rt: Runtime = Depends(runtime),
+) -> Response:
+    """The latest scored frame as JPEG (X-Frame, X-Score headers say which); encoded per request."""
+    view = _latest(rt, stream_id)
+    image = heatmap.render(view.picture, view.error, width, overlay)
+    return Response(heatmap.jpeg(image), media_type="image/jpeg", headers=_picture_headers(view))
+
+
+@router.get("/{stream_id}/heatmap.png", responses={200: {"content": {"image/png": {}}}})
+def latest_heatmap(stream_id: str, width: int = Query(640, ge=16, le=4096), rt: Runtime = Depends(runtime)) -> Response:
+    """The latest scored frame's per-pixel prediction error, colour-mapped RGBA PNG, frame.jpg's size."""
+    view = _latest(rt, stream_id)
+    if view.error is None:
+        raise HTTPException(404, "no error map for this frame")
+    data = heatmap.render_heatmap(view.picture, view.error, width)
+    return Response(data, media_type="image/png", headers=_picture_headers(view))

@@ -9,7 +9,7 @@ import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from service.auth import websocket_allowed
+from service.auth import accepted_subprotocol, websocket_allowed
 from service.clips import clip_topic
 from service.hub import Subscriber
 from service.runtime import Runtime
@@ -59,7 +59,7 @@ async def stream_feed(websocket: WebSocket, stream_id: str) -> None:
     if stream_id not in rt.streams.streams:
         await websocket.close(code=4404, reason=f"no stream {stream_id!r}")
         return
-    await websocket.accept()
+    await websocket.accept(subprotocol=accepted_subprotocol(websocket))
     await _pump(websocket, rt, rt.hub.subscribe(stream_topic(stream_id)))
 
 
@@ -68,7 +68,7 @@ async def alert_feed(websocket: WebSocket) -> None:
     rt: Runtime = websocket.app.state.runtime
     if not await websocket_allowed(websocket):
         return
-    await websocket.accept()
+    await websocket.accept(subprotocol=accepted_subprotocol(websocket))
     await _pump(websocket, rt, rt.hub.subscribe(ALERTS_TOPIC))
 
 
@@ -82,7 +82,7 @@ async def clip_feed(websocket: WebSocket, clip_id: str) -> None:
     if job is None:
         await websocket.close(code=4404, reason=f"no clip {clip_id!r}")
         return
-    await websocket.accept()
+    await websocket.accept(subprotocol=accepted_subprotocol(websocket))
     sub = rt.hub.subscribe(clip_topic(clip_id))  # subscribe before the snapshot: nothing falls in between
     backlog = list(job.scores)
     for row in backlog:

@@ -320,6 +320,7 @@ async function streamsView(root) {
     entry.ws = socket(`/ws/streams/${s.id}`, {
       onmessage: (m) => {
         if (m.type !== "score") return;
+        spark.dataset.received = String(Number(spark.dataset.received || 0) + 1);
         entry.ys.push(m.score);
         if (entry.ys.length > 150) entry.ys.splice(0, entry.ys.length - 150);
         const score = $(".score", el);
@@ -448,8 +449,10 @@ async function streamView(root, id) {
 
   function draw() {
     const x1 = xs.length ? xs[xs.length - 1] : Date.now() / 1000;
+    // grow from the first point until the window is full, rather than squeezing a few seconds to the right edge
+    const x0 = Math.max(x1 - span, Math.min(xs.length ? xs[0] : x1, x1 - 10));
     const spans = [...episodes.values()].map(([s, e]) => [s, e === null ? x1 : e]);
-    drawChart(chart, { xs, ys, x0: x1 - span, x1, on: info.alert.on, off: info.alert.off, spans, xLabel: clock });
+    drawChart(chart, { xs, ys, x0, x1, on: info.alert.on, off: info.alert.off, spans, xLabel: clock });
     chart.dataset.lastFrame = String(lastFrame);
   }
   let lastFrame = -1;

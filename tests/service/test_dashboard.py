@@ -1,0 +1,305 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Playwright) against a real `serve`
+and a real RTSP camera: what an operator sees, plus the same through the API. Screenshots go to
+artifacts/screenshots/ for a person to look at."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from conftest import SERVE, encode_h264_lossless, free_port, quiet_env
+from support import wait_for
+
+pytestmark = pytest.mark.ped2
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+LOW = ("--alert-on", "0.05", "--alert-off", "0.04")  # the tiny test model alerts on anything at these
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is needed (scripts/apt-test.txt)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A browser page that records console errors and uncaught exceptions."""
+
+    def __init__(self, browser, base: str) -> None:
+        self.base = base
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"page: {e}"))
+
+    def goto(self, route: str) -> None:
+        self.page.goto(f"{self.base}/#{route}")
+
+    def number(self, selector: str, attribute: str) -> int:
+        value = self.page.get_attribute(selector, f"data-{attribute}")
+        return int(value) if value else 0
+
+    def wait_number_above(self, selector: str, attribute: str, floor: int, timeout_s: float) -> int:
+        self.page.wait_for_function(
+            "([s, a, n]) => { const e = document.querySelector(s); return e && Number(e.dataset[a] || 0) > n; }",
+            arg=[selector, attribute, floor], timeout=timeout_s * 1000,
+        )  # fmt: skip
+        return self.number(selector, attribute)
+
+    def shot(self, name: str) -> Path:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        path = SHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def ped2_clip(ped2: Path, name: str, limit: int | None = None) -> np.ndarray:
+    files = sorted((ped2 / "testing" / "frames" / name).glob("*.jpg"))[:limit]
+    return np.stack([cv2.imread(str(f), cv2.IMREAD_COLOR) for f in files])
+
+
+@pytest.fixture(scope="module")
+def bikes_mkv(ped2: Path, tmp_path_factory) -> Path:
+    """Ped2 test clip 04 (a cart and bikes among walkers), 18 s, lossless H.264 for the RTSP server."""
+    return encode_h264_lossless(ped2_clip(ped2, "04"), tmp_path_factory.mktemp("clips") / "ped2-04.mkv")
+
+
+@pytest.fixture(scope="module")
+def bikes_mp4(ped2: Path, tmp_path_factory) -> Path:
+    """The same clip as an ordinary (lossy, small) MP4: what someone would upload."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg (Debian package) is needed")
+    path = tmp_path_factory.mktemp("clips") / "ped2-04.mp4"
+    frames = sorted((ped2 / "testing" / "frames" / "04").glob("*.jpg"))
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-framerate", "10", "-i",
+         str(frames[0].parent / "%03d.jpg"), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "10", str(path)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    return path
+
+
+def drop_file(page, selector: str, path: Path, mime: str) -> None:
+    """A real drop event on the drop zone, carrying the file (what dragging it from a file manager does)."""
+    page.evaluate(
+        """async ([selector, b64, name, mime]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: mime }));
+            const zone = document.querySelector(selector);
+            for (const type of ["dragenter", "dragover", "drop"])
+                zone.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        }""",
+        [selector, base64.b64encode(path.read_bytes()).decode(), path.name, mime],
+    )
+
+
+def test_dashboard_live_stream_alerts_and_upload(serve_factory, rtsp_factory, browser, bikes_mkv, bikes_mp4) -> None:
+    rtsp = rtsp_factory(bikes_mkv)
+    server = serve_factory(*LOW)
+    ui = Page(browser, server.base)
+    page = ui.page
+    try:
+        # Streams: add the camera through the form.
+        ui.goto("/streams")
+        page.fill("#add-stream input[name=url]", rtsp.url)
+        page.fill("#add-stream input[name=name]", "plaza")
+        page.fill("#add-stream input[name=alert_on]", "0.05")
+        page.fill("#add-stream input[name=alert_off]", "0.04")
+        page.click("#add-stream button[type=submit]")
+        card = page.wait_for_selector(".card[data-stream]", timeout=10_000)
+        stream_id = card.get_attribute("data-stream")
+        spark = f".card[data-stream='{stream_id}'] canvas.spark"
+        ui.wait_number_above(spark, "received", 5, 30)
+        page.wait_for_function("document.querySelector('.card .stats b').textContent !== '–'", timeout=10_000)
+        ui.shot("streams")
+
+        # Stream view: the chart moves, the live picture arrives, an alert appears with its peak frame.
+        page.click(f".card[data-stream='{stream_id}'] .top a")
+        page.wait_for_selector("#score-chart")
+        first = ui.wait_number_above("#score-chart", "points", 0, 20)
+        ui.wait_number_above("#score-chart", "points", first + 5, 20)
+        ui.wait_number_above("#live-picture", "loaded", 2, 20)
+        page.wait_for_selector("#stream-alerts tr[data-alert] img.thumb", timeout=30_000)
+        page.wait_for_function("[...document.querySelectorAll('#stream-alerts img')].every(i => i.naturalWidth > 0)",
+                               timeout=10_000)  # fmt: skip
+        assert page.locator("#alert-open").count() == 1 or page.locator("#stream-alerts tr[data-alert]").count() >= 1
+        ui.shot("stream-view")
+
+        # Alerts: the list with thumbnails, filtered to this stream, linking back to the stream view.
+        ui.goto("/alerts")
+        page.wait_for_selector("#alert-list tr[data-alert] img.thumb", timeout=10_000)
+        page.select_option("#filter-stream", stream_id)
+        page.click("form.filters button[type=submit]")
+        page.wait_for_function(f"location.hash.includes('stream={stream_id}')")
+        page.wait_for_selector("#alert-list tr[data-alert]", timeout=10_000)
+        assert page.locator(f"#alert-list a[href='#/streams/{stream_id}']").count() >= 1
+        page.wait_for_function("[...document.querySelectorAll('#alert-list img')].every(i => i.naturalWidth > 0)",
+                               timeout=10_000)  # fmt: skip
+        ui.shot("alerts")
+
+        # Clips: drop a video, watch it being scored, click the timeline, see that frame and its heatmap.
+        ui.goto("/clips")
+        page.wait_for_selector("#drop-zone")
+        drop_file(page, "#drop-zone", bikes_mp4, "video/mp4")
+        page.wait_for_function("location.hash.startsWith('#/clips/') && location.hash.length > 9", timeout=30_000)
+        clip_id = page.evaluate("location.hash.split('/')[2]")
+        page.wait_for_function("document.querySelector('#clip-status')?.textContent === 'done'", timeout=90_000)
+        with server.client() as c:
+            result = c.get(f"/api/clips/{clip_id}").json()
+        assert result["status"] == "done" and result["frames_scored"] == 176
+        assert ui.number("#clip-chart", "points") == 176
+        assert ui.number("#clip-chart", "segments") == len(result["summary"]["anomalous_segments"]) >= 1
+        box = page.locator("#clip-chart").bounding_box()
+        page.mouse.click(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
+        page.wait_for_selector("#clip-frame[data-frame]", timeout=10_000)
+        page.wait_for_function(
+            "['#clip-frame-picture', '#clip-frame-heatmap'].every(s => document.querySelector(s)?.naturalWidth > 0)",
+            timeout=10_000,
+        )
+        frame = int(page.get_attribute("#clip-frame", "data-frame"))
+        assert frame in {s["frame"] for s in result["scores"]} and 90 < frame < 130
+        ui.shot("clip")
+
+        # Remove the stream (two clicks, no dialog): its card goes.
+        ui.goto("/streams")
+        remove = page.locator(f".card[data-stream='{stream_id}'] button.danger")
+        remove.click()
+        remove.click()
+        page.wait_for_selector(f".card[data-stream='{stream_id}']", state="detached", timeout=10_000)
+        with server.client() as c:
+            assert c.get(f"/api/streams/{stream_id}").status_code == 404
+        assert ui.errors == [], ui.errors
+    finally:
+        ui.close()
+
+
+def test_pictures_and_history_through_the_api(serve_factory, h264_clip) -> None:
+    """Everything the page shows is in the documented API: live JPEG, heatmap PNG of the same size, score
+    history, alerts with their stored peak frame, and the OpenAPI document lists them."""
+    server = serve_factory("--stream", str(h264_clip), *LOW)
+    with server.client() as c:
+        sid = wait_for(lambda: c.get("/api/streams").json(), 10, message="start stream")[0]["id"]
+        wait_for(lambda: c.get(f"/api/streams/{sid}").json()["frames_scored"] >= 5, 30, message="scores")
+        r = c.get(f"/api/streams/{sid}/frame.jpg")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and int(r.headers["x-frame"]) >= 4
+        plain = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+        assert plain.shape == (240, 360, 3)  # the camera's picture, not the 32x48 model input
+        over = cv2.imdecode(np.frombuffer(c.get(f"/api/streams/{sid}/frame.jpg?overlay=1").content, np.uint8), 1)
+        assert over.shape == plain.shape
+        small = c.get(f"/api/streams/{sid}/frame.jpg", params={"width": 180})
+        assert cv2.imdecode(np.frombuffer(small.content, np.uint8), 1).shape == (120, 180, 3)
+        heat = c.get(f"/api/streams/{sid}/heatmap.png")
+        assert heat.status_code == 200 and heat.headers["content-type"] == "image/png"
+        rgba = cv2.imdecode(np.frombuffer(heat.content, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert rgba.shape == (240, 360, 4) and rgba[:, :, 3].max() > 0
+        history = c.get(f"/api/streams/{sid}/scores", params={"limit": 3}).json()
+        assert len(history) == 3 and [h["frame"] for h in history] == sorted(h["frame"] for h in history)
+        alert = wait_for(lambda: c.get("/api/alerts", params={"stream": sid}).json()["items"], 30, message="alert")[0]
+        assert alert["thumbnail_url"] == f"/api/alerts/{alert['id']}/thumbnail.jpg"
+        thumb = c.get(alert["thumbnail_url"])
+        heat = c.get(alert["heatmap_url"])
+        assert thumb.headers["content-type"] == "image/jpeg" and heat.headers["content-type"] == "image/png"
+        t = cv2.imdecode(np.frombuffer(thumb.content, np.uint8), 1)
+        hm = cv2.imdecode(np.frombuffer(heat.content, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert t.shape[:2] == hm.shape[:2] and t.shape[1] <= 320
+        assert c.get(f"/api/alerts/{alert['id']}").json()["peak_frame"] == alert["peak_frame"]
+        for path in ("/api/streams/nope/frame.jpg", "/api/alerts/999999/thumbnail.jpg", "/api/alerts/999999"):
+            assert c.get(path).status_code == 404
+        paths = c.get("/openapi.json").json()["paths"]
+        assert "/" not in paths
+    for p in ("/api/streams/{stream_id}/frame.jpg", "/api/streams/{stream_id}/heatmap.png",
+              "/api/streams/{stream_id}/scores", "/api/alerts/{alert_id}/thumbnail.jpg",
+              "/api/alerts/{alert_id}/heatmap.png", "/api/clips/{clip_id}/frames/{frame}.jpg",
+              "/api/clips/{clip_id}/frames/{frame}/heatmap.png", "/api/clips"):  # fmt: skip
+        assert p in paths, p
+    index = httpx.get(f"{server.base}/")
+    assert index.status_code == 200 and "/static/app.js" in index.text
+    assert (
+        httpx.get(f"{server.base}/static/app.js")
+        .headers["content-type"]
+        .startswith(("text/javascript", "application/javascript"))
+    )
+
+
+def test_dashboard_with_api_token(serve_factory, browser, h264_clip) -> None:
+    """With a token configured the page asks for it, keeps it, and its WebSockets pass it as a subprotocol."""
+    server = serve_factory("--stream", str(h264_clip), token="s3cret")
+    ui = Page(browser, server.base)
+    page = ui.page
+    try:
+        ui.goto("/streams")
+        page.wait_for_selector("#banner:not([hidden])", timeout=10_000)
+        assert page.locator(".card[data-stream]").count() == 0
+        page.fill("#token-input", "s3cret")
+        refused = list(ui.errors)  # the refused requests that made the page ask, logged by the browser
+        page.click("#token-form button[type=submit]")
+        card = page.wait_for_selector(".card[data-stream]", timeout=10_000)
+        spark = f".card[data-stream='{card.get_attribute('data-stream')}'] canvas.spark"
+        ui.wait_number_above(spark, "received", 3, 30)  # scores over the WebSocket: the subprotocol token worked
+        assert page.evaluate("localStorage.getItem('mnad.token')") == "s3cret"
+        ui.shot("streams-token")
+        assert all("401" in e for e in refused), refused
+        assert ui.errors == refused, ui.errors
+    finally:
+        ui.close()
+
+
+def test_newcomer_sees_live_scores_within_10_s(browser, models_dir, h264_clip, tmp_path) -> None:
+    """README: `serve --stream video.mp4`, open the page: a live score within 10 s of starting the command.
+    With the shipped weights when present (what a newcomer runs), else the tiny test model."""
+    shipped = REPO / "weights"
+    models = shipped if (shipped / "ped2.safetensors").is_file() else models_dir
+    port = free_port()
+    log = tmp_path / "serve.log"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [SERVE, "--stream", str(h264_clip), "--port", str(port), "--models-dir", str(models),
+         "--data-dir", str(tmp_path / "data")],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, env=quiet_env(), cwd=tmp_path,
+    )  # fmt: skip
+    ui = Page(browser, f"http://127.0.0.1:{port}")
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 10, interval=0.05, message="the port")
+        ui.goto("/")
+        ui.page.wait_for_function(
+            "/^[0-9.]+$/.test(document.querySelector('.card .stats .score')?.textContent || '')",
+            timeout=max(1, 10 - (time.monotonic() - started)) * 1000,
+        )
+        elapsed = time.monotonic() - started
+        print(f"first live score on the page {elapsed:.1f} s after starting serve (models: {models})")
+        ui.shot("newcomer")
+        assert elapsed < 10, f"first live score after {elapsed:.1f} s"
+        assert ui.errors == [], ui.errors
+    finally:
+        ui.close()
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -36,7 +36,7 @@ def subprotocol_token(protocols: list[str]) -> str | None:
         if p.startswith(WS_TOKEN_PREFIX):
             b64 = p[len(WS_TOKEN_PREFIX) :]
             try:
-                return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).decode()
+                return base64.b64decode(b64 + "=" * (-len(b64) % 4), altchars=b"-_", validate=True).decode()
             except (binascii.Error, UnicodeDecodeError, ValueError):
                 return None
     return None

@@ -15,6 +15,14 @@ class ApiError extends Error {
 }
 
 async function api(path, options = {}) {
+  const response = await apiResponse(path, options);
+  if (response.status === 204) return null;
+  const type = response.headers.get("content-type") || "";
+  return type.includes("json") ? response.json() : response.blob();
+}
+
+// The raw response (for headers), after the same token and error handling as api().
+async function apiResponse(path, options = {}) {
   const headers = { ...(options.headers || {}) };
   if (token()) headers.Authorization = `Bearer ${token()}`;
   if (options.json !== undefined) {
@@ -31,9 +39,7 @@ async function api(path, options = {}) {
     } catch (_) { /* not JSON */ }
     throw new ApiError(response.status, detail);
   }
-  if (response.status === 204) return null;
-  const type = response.headers.get("content-type") || "";
-  return type.includes("json") ? response.json() : response.blob();
+  return response;
 }
 
 // Images need the token too, so they are fetched and shown from object URLs.
@@ -317,6 +323,11 @@ async function streamsView(root) {
     const spark = h("canvas", { class: "spark" });
     const el = h("div", { class: "card", dataset: { stream: s.id } });
     const entry = { el, spark, ys: [], on: s.alert.on, ws: null };
+    // made once: refreshes re-insert the same button, so a first click stays armed across them
+    entry.remove = confirmButton("Remove", async () => {
+      await api(`/api/streams/${s.id}`, { method: "DELETE" }).catch((e) => banner(e.message));
+      refresh();
+    });
     entry.ws = socket(`/ws/streams/${s.id}`, {
       onmessage: (m) => {
         if (m.type !== "score") return;
@@ -342,11 +353,7 @@ async function streamsView(root) {
     entry.el.classList.toggle("in-alert", s.alert.open);
     entry.el.replaceChildren(
       h("div", { class: "top" }, h("a", { href: `#/streams/${s.id}` }, s.name), stateBadge(s),
-        s.alert.open ? h("span", { class: "pill alert" }, "ALERT") : null,
-        confirmButton("Remove", async () => {
-          await api(`/api/streams/${s.id}`, { method: "DELETE" }).catch((e) => banner(e.message));
-          refresh();
-        })),
+        s.alert.open ? h("span", { class: "pill alert" }, "ALERT") : null, entry.remove),
       h("div", { class: "url", title: s.url }, `${s.url} · ${s.model}`),
       streamStats(s), entry.spark);
     drawSpark(entry.spark, entry.ys, entry.on);
@@ -509,15 +516,17 @@ async function streamView(root, id) {
       const started = performance.now();
       if (info.frames_scored > 0) {
         try {
-          const blob = await api(`/api/streams/${id}/frame.jpg?overlay=${heatToggle.checked ? 1 : 0}&width=640`, { cache: "no-store" });
-          const bitmap = await createImageBitmap(blob);
+          const response = await apiResponse(`/api/streams/${id}/frame.jpg?overlay=${heatToggle.checked ? 1 : 0}&width=640`,
+            { cache: "no-store" });
+          const bitmap = await createImageBitmap(await response.blob());
           if (pictureCanvas.width !== bitmap.width || pictureCanvas.height !== bitmap.height) {
             pictureCanvas.width = bitmap.width; pictureCanvas.height = bitmap.height;
           }
           ctx.drawImage(bitmap, 0, 0);
           bitmap.close();
           pictureCanvas.dataset.loaded = String(Number(pictureCanvas.dataset.loaded || 0) + 1);
-          caption.textContent = `frame ${lastFrame} · ${clock(Date.now() / 1000)}`;
+          caption.textContent = `frame ${response.headers.get("x-frame")} · score ${fmt(response.headers.get("x-score"))}` +
+            ` · ${clock(Number(response.headers.get("x-captured")))}`;
         } catch (_) { /* stream gone or not scored yet: try again */ }
       }
       await sleep(Math.max(50, 250 - (performance.now() - started)));
@@ -649,7 +658,12 @@ async function clipView(root, id) {
   const summary = h("div", { class: "muted", id: "clip-summary" });
   const chart = h("canvas", { class: "chart", id: "clip-chart" });
   const shown = h("div", { class: "clip-frame", id: "clip-frame" }, h("div", { class: "muted" }, "Click the timeline to see a frame and where it was anomalous."));
-  root.append(h("h1", {}, "Clip ", status), bar, summary,
+  const name = h("span", { id: "clip-name" }, "Clip");
+  api("/api/clips?limit=1000").then((list) => {
+    const item = list.find((c) => c.id === id);
+    if (item && item.original_name) name.textContent = item.original_name;
+  }).catch(() => {});
+  root.append(h("h1", {}, name, status), bar, summary,
     h("div", { class: "panel", style: "margin-top:10px" }, chart,
       h("div", { class: "legend" }, h("span", {}, h("i", { style: `background:${COLORS.line}` }), "score"),
         h("span", {}, h("i", { style: `background:${COLORS.on}` }), "threshold on"),
@@ -738,12 +752,16 @@ async function route() {
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.nav === parts[0]);
   const root = h("div", { class: "view" });
   $("#view").replaceChildren(root);
-  let done;
-  if (parts[0] === "streams" && parts[1]) done = await streamView(root, decodeURIComponent(parts[1]));
-  else if (parts[0] === "alerts") done = await alertsView(root, params);
-  else if (parts[0] === "clips" && parts[1]) done = await clipView(root, decodeURIComponent(parts[1]));
-  else if (parts[0] === "clips") done = await clipsView(root);
-  else done = await streamsView(root);
+  let done = () => {};
+  try {
+    if (parts[0] === "streams" && parts[1]) done = await streamView(root, decodeURIComponent(parts[1]));
+    else if (parts[0] === "alerts") done = await alertsView(root, params);
+    else if (parts[0] === "clips" && parts[1]) done = await clipView(root, decodeURIComponent(parts[1]));
+    else if (parts[0] === "clips") done = await clipsView(root);
+    else done = await streamsView(root);
+  } catch (e) {
+    root.append(h("p", { class: "error-text" }, `Could not load this view: ${e.message}`));
+  }
   if (turn !== routing) done(); // the route changed while this view was loading
   else cleanup = done;
 }

@@ -186,6 +186,7 @@ def test_dashboard_live_stream_alerts_and_upload(serve_factory, rtsp_factory, br
         ui.goto("/streams")
         remove = page.locator(f".card[data-stream='{stream_id}'] button.danger")
         remove.click()
+        page.wait_for_timeout(1500)  # a refresh of the list in between must not disarm it
         remove.click()
         page.wait_for_selector(f".card[data-stream='{stream_id}']", state="detached", timeout=10_000)
         with server.client() as c:

@@ -5,6 +5,7 @@ artifacts/screenshots/ for a person to look at."""
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import subprocess
 import time
@@ -265,6 +266,19 @@ def test_dashboard_with_api_token(serve_factory, browser, h264_clip) -> None:
         assert ui.errors == refused, ui.errors
     finally:
         ui.close()
+    # the same handshake from any client: the right token as a subprotocol is accepted, a wrong one refused
+    from websockets.sync.client import connect
+
+    sid = httpx.get(f"{server.base}/api/streams", headers=server.headers()).json()[0]["id"]
+    url = f"{server.ws_base}/ws/streams/{sid}"
+
+    def offer(token: str) -> list[str]:
+        return ["mnad.bearer", "mnad.token." + base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")]
+
+    with connect(url, subprotocols=offer("s3cret"), open_timeout=10) as ws:
+        assert ws.subprotocol == "mnad.bearer" and json.loads(ws.recv(timeout=10))["stream"] == sid
+    with pytest.raises(Exception), connect(url, subprotocols=offer("wrong"), open_timeout=10) as ws:  # noqa: B017
+        ws.recv(timeout=5)
 
 
 def test_newcomer_sees_live_scores_within_10_s(browser, models_dir, h264_clip, tmp_path) -> None:

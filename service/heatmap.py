@@ -2,8 +2,11 @@
 
 The engine keeps one small float map per scored frame, the RMS error over colour channels in
 pixel units ([0, 1]) at the model's input size; nothing is encoded per frame. Pictures are
-drawn only when someone asks for one: the map is upsampled to the picture, mapped to colour on a
-fixed scale (the same for every frame and model, so a calm frame looks calm) and blended over it.
+drawn only when someone asks for one: the map is smoothed (local RMS, so a region the model got
+wrong outweighs the thin edges of people walking normally), upsampled to the picture, mapped to
+colour on a fixed scale (the same for every frame and model, so a calm frame looks calm) and
+blended over it. The scale was chosen on Ped2 test clip 04 with the shipped model: the cart and
+bikes come out red, walkers faint blue, empty pavement clear.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-# Display scale, in pixel error (fraction of full scale): below LOW is transparent (noise,
-# normal motion blur), HIGH and above is the hottest colour.
-LOW = 0.04
-HIGH = 0.35
+# Display scale, in local RMS pixel error (fraction of full scale): below LOW is transparent
+# (noise, normal motion), HIGH and above is the hottest colour.
+LOW = 0.02
+HIGH = 0.10
+SMOOTH = 1 / 96  # Gaussian sigma of the local RMS, as a fraction of the map's longer side (2 px at 128x192)
 OPACITY = 0.75  # of the hottest colour over the picture
 COLORMAP = cv2.COLORMAP_JET
 
@@ -60,8 +64,10 @@ def fit(image: np.ndarray, width: int) -> np.ndarray:
 
 
 def intensity(error: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The error map upsampled to (height, width) on the display scale: float32 in [0, 1]."""
-    up = cv2.resize(error.astype(np.float32, copy=False), (width, height), interpolation=cv2.INTER_LINEAR)
+    """The error map, smoothed and upsampled to (height, width), on the display scale: float32 in [0, 1]."""
+    sigma = SMOOTH * max(error.shape)
+    local = np.sqrt(cv2.GaussianBlur(np.square(error, dtype=np.float32), (0, 0), sigma))
+    up = cv2.resize(local, (width, height), interpolation=cv2.INTER_LINEAR)
     return np.clip((up - LOW) / (HIGH - LOW), 0.0, 1.0)
 
 

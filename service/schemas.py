@@ -88,6 +88,7 @@ class ModelOut(BaseModel):
     config: dict[str, Any]
     calibration: dict[str, Any]
     provenance: dict[str, Any]
+    inference: dict[str, Any]  # the forward path that runs (MNAD_INFERENCE) and why, if it fell back
 
 
 class ModelsOut(BaseModel):

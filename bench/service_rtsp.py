@@ -1,0 +1,197 @@
+"""Service bench (not a test): N camera streams at 10 fps from a real RTSP server, end to end.
+
+    python bench/service_rtsp.py [--streams 8] [--seconds 60] [--inference auto] [--models-dir weights]
+
+A GStreamer RTSP server (tests/service/rtsp_server.py, Debian's python3 with python3-gi) serves the
+Ped2 test split as one H.264 clip at 10 fps; every stream is its own RTSP session of it. `serve`
+runs the shipped model; one WebSocket subscriber per stream records capture -> receive latency
+(`captured` is the wall clock when the service read the frame). After `--warmup` seconds it
+measures for `--seconds`: p50/p99 latency, frames dropped (buffer overflow: inference behind),
+frames scored per second, CPU used by serve and by the RTSP server. `--streams 4,8,12` runs each
+count against a fresh serve. Bars: no frame dropped and p99 <= 250 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+from common import REPO, machine, table, write_json
+from websockets.sync.client import connect
+
+P99_BAR_MS = 250.0
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_clip(ped2: Path, out: Path, fps: int = 10) -> Path:
+    """Every Ped2 test frame in order (~200 s at 10 fps) as H.264 without B-frames, as a camera sends."""
+    if shutil.which("ffmpeg") is None:
+        sys.exit("ffmpeg (Debian package) is needed to encode the bench clip")
+    files = sorted((ped2 / "testing" / "frames").glob("*/*.jpg"))
+    h, w = cv2.imread(str(files[0])).shape[:2]
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
+           "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+           "-tune", "zerolatency", "-g", str(fps), "-bf", "0", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    for f in files:
+        proc.stdin.write(cv2.imread(str(f)).tobytes())
+    proc.stdin.close()
+    if proc.wait(300) != 0:
+        sys.exit("ffmpeg failed to encode the bench clip")
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its waited-for children, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / TICK
+
+
+def subscriber(url: str, start: float, stop: float, out: dict) -> None:
+    latencies: list[float] = []
+    frames = 0
+    try:
+        with connect(url, open_timeout=30, max_size=None) as ws:
+            while time.time() < stop:
+                try:
+                    m = json.loads(ws.recv(timeout=1))
+                except TimeoutError:
+                    continue
+                if m.get("type") == "score" and m["captured"] >= start:
+                    latencies.append(time.time() - m["captured"])
+                    frames += 1
+    except Exception as e:  # a broken subscriber is reported, not fatal
+        out["error"] = repr(e)
+    out["latencies"], out["frames"] = latencies, frames
+
+
+def run(args: argparse.Namespace, streams: int, clip: Path, rtsp_url: str, rtsp_pid: int) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="mnad-rtsp-bench-"))
+    port = free_port()
+    serve = str(Path(sys.executable).with_name("serve"))
+    cmd = [serve, "--port", str(port), "--models-dir", str(args.models_dir), "--data-dir", str(tmp / "data"),
+           "--device", "cpu", "--inference", args.inference, "--log-level", "warning"]  # fmt: skip
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    log = (tmp / "serve.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                sys.exit(f"serve did not become ready: {(tmp / 'serve.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        model = httpx.get(f"{base}/api/models").json()["models"][0]
+        ids = [
+            httpx.post(f"{base}/api/streams", json={"url": rtsp_url, "name": f"cam{i}"}).json()["id"]
+            for i in range(streams)
+        ]
+        start = time.time() + args.warmup
+        stop = start + args.seconds
+        results = [{} for _ in ids]
+        threads = [
+            threading.Thread(target=subscriber, args=(f"ws://127.0.0.1:{port}/ws/streams/{sid}", start, stop, r))
+            for sid, r in zip(ids, results)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(max(0.0, start - time.time()))
+        before = {s["id"]: s for s in httpx.get(f"{base}/api/streams").json()}
+        cpu0, rtsp0, wall0 = cpu_seconds(proc.pid), cpu_seconds(rtsp_pid), time.monotonic()
+        time.sleep(max(0.0, stop - time.time()))
+        cpu1, rtsp1, wall1 = cpu_seconds(proc.pid), cpu_seconds(rtsp_pid), time.monotonic()
+        after = {s["id"]: s for s in httpx.get(f"{base}/api/streams").json()}
+        for t in threads:
+            t.join(30)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    latencies = np.concatenate([r.get("latencies", []) for r in results]) * 1000
+    dropped = sum(after[i]["frames_dropped"] - before[i]["frames_dropped"] for i in ids)
+    scored = sum(after[i]["frames_scored"] - before[i]["frames_scored"] for i in ids)
+    read = sum(after[i]["frames_read"] - before[i]["frames_read"] for i in ids)
+    wall = wall1 - wall0
+    p99 = float(np.quantile(latencies, 0.99)) if latencies.size else float("inf")
+    return {
+        "streams": streams, "fps_per_stream": args.fps, "inference": model["inference"]["path"],
+        "seconds": round(wall, 1), "frames_read": read, "frames_scored": scored, "frames_dropped": dropped,
+        "scored_per_s": round(scored / wall, 1), "received": int(latencies.size),
+        "p50_ms": round(float(np.quantile(latencies, 0.5)), 1) if latencies.size else None,
+        "p99_ms": round(p99, 1), "max_ms": round(float(latencies.max()), 1) if latencies.size else None,
+        "serve_cpu_cores": round((cpu1 - cpu0) / wall, 2), "rtsp_cpu_cores": round((rtsp1 - rtsp0) / wall, 2),
+        "subscriber_errors": [r["error"] for r in results if "error" in r],
+        "ok": dropped == 0 and p99 <= P99_BAR_MS and scored > 0,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--streams", default="8", help="stream counts to run, comma-separated")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--warmup", type=float, default=10, help="seconds after the streams start, not measured")
+    parser.add_argument("--fps", type=int, default=10, help="frame rate of the served clip")
+    parser.add_argument("--inference", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="serve --threads (0: torch's default)")
+    parser.add_argument("--models-dir", type=Path, default=REPO / "weights")
+    parser.add_argument(
+        "--ped2", type=Path, default=Path(os.environ.get("MNAD_PED2", REPO.parent / "shared/datasets/ped2"))
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "service_rtsp.json")
+    args = parser.parse_args()
+    info = machine()
+    info["threads"] = args.threads or info["threads"]
+    print(" ".join(f"{k}={v}" for k, v in info.items()))
+    tmp = Path(tempfile.mkdtemp(prefix="mnad-rtsp-clip-"))
+    clip = make_clip(args.ped2, tmp / "ped2-test.mkv", args.fps)
+    port = free_port()
+    server = subprocess.Popen(
+        ["/usr/bin/python3", str(REPO / "tests/service/rtsp_server.py"), "--port", str(port), str(clip)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    if server.stdout.readline().strip() != "ready":
+        sys.exit(f"RTSP server did not start: {server.stderr.read()[-1000:]}")
+    rows = []
+    try:
+        for n in (int(v) for v in args.streams.split(",")):
+            rows.append(run(args, n, clip, f"rtsp://127.0.0.1:{port}/clip", server.pid))
+            print("  " + " ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+    finally:
+        server.terminate()
+        server.wait(10)
+    print()
+    print(table(rows, ["streams", "fps_per_stream", "inference", "frames_scored", "scored_per_s", "frames_dropped",
+                       "p50_ms", "p99_ms", "max_ms", "serve_cpu_cores", "rtsp_cpu_cores", "ok"]))  # fmt: skip
+    write_json(args.out, {"bench": "service_rtsp", "command": " ".join(sys.argv), "machine": info, "rows": rows})
+    sys.exit(0 if all(r["ok"] for r in rows) else 1)
+
+
+if __name__ == "__main__":
+    main()

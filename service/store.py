@@ -90,6 +90,9 @@ class Store:
             (end_time, end_frame, peak, peak_frame, id),
         )
 
+    def update_alert_peak(self, id: int, peak: float, peak_frame: int) -> None:
+        self._exec("UPDATE alerts SET peak_score = ?, peak_frame = ? WHERE id = ?", (peak, peak_frame, id))
+
     def set_alert_snapshot(self, id: int, thumbnail: str, heatmap: str) -> None:
         self._exec("UPDATE alerts SET thumbnail = ?, heatmap = ? WHERE id = ?", (thumbnail, heatmap, id))
 

@@ -20,6 +20,7 @@ from service.views import AlertSnapshots, LiveView, View
 log = logging.getLogger(__name__)
 
 ALERTS_TOPIC = "alerts"
+PEAK_REFRESH_S = 2.0  # an open alert's stored peak (row, thumbnail, heatmap) lags the live one by at most this
 
 
 def stream_topic(stream_id: str) -> str:
@@ -47,6 +48,7 @@ class Stream:
     _candidate: View | None = None  # best frame of the run above `on` that may open an episode
     _peak: View | None = None  # the open episode's peak frame
     _saved_peak: int | None = None  # frame whose snapshot the open episode has stored
+    _saved_at: float = 0.0  # when (capture time) it was stored
 
     def __post_init__(self) -> None:
         self.machine = AlertMachine(self.policy)
@@ -78,6 +80,7 @@ class Stream:
         was_open = self.machine.episode is not None
         event = self.machine.update(s.frame.index, s.frame.captured, s.score)
         self._track_peak(view, event, was_open)
+        self._refresh_peak(view.captured)
         self.metrics.anomaly_score.labels(self.id).set(s.score)
         self.metrics.alert_open.labels(self.id).set(0 if self.machine.episode is None else 1)
         topic = stream_topic(self.id)
@@ -110,6 +113,7 @@ class Stream:
         if stored and peak.frame != self._saved_peak:
             self.snapshots.save(episode.id, peak)
         self._saved_peak = peak.frame if kind == "open" and peak is not None else None
+        self._saved_at = episode.start_time if kind == "open" else 0.0
         if kind == "close":
             self._peak = None
         urls = {"thumbnail_url": None, "heatmap_url": None}
@@ -118,6 +122,17 @@ class Stream:
                     "heatmap_url": f"/api/alerts/{episode.id}/heatmap.png"}  # fmt: skip
         message = {"type": f"alert_{kind}", "stream": self.id, "name": self.name, **episode.as_dict(), **urls}
         return [(stream_topic(self.id), message), (ALERTS_TOPIC, dict(message))]
+
+    def _refresh_peak(self, now: float) -> None:
+        """While an episode lasts, its row and picture follow a rising peak, at most every PEAK_REFRESH_S."""
+        episode, peak = self.machine.episode, self._peak
+        if episode is None or episode.id is None or self.snapshots is None or peak is None:
+            return
+        if peak.frame == self._saved_peak or now - self._saved_at < PEAK_REFRESH_S:
+            return
+        self.store.update_alert_peak(episode.id, episode.peak_score, episode.peak_frame)
+        self.snapshots.save(episode.id, peak)
+        self._saved_peak, self._saved_at = peak.frame, now
 
     def describe(self) -> dict[str, Any]:
         r = self.reader

@@ -502,10 +502,12 @@ async function streamView(root, id) {
   });
   const redraw = throttled(draw, 200);
   const ticker = setInterval(redraw, 1000); // keeps the time axis moving when the stream stalls
+  let polls = 0;
   const poll = setInterval(async () => {
     try { info = await api(`/api/streams/${id}`); renderHead(); } catch (e) {
       if (e.status === 404) banner("This stream was removed.");
     }
+    if (info.alert.open && ++polls % 2 === 0) loadAlerts(); // an open alert's peak frame follows the live one
   }, 2000);
 
   // The live picture: the latest scored frame, fetched again as soon as it is shown, at most ~4 fps.
@@ -584,7 +586,9 @@ async function alertsView(root, params) {
   const ws = socket("/ws/alerts", {
     onmessage: () => { clearTimeout(pending); pending = setTimeout(load, 300); },
   });
-  return () => { ws.close(); clearTimeout(pending); };
+  // open alerts' peak frames move while they last: refresh while any is shown
+  const timer = setInterval(() => { if (list.querySelector(".pill.alert")) load(); }, 5000);
+  return () => { ws.close(); clearTimeout(pending); clearInterval(timer); };
 }
 
 function uploadFile(file, onProgress) {

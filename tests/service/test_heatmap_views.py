@@ -126,6 +126,22 @@ def test_stream_stores_the_peak_frame_of_each_episode(tmp_path: Path) -> None:
     store.close()
 
 
+def test_open_alert_follows_a_rising_peak_at_a_bounded_rate(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    snapshots = Recorder()
+    stream = Stream("s", "rtsp://x/y", "cam", SimpleNamespace(name="m"), None, AlertPolicy(0.5, 0.4, 3, 2), "api",
+                    store, Metrics(), snapshots)  # fmt: skip
+    scores = {i: 0.6 for i in range(1, 30)} | {4: 0.7, 10: 0.8, 26: 0.9}  # at 10 fps: peaks 0.3 s, 0.6 s, 1.6 s apart
+    peaks = {}
+    for i in range(32):
+        frame = Frame(i, 0, i / 10, np.zeros((4, 4, 1), np.uint8))
+        stream.on_scored(Scored(frame, 30.0, 0.1, scores.get(i, 0.1), np.zeros((4, 4), np.float32)))
+        peaks[i] = store.alert(1)["peak_frame"] if store.alert(1) else None
+    assert snapshots.saved == [(1, 1), (1, 10), (1, 26)]  # opened; 2 s later; closed
+    assert peaks[19] == 1 and peaks[23] == 10 and peaks[31] == 26  # opened at 0.1 s: refreshed at 2.1 s
+    store.close()
+
+
 def test_alert_snapshots_written_and_named_in_the_row(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite3")
     alert_id = store.open_alert("s", "m", 1.0, 0, 0.9, 0)

@@ -21,8 +21,11 @@ start over an optional speed-up.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -169,6 +172,8 @@ def _build_mixed(net: MemoryAE, device: torch.device, dtype: torch.dtype) -> tup
 
 
 def _build_compile(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:
+    """Compiles three graphs up front (batch 1, batch 2, then one with a symbolic batch that every other
+    size reuses: dynamo's automatic dynamic shapes), so no batch size ever stalls a live stream to compile."""
     import torch._inductor  # fails where inductor is missing
 
     dtype = torch.bfloat16 if bf16_supported(device) else torch.float32
@@ -176,7 +181,10 @@ def _build_compile(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:
         dtype = torch.float16
     module = MixedForward(net, dtype).to(device)
     mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs on GPU
-    compiled = torch.compile(module, mode=mode, dynamic=False, options={"freezing": True})
+    compiled = torch.compile(module, mode=mode, dynamic=None, options={"freezing": True})
+    with torch.inference_mode():
+        for batch in (1, 2, 3):
+            compiled(*_example(net.config, batch, device))
 
     def run(x: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
         frame, queries = compiled(x, items)
@@ -225,7 +233,9 @@ def _build_onnxruntime(net: MemoryAE, device: torch.device) -> tuple[Callable, s
         raise BackendUnavailable("onnxruntime/onnxscript are not installed (pip install 'mnad-service[fast]')") from e
     c = net.config
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with torch.inference_mode(False), torch.no_grad():
+    quiet = contextlib.redirect_stdout(io.StringIO())  # the exporter prints its progress
+    with torch.inference_mode(False), torch.no_grad(), quiet, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         program = torch.onnx.export(
             _Graph(copy.deepcopy(net).cpu()),
             _example(c, 2, device),

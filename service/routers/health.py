@@ -9,9 +9,12 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
+def healthz(rt: Runtime = Depends(runtime)) -> dict:
+    """Liveness: the process answers (always 200). Also says whether it is ready yet, for pages that
+    poll it: a browser logs every 503 from /readyz as an error."""
+    ready = rt.ready.is_set()
+    return {"status": "ok", "ready": ready, "models": sorted(rt.host.models) if ready and rt.host else [],
+            "error": rt.startup_error}  # fmt: skip
 
 
 @router.get("/readyz")

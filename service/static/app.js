@@ -290,12 +290,14 @@ function stateBadge(s) {
 async function streamsView(root) {
   const cleanups = [];
   const cards = new Map(); // id -> {el, spark, ys, ws, on}
-  const models = await api("/api/models").catch(() => null);
+  const modelSelect = h("select", { name: "model" }, h("option", { value: "" }, "default"));
+  serviceReady.then(() => api("/api/models")).then((models) => {
+    modelSelect.append(...models.models.map((m) => h("option", { value: m.name }, m.name)));
+  }).catch(() => {});
   const form = h("form", { class: "inline panel", id: "add-stream" },
     h("label", {}, "Camera URL (rtsp, http)", h("input", { name: "url", required: true, placeholder: "rtsp://camera/stream" })),
     h("label", {}, "Name", h("input", { name: "name", required: true, placeholder: "entrance" })),
-    h("label", {}, "Model", h("select", { name: "model" }, h("option", { value: "" }, "default"),
-      ...(models ? models.models.map((m) => h("option", { value: m.name }, m.name)) : []))),
+    h("label", {}, "Model", modelSelect),
     h("label", {}, "fps cap", h("input", { name: "fps_cap", class: "num", type: "number", step: "any", min: "0" })),
     h("label", {}, "alert on", h("input", { name: "alert_on", class: "num", type: "number", step: "any", min: "0", max: "1" })),
     h("label", {}, "alert off", h("input", { name: "alert_off", class: "num", type: "number", step: "any", min: "0", max: "1" })),
@@ -770,15 +772,19 @@ async function route() {
   else cleanup = done;
 }
 
+// Resolves once the service has loaded its models (endpoints that need them answer 503 before).
+let markReady;
+const serviceReady = new Promise((resolve) => { markReady = resolve; });
+
 async function watchHealth() {
   const pill = $("#status");
   for (;;) {
     try {
-      const response = await fetch("/readyz", { cache: "no-store" });
+      const response = await fetch("/healthz", { cache: "no-store" });
       const body = await response.json();
-      if (body.status === "ready") { pill.className = "pill ok"; pill.textContent = `ready · ${body.models.join(", ")}`; }
-      else if (body.status === "loading") { pill.className = "pill warn"; pill.textContent = "loading models…"; }
-      else { pill.className = "pill bad"; pill.textContent = "failed"; pill.title = body.error || ""; }
+      if (body.ready) { pill.className = "pill ok"; pill.textContent = `ready · ${body.models.join(", ")}`; markReady(); }
+      else if (!body.error) { pill.className = "pill warn"; pill.textContent = "loading models…"; }
+      else { pill.className = "pill bad"; pill.textContent = "failed"; pill.title = body.error; }
     } catch (_) {
       pill.className = "pill bad"; pill.textContent = "unreachable";
     }

@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path("data"), description="SQLite database and uploaded clips live here")
     api_token: SecretStr | None = Field(
-        None, description="When set, every endpoint but /healthz, /readyz and /metrics needs 'Authorization: Bearer'"
+        None,
+        description="When set, every endpoint but /healthz, /readyz, /metrics and the dashboard page needs"
+        " 'Authorization: Bearer' (WebSockets: or a mnad.token subprotocol, see Dashboard)",
     )
     stream: list[str] = Field(
         default_factory=list,

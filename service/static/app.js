@@ -730,10 +730,10 @@ async function clipView(root, id) {
           clip.frames_scored = rows.length;
           redraw();
         } else if (m.type === "done") {
+          ws.close(); // before the server's own close, so it is not taken for a dropped connection
           clip = await api(`/api/clips/${id}?scores=false`);
           renderStatus();
           draw();
-          ws.close();
         }
       },
     });

@@ -134,7 +134,8 @@ def test_dashboard_live_stream_alerts_and_upload(serve_factory, rtsp_factory, br
         stream_id = card.get_attribute("data-stream")
         spark = f".card[data-stream='{stream_id}'] canvas.spark"
         ui.wait_number_above(spark, "received", 5, 30)
-        page.wait_for_function("document.querySelector('.card .stats b').textContent !== '–'", timeout=10_000)
+        page.wait_for_function("/^[0-9.]+$/.test(document.querySelector('.card .stats .score').textContent)",
+                               timeout=10_000)  # fmt: skip
         ui.shot("streams")
 
         # Stream view: the chart moves, the live picture arrives, an alert appears with its peak frame.

@@ -4,6 +4,8 @@ and the WebSocket token subprotocol."""
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,12 +14,14 @@ import numpy as np
 import pytest
 import torch
 
+from model.data import preprocess
 from service import heatmap
 from service.alerts import AlertPolicy
 from service.auth import WS_PROTOCOL, accepted_subprotocol, subprotocol_token
 from service.buffer import Frame
-from service.engine import Scored
+from service.engine import Engine, Scored
 from service.metrics import Metrics
+from service.models import ModelHost
 from service.store import Store
 from service.streams import Stream
 from service.views import AlertSnapshots, ClipMaps, LiveView, View, decode_frame
@@ -168,3 +172,33 @@ def test_subprotocol_token(token: str) -> None:
     assert subprotocol_token([WS_PROTOCOL]) is None and subprotocol_token(["mnad.token.%%%"]) is None
     assert accepted_subprotocol(SimpleNamespace(scope={"subprotocols": offered})) == WS_PROTOCOL
     assert accepted_subprotocol(SimpleNamespace(scope={"subprotocols": []})) is None
+
+
+def test_engine_error_maps_are_the_prediction_error_behind_psnr(models_dir, clip_frames) -> None:
+    """Each scored frame carries its error map at the model's size; its mean square is the MSE the PSNR
+    was computed from, so the heatmap shows exactly the error the score is made of."""
+    torch.set_num_threads(1)
+    model = ModelHost.load_dir(models_dir, torch.device("cpu")).get(None)
+    rows: list[Scored] = []
+    done = threading.Event()
+    expected = 12 - model.config.window + 1
+
+    class Owner:
+        def on_scored(self, s: Scored):
+            rows.append(s)
+            if len(rows) == expected:
+                done.set()
+            return []
+
+    engine = Engine(4, 0.0, lambda messages: None)
+    engine.start()
+    try:
+        lane = engine.add_lane("l", model, 16, Owner())
+        for i, f in enumerate(clip_frames[:12]):
+            assert lane.buffer.put(Frame(i, 0, time.time(), preprocess(f, model.config)), block=True, timeout=30)
+        assert done.wait(60)
+    finally:
+        engine.stop()
+    for s in rows:
+        assert s.error.shape == (model.config.height, model.config.width) and s.error.dtype == np.float32
+        assert abs(10 * np.log10(1 / np.mean(np.square(s.error, dtype=np.float64))) - s.psnr) < 1e-3

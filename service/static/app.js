@@ -703,19 +703,30 @@ async function clipView(root, id) {
     const heat = h("img", { alt: `frame ${frame} heatmap`, id: "clip-frame-heatmap" });
     shown.replaceChildren(
       h("figure", {}, plain, h("figcaption", {}, `frame ${frame} · score ${fmt(row && row.score)}`)),
-      h("figure", {}, heat, h("figcaption", {}, "prediction error (where the model was surprised)")));
+      h("figure", {}, heat, h("figcaption", {}, "prediction error (where the model was surprised) · ← → step")));
     await Promise.all([setImage(plain, `/api/clips/${id}/frames/${frame}.jpg`),
       setImage(heat, `/api/clips/${id}/frames/${frame}.jpg?overlay=1`)]).catch((e) => banner(e.message));
     shown.dataset.frame = String(frame);
   }
-  chart.addEventListener("click", (event) => {
-    if (!rows.length || !mapping) return;
-    const rect = chart.getBoundingClientRect();
-    const x = mapping.toX(event.clientX - rect.left);
+  const nearest = (event) => {
+    const x = mapping.toX(event.clientX - chart.getBoundingClientRect().left);
     let best = rows[0];
     for (const r of rows) if (Math.abs(r.frame - x) < Math.abs(best.frame - x)) best = r;
-    show(best.frame);
+    return best;
+  };
+  chart.addEventListener("click", (event) => { if (rows.length && mapping) show(nearest(event).frame); });
+  chart.addEventListener("mousemove", (event) => {
+    if (!rows.length || !mapping) return;
+    const r = nearest(event);
+    chart.title = `frame ${r.frame} · score ${fmt(r.score)}${r.anomalous ? " · above threshold" : ""}`;
   });
+  // arrow keys step through the scored frames once one is shown
+  const onKey = (event) => {
+    if (selected === null || !["ArrowLeft", "ArrowRight"].includes(event.key) || event.target.tagName === "INPUT") return;
+    const k = rows.findIndex((r) => r.frame === selected) + (event.key === "ArrowRight" ? 1 : -1);
+    if (k >= 0 && k < rows.length) { event.preventDefault(); show(rows[k].frame); }
+  };
+  window.addEventListener("keydown", onKey);
   renderStatus();
   draw();
   const redraw = throttled(() => { renderStatus(); draw(); }, 200);
@@ -740,7 +751,12 @@ async function clipView(root, id) {
   }
   const onResize = () => draw();
   window.addEventListener("resize", onResize);
-  return () => { if (ws) ws.close(); redraw.cancel(); window.removeEventListener("resize", onResize); };
+  return () => {
+    if (ws) ws.close();
+    redraw.cancel();
+    window.removeEventListener("resize", onResize);
+    window.removeEventListener("keydown", onKey);
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

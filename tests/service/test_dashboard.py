@@ -184,6 +184,9 @@ def test_dashboard_live_stream_alerts_and_upload(serve_factory, rtsp_factory, br
         frame = int(page.get_attribute("#clip-frame", "data-frame"))
         assert frame in {s["frame"] for s in result["scores"]} and 90 < frame < 130
         ui.shot("clip")
+        page.keyboard.press("ArrowRight")  # step to the next scored frame
+        page.wait_for_function(f"document.querySelector('#clip-frame').dataset.frame === '{frame + 1}'",
+                               timeout=10_000)  # fmt: skip
 
         # Remove the stream (two clicks, no dialog): its card goes.
         ui.goto("/streams")

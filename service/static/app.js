@@ -57,6 +57,11 @@ function setImage(img, path) {
   });
 }
 
+// Object URLs keep their blobs alive until revoked: release those of images about to be dropped.
+function releaseImages(root) {
+  for (const img of root.querySelectorAll("img[data-object-url]")) URL.revokeObjectURL(img.dataset.objectUrl);
+}
+
 function b64url(text) {
   const bytes = new TextEncoder().encode(text);
   let bin = "";
@@ -397,6 +402,8 @@ function alertRow(a, streamNames = {}) {
       setImage(heat, a.heatmap_url).catch(() => {});
       thumbs.append(h("span", { class: "stack", title: "prediction error at the peak frame" }, base, heat));
     }
+    thumbs.title = "click to enlarge";
+    thumbs.addEventListener("click", () => enlarge(thumbs, `Alert ${a.id}: peak frame ${a.peak_frame}, score ${fmt(a.peak_score)}`));
   } else {
     thumbs.append(h("span", { class: "muted" }, "no picture"));
   }
@@ -409,6 +416,18 @@ function alertRow(a, streamNames = {}) {
     h("td", { class: "num" }, open ? h("span", { class: "pill alert" }, "open") : duration(end - a.start_time)),
     h("td", { class: "num" }, fmt(a.peak_score)),
     h("td", { class: "num" }, `${a.start_frame}–${open ? "…" : a.end_frame} (peak ${a.peak_frame})`));
+}
+
+// A closer look at an alert's pictures (the same images, shown large); a click or Escape closes it.
+function enlarge(thumbs, caption) {
+  const copy = thumbs.cloneNode(true);
+  copy.className = "thumbs large";
+  const box = h("div", { class: "lightbox", id: "lightbox" }, h("div", {}, copy, h("p", {}, caption)));
+  const close = () => { box.remove(); window.removeEventListener("keydown", onKey); };
+  const onKey = (event) => { if (event.key === "Escape") close(); };
+  box.addEventListener("click", close);
+  window.addEventListener("keydown", onKey);
+  document.body.append(box);
 }
 
 function alertTable(rows, names) {
@@ -477,6 +496,7 @@ async function streamView(root, id) {
     try {
       const page = await api(`/api/alerts?stream=${encodeURIComponent(id)}&limit=20`);
       for (const a of page.items) if ((a.end_time || Infinity) >= since) episodes.set(a.id, [a.start_time, a.end_time]);
+      releaseImages(alertsBox);
       alertsBox.replaceChildren(page.items.length ? alertTable(page.items, { [id]: info.name }) : h("div", { class: "empty" }, "No alerts for this stream."));
       alertsBox.dataset.count = String(page.total);
       draw();
@@ -577,6 +597,7 @@ async function alertsView(root, params) {
     let page;
     try { page = await api(`/api/alerts?${q}`); } catch (e) { list.replaceChildren(h("p", { class: "error-text" }, e.message)); return; }
     list.dataset.count = String(page.total);
+    releaseImages(list);
     list.replaceChildren(page.items.length ? alertTable(page.items, names) : h("div", { class: "empty" }, "No alerts match."));
     pager.replaceChildren(
       h("button", { type: "button", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - LIMIT); load(); } }, "Newer"),
@@ -701,6 +722,7 @@ async function clipView(root, id) {
     const row = rows.find((r) => r.frame === frame);
     const plain = h("img", { alt: `frame ${frame}`, id: "clip-frame-picture" });
     const heat = h("img", { alt: `frame ${frame} heatmap`, id: "clip-frame-heatmap" });
+    releaseImages(shown);
     shown.replaceChildren(
       h("figure", {}, plain, h("figcaption", {}, `frame ${frame} · score ${fmt(row && row.score)}`)),
       h("figure", {}, heat, h("figcaption", {}, "prediction error (where the model was surprised) · ← → step")));
@@ -773,6 +795,7 @@ async function route() {
   const parts = path.split("/").filter(Boolean);
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.nav === parts[0]);
   const root = h("div", { class: "view" });
+  releaseImages($("#view"));
   $("#view").replaceChildren(root);
   let done = () => {};
   try {

@@ -161,6 +161,12 @@ def test_dashboard_live_stream_alerts_and_upload(serve_factory, rtsp_factory, br
         page.wait_for_function("[...document.querySelectorAll('#alert-list img')].every(i => i.naturalWidth > 0)",
                                timeout=10_000)  # fmt: skip
         ui.shot("alerts")
+        page.click("#alert-list tr[data-alert] .thumbs")  # a closer look
+        page.wait_for_function("[...document.querySelectorAll('#lightbox img')].every(i => i.naturalWidth > 0)",
+                               timeout=10_000)  # fmt: skip
+        ui.shot("alert-enlarged")
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#lightbox", state="detached", timeout=5_000)
 
         # Clips: drop a video, watch it being scored, click the timeline, see that frame and its heatmap.
         ui.goto("/clips")

@@ -360,3 +360,30 @@ def test_shipped_model_alerts_when_a_bike_rides_through(serve_factory, rtsp_fact
     # Reported, not asserted: where the calibrated thresholds put the episode is the model's business.
     print(f"first alert: frames {first['start_frame']}-{first['end_frame']}, peak {first['peak_frame']} "
           f"(labelled anomalous: 94-179)")  # fmt: skip
+
+
+def test_clip_frames_and_heatmaps_survive_a_restart(serve_factory, ffv1_clip, clip_frames, tmp_path) -> None:
+    """A finished upload's frames and heatmaps come from files beside the clip, so they outlive the process."""
+    data = tmp_path / "persist"
+    first = serve_factory(data_dir=data)
+    with first.client() as c:
+        clip_id = c.post(
+            "/api/clips", files={"file": ("walkers.avi", ffv1_clip.read_bytes(), "video/x-msvideo")}
+        ).json()["id"]
+        wait_for(lambda: c.get(f"/api/clips/{clip_id}", params={"scores": False}).json()["status"] == "done", 60,
+                 message="clip done")  # fmt: skip
+        live = c.get(f"/api/clips/{clip_id}/frames/30/heatmap.png").content
+    first.stop()
+    second = serve_factory(data_dir=data)
+    with second.client() as c:
+        listed = c.get("/api/clips").json()
+        assert [(x["id"], x["original_name"], x["status"]) for x in listed] == [(clip_id, "walkers.avi", "done")]
+        picture = c.get(f"/api/clips/{clip_id}/frames/30.jpg", params={"width": 4096})
+        assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
+        decoded = cv2.imdecode(np.frombuffer(picture.content, np.uint8), cv2.IMREAD_COLOR)
+        assert np.abs(decoded.astype(int) - clip_frames[30]).mean() < 3  # frame 30 itself (JPEG aside)
+        assert c.get(f"/api/clips/{clip_id}/frames/30/heatmap.png").content == live
+        assert c.get(f"/api/clips/{clip_id}/frames/30.jpg", params={"overlay": 1}).status_code == 200
+        assert c.get(f"/api/clips/{clip_id}/frames/2.jpg").status_code == 404  # before the first full window
+        assert c.get(f"/api/clips/{clip_id}/frames/999.jpg").status_code == 404
+        assert c.get("/api/clips/nope/frames/30.jpg").status_code == 404

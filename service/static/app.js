@@ -393,12 +393,13 @@ function alertRow(a, streamNames = {}) {
   const thumbs = h("div", { class: "thumbs" });
   if (a.thumbnail_url) {
     const plain = h("img", { alt: "peak frame", class: "thumb" });
-    setImage(plain, a.thumbnail_url).catch(() => {});
+    const loaded = setImage(plain, a.thumbnail_url);
+    loaded.catch(() => {});
     thumbs.append(plain);
     if (a.heatmap_url) {
       const base = h("img", { alt: "peak frame" });
       const heat = h("img", { alt: "heatmap", class: "heat" });
-      setImage(base, a.thumbnail_url).catch(() => {});
+      loaded.then(() => { base.src = plain.src; }).catch(() => {}); // one download for both pictures
       setImage(heat, a.heatmap_url).catch(() => {});
       thumbs.append(h("span", { class: "stack", title: "prediction error at the peak frame" }, base, heat));
     }

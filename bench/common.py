@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 import torch
@@ -51,6 +52,7 @@ def machine() -> dict:
         "threads": torch.get_num_threads(),
         "commit": commit(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "loadavg_1m": os.getloadavg()[0],  # > ~0.3 before a run: something else was using the CPU
     }
     for package in ("openvino", "onnxruntime"):
         try:
@@ -83,3 +85,28 @@ def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")
+
+
+def _busy_seconds() -> float:
+    """Machine-wide busy CPU time (all cores, user + nice + system + irq), in seconds."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class ForeignLoad:
+    """CPU used by other processes while a bench ran (cores on average): a number taken beside another
+    job is not a number. Everything this process and its children use counts as its own."""
+
+    def __init__(self) -> None:
+        self.wall, self.busy, self.own = time.monotonic(), _busy_seconds(), self._own()
+
+    @staticmethod
+    def _own() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def cores(self, extra_own_s: float = 0.0) -> float:
+        """Average cores used by others since creation; `extra_own_s`: CPU of helpers not waited for."""
+        wall = time.monotonic() - self.wall
+        foreign = (_busy_seconds() - self.busy) - (self._own() - self.own) - extra_own_s
+        return round(max(0.0, foreign) / wall, 2) if wall > 0 else 0.0

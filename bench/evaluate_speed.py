@@ -16,14 +16,17 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
-from common import REPO, machine, table, write_json
+from common import REPO, ForeignLoad, machine, table, write_json
 
 from model.evaluate import main as evaluate
 
 AUC_BAR = 0.3  # points
+MAX_FOREIGN = 0.15  # cores other processes may use during a run before it is run again
+RETRIES = 6
 
 
 def main() -> None:
@@ -46,10 +49,17 @@ def main() -> None:
     if "fp32" not in paths:
         paths.insert(0, "fp32")
     for path in paths:
-        out = Path(tempfile.mkdtemp(prefix=f"mnad-eval-{path}-"))
-        with contextlib.redirect_stdout(io.StringIO()):
-            evaluate(args.weights, args.ped2 / "testing", labels=args.ped2 / "frame_labels_ped2.npy", out=out,
-                     batch_size=args.batch_size, device="cpu", plots=False, inference=path)  # fmt: skip
+        for attempt in range(RETRIES + 1):  # a run beside another CPU-heavy job is run again
+            out = Path(tempfile.mkdtemp(prefix=f"mnad-eval-{path}-"))
+            load = ForeignLoad()
+            with contextlib.redirect_stdout(io.StringIO()):
+                evaluate(args.weights, args.ped2 / "testing", labels=args.ped2 / "frame_labels_ped2.npy", out=out,
+                         batch_size=args.batch_size, device="cpu", plots=False, inference=path)  # fmt: skip
+            foreign = load.cores()
+            if foreign <= MAX_FOREIGN or attempt == RETRIES:
+                break
+            print(f"    others used {foreign} cores meanwhile: running {path} again in 15 s", flush=True)
+            time.sleep(15)
         report = json.loads((out / "report.json").read_text())
         report.pop("clips")
         reports[path] = report
@@ -59,6 +69,7 @@ def main() -> None:
             "score_fps": speed["score_fps"], "build_s": speed["build_s"], "decode_s": speed["decode_s"],
             "auc_paper": round(100 * m["paper"]["fused"]["auc"], 2),
             "auc_streaming": round(100 * m["streaming"]["fused"]["auc"], 2) if "streaming" in m else None,
+            "foreign_cores": foreign,
         })  # fmt: skip
         base = rows[0]
         rows[-1]["speedup"] = round(rows[-1]["score_fps"] / base["score_fps"], 2)
@@ -69,7 +80,7 @@ def main() -> None:
         print("  " + " ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
     print()
     print(table(rows, ["path", "ran", "frames", "score_fps", "speedup", "auc_paper", "d_auc_paper", "auc_streaming",
-                       "d_auc_streaming", "auc_ok", "build_s"]))  # fmt: skip
+                       "d_auc_streaming", "auc_ok", "build_s", "foreign_cores"]))  # fmt: skip
     write_json(args.out, {"bench": "evaluate_speed", "command": " ".join(sys.argv), "machine": info,
                           "weights": str(args.weights), "rows": rows, "reports": reports})  # fmt: skip
 

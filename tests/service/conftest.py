@@ -92,15 +92,19 @@ def h264_clip(clip_frames: np.ndarray, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def ffv1_clip(clip_frames: np.ndarray, tmp_path_factory) -> Path:
-    """FFV1 in .avi through OpenCV's own writer (lossless for BGR)."""
-    path = tmp_path_factory.mktemp("clips") / "ped2-01.avi"
-    h, w = clip_frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 10, (w, h))
-    for frame in clip_frames:
+def encode_ffv1(frames: np.ndarray, path: Path, fps: float = 10) -> Path:
+    """FFV1 in .avi through OpenCV's own writer (lossless for BGR): what the upload tests post."""
+    h, w = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (w, h))
+    for frame in frames:
         writer.write(frame)
     writer.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def ffv1_clip(clip_frames: np.ndarray, tmp_path_factory) -> Path:
+    path = encode_ffv1(clip_frames, tmp_path_factory.mktemp("clips") / "ped2-01.avi")
     assert np.array_equal(decode(path), clip_frames), "OpenCV's FFV1 writer was lossy"
     return path
 

@@ -183,15 +183,19 @@ def _build_compile(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:
     module = MixedForward(net, dtype).to(device)
     mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs on GPU
     compiled = torch.compile(module, mode=mode, dynamic=None, options={"freezing": True})
-    with torch.inference_mode():
-        for batch in (1, 2, 3):
-            compiled(*_example(net.config, batch, device))
+    cuda = device.type == "cuda"
 
     def run(x: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
-        frame, queries = compiled(x, items)
-        return frame.clone(), queries.clone()  # CUDA graphs reuse their output buffers
+        # Dynamo guards on strides and on inference-tensor-ness: hand it fresh, dense inference tensors
+        # always, or every caller's layout (a window slice, a stacked batch) compiles a graph of its own.
+        with torch.inference_mode():
+            x = x.to(dtype=dtype, memory_format=torch.channels_last, copy=True)
+            frame, queries = compiled(x, items.clone(memory_format=torch.contiguous_format))
+        return (frame.clone(), queries.clone()) if cuda else (frame, queries)  # CUDA graphs reuse outputs
 
-    return (run if device.type == "cuda" else compiled), f"torch.compile inductor, {str(dtype).removeprefix('torch.')}"
+    for batch in (1, 2, 3):
+        run(*_example(net.config, batch, device))
+    return run, f"torch.compile inductor, {str(dtype).removeprefix('torch.')}"
 
 
 def _build_openvino(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:

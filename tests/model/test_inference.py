@@ -3,8 +3,9 @@
 Tolerances (per frame, on real Ped2 frames, the shipped checkpoint or a small trained one):
 bf16 keeps 8 significant bits (relative rounding <= 2^-9 ~ 0.2 %) in every convolution, so the
 predicted frame moves by ~1e-3 in [-1, 1] pixels. The prediction error behind PSNR is ~0.03-0.1
-per pixel on normal frames, so its mean square moves by a few tenths of a percent: ~0.01 dB of
-PSNR, against a PSNR spread of several dB between normal and anomalous frames. We allow 0.1 dB.
+per pixel on normal frames, but the shipped model predicts normal frames at ~44 dB (RMS error
+~0.006), so its MSE moves by a few percent: measured up to 0.08 dB on these frames. We allow
+0.2 dB, a third of the shipped calibration's PSNR std (0.62 dB).
 Queries are normalized features with the same 2^-9 relative rounding. A trained model's queries sit
 very close to their nearest item (the shipped model's feature distance is ~2e-6, a gap of ~1e-3 per
 component), so that rounding is of the order of the gap itself and the squared gap moves by a few
@@ -40,7 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "weights" / "ped2.safetensors"
 FRAMES = 80  # per clip; two clips of the Ped2 test split, scored in lockstep (batch 2)
 
-PSNR_ATOL_DB = 0.1
+PSNR_ATOL_DB = 0.2
 DISTANCE_RTOL = 0.05
 SCORE_ATOL = 0.02
 

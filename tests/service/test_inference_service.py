@@ -20,7 +20,7 @@ from service.buffer import Frame
 from service.engine import Engine
 from service.models import ModelHost
 
-PSNR_ATOL_DB, DISTANCE_RTOL = 0.1, 0.02  # as tests/model/test_inference.py, which says why
+PSNR_ATOL_DB, DISTANCE_RTOL = 0.2, 0.05  # as tests/model/test_inference.py, which says why
 
 
 class Collect:

@@ -38,7 +38,11 @@ pytestmark = pytest.mark.ped2
 SHIPPED = Path(__file__).resolve().parents[2] / "weights" / "ped2.safetensors"
 INFERENCE = "auto"  # the default of `serve` and of `evaluate`; both resolve it the same way here
 AUC_POINTS = 0.5
+# The bar is on the score: 1e-3. bf16 convolutions round differently at another batch size (the
+# engine scores one clip per batch, evaluate 12), which moves PSNR by ~1e-3 dB (measured 0.0011 on
+# one frame) and the tiny feature distance by up to a few percent (see tests/model/test_inference.py).
 SCORE_ATOL = 1e-3
+TOLERANCE = {"score": SCORE_ATOL, "psnr": 0.01, "distance": 0.05}  # score and PSNR absolute, distance relative
 
 
 def clip_feed(url: str, headers: dict, timeout: float) -> list[dict]:
@@ -100,9 +104,10 @@ def test_websocket_auc_equals_evaluate_streaming_auc(serve_factory, report: dict
             assert first == 4 and [m["frame"] for m in scores] == list(range(first, len(frames))), folder.name
             for key, ref_key in (("score", "streaming_score"), ("psnr", "psnr"), ("distance", "distance")):
                 got = np.array([m[key] for m in scores])
-                diff = np.abs(got - np.asarray(ref[ref_key]))
+                want = np.asarray(ref[ref_key])
+                diff = np.abs(got - want) / (np.abs(want) if key == "distance" else 1.0)
                 worst = f"clip {folder.name} {key}: frame {first + diff.argmax()} off by {diff.max():.3g}"
-                assert diff.max() <= SCORE_ATOL, worst
+                assert diff.max() <= TOLERANCE[key], worst
                 if key == "score":
                     worst_score = max(worst_score, float(diff.max()))
             delivered.append(np.array([m["score"] for m in scores]))

@@ -24,10 +24,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from model import checkpoint
 from model.data import load_clips
-from model.inference import INFERENCE_CHOICES
+from model.inference import INFERENCE_CHOICES, pick_device
 from model.inference import build as build_inference
 from model.scoring import FUSION_WEIGHT, UPDATE_THRESHOLD, ClipScores, minmax, paper_scores, score_clips
-from model.train import pick_device
 
 
 def aligned_labels(labels: np.ndarray, lengths: Sequence[int], skip: int) -> np.ndarray:
@@ -114,7 +113,10 @@ def main(
         raise typer.BadParameter(f"--inference must be one of {', '.join(INFERENCE_CHOICES)}")
     ckpt = checkpoint.load(weights)
     config = ckpt.config
-    dev = pick_device(device)
+    try:
+        dev = pick_device(device)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     if labels is None:
         found = sorted(Path(data).parent.glob("frame_labels_*.npy"))
         if not found:

@@ -23,27 +23,12 @@ from tqdm import tqdm
 
 from model import checkpoint, memory
 from model.data import WindowDataset, load_clips, split_holdout
+from model.inference import bf16_supported, pick_device
 from model.network import MemoryAE, ModelConfig
 from model.scoring import FUSION_WEIGHT, UPDATE_THRESHOLD, Calibration, score_clips
 
 # The paper's loss weights per variant: (λc compactness, λs separateness).
 LOSS_WEIGHTS = {"prediction": (0.1, 0.1), "reconstruction": (0.01, 0.01)}
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise typer.BadParameter("--device cuda, but no CUDA device is available")
-    return torch.device(name)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")() in ("AVX512", "AMX")) and (
-        torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    )
 
 
 def calibrate(model: MemoryAE, holdout: list, device: torch.device) -> Calibration | None:
@@ -83,7 +68,10 @@ def main(
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    dev = pick_device(device)
+    try:
+        dev = pick_device(device)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     config = ModelConfig(variant, base_width, height, width, channels, memory_size, past_frames)
     clips = load_clips(data, config, fps, progress=True)
     rate = fps or next((c.fps for c in clips if c.fps), None)

@@ -54,14 +54,6 @@ class HostedModel:
         }
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device cuda requested, but no CUDA device is available")
-    return torch.device(name)
-
-
 def load_model(path: Path, device: torch.device, name: str | None = None, inference: str = "fp32") -> HostedModel:
     ckpt = checkpoint.load(path)
     if ckpt.calibration is None:

@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 
+from model.inference import pick_device
 from service.clips import ClipManager
 from service.engine import Engine
 from service.hub import Hub
 from service.metrics import Metrics
-from service.models import ModelHost, pick_device
+from service.models import ModelHost
 from service.settings import Settings
 from service.sources import is_local_file
 from service.store import Store

@@ -43,14 +43,18 @@ def free_port() -> int:
 
 
 def make_clip(ped2: Path, out: Path, fps: int = 10) -> Path:
-    """Every Ped2 test frame in order (~200 s at 10 fps) as H.264 without B-frames, as a camera sends."""
+    """Every Ped2 test frame in order (~200 s at 10 fps) as H.264 4:2:0 without B-frames, as a camera sends.
+
+    One slice per frame: x264's sliced threads (`-tune zerolatency`) cut each frame into slices that
+    GStreamer's rtph264pay -> FFmpeg's RTSP client lose part of (FFmpeg conceals missing macroblocks and
+    returns half-green frames), which made the first version of this bench score corrupt video."""
     if shutil.which("ffmpeg") is None:
         sys.exit("ffmpeg (Debian package) is needed to encode the bench clip")
     files = sorted((ped2 / "testing" / "frames").glob("*/*.jpg"))
     h, w = cv2.imread(str(files[0])).shape[:2]
     cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
            "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
-           "-tune", "zerolatency", "-g", str(fps), "-bf", "0", str(out)]  # fmt: skip
+           "-pix_fmt", "yuv420p", "-g", str(fps), "-bf", "0", str(out)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
     for f in files:
         proc.stdin.write(cv2.imread(str(f)).tobytes())
@@ -64,6 +68,22 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process and its waited-for children, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return sum(int(v) for v in fields[11:15]) / TICK
+
+
+def engine_totals(base: str) -> dict[str, float]:
+    """Inference batches so far: count, windows, busy seconds (from /metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {"batches": 0.0, "windows": 0.0, "busy_s": 0.0}
+    for family in text_string_to_metric_families(httpx.get(f"{base}/metrics").text):
+        for sample in family.samples:
+            if sample.name == "mnad_inference_batch_size_count":
+                out["batches"] += sample.value
+            elif sample.name == "mnad_inference_batch_size_sum":
+                out["windows"] += sample.value
+            elif sample.name == "mnad_inference_seconds_sum":
+                out["busy_s"] += sample.value
+    return out
 
 
 def subscriber(url: str, start: float, stop: float, out: dict) -> None:
@@ -112,6 +132,12 @@ def run(args: argparse.Namespace, streams: int, clip: Path, rtsp_url: str, rtsp_
             httpx.post(f"{base}/api/streams", json={"url": rtsp_url, "name": f"cam{i}"}).json()["id"]
             for i in range(streams)
         ]
+        # OpenCV opens RTSP sources one at a time (~1-3 s each here): the warm-up starts once all are live.
+        live_by = time.monotonic() + 120
+        while any(s["state"] != "live" for s in httpx.get(f"{base}/api/streams").json()):
+            if time.monotonic() > live_by:
+                sys.exit("not every stream went live within 120 s")
+            time.sleep(0.5)
         start = time.time() + args.warmup
         stop = start + args.seconds
         results = [{} for _ in ids]
@@ -123,12 +149,14 @@ def run(args: argparse.Namespace, streams: int, clip: Path, rtsp_url: str, rtsp_
             t.start()
         time.sleep(max(0.0, start - time.time()))
         before = {s["id"]: s for s in httpx.get(f"{base}/api/streams").json()}
+        engine0 = engine_totals(base)
         cpu0, rtsp0, wall0 = cpu_seconds(proc.pid), cpu_seconds(rtsp_pid), time.monotonic()
         load = ForeignLoad()
         time.sleep(max(0.0, stop - time.time()))
         cpu1, rtsp1, wall1 = cpu_seconds(proc.pid), cpu_seconds(rtsp_pid), time.monotonic()
         foreign = load.cores(extra_own_s=(cpu1 - cpu0) + (rtsp1 - rtsp0))
         after = {s["id"]: s for s in httpx.get(f"{base}/api/streams").json()}
+        engine1 = engine_totals(base)
         for t in threads:
             t.join(30)
     finally:
@@ -143,6 +171,7 @@ def run(args: argparse.Namespace, streams: int, clip: Path, rtsp_url: str, rtsp_
     read = sum(after[i]["frames_read"] - before[i]["frames_read"] for i in ids)
     wall = wall1 - wall0
     p99 = float(np.quantile(latencies, 0.99)) if latencies.size else float("inf")
+    batches = max(engine1["batches"] - engine0["batches"], 1.0)
     return {
         "streams": streams, "fps_per_stream": args.fps, "inference": model["inference"]["path"],
         "serve_args": " ".join(args.serve_arg),
@@ -150,6 +179,8 @@ def run(args: argparse.Namespace, streams: int, clip: Path, rtsp_url: str, rtsp_
         "scored_per_s": round(scored / wall, 1), "received": int(latencies.size),
         "p50_ms": round(float(np.quantile(latencies, 0.5)), 1) if latencies.size else None,
         "p99_ms": round(p99, 1), "max_ms": round(float(latencies.max()), 1) if latencies.size else None,
+        "mean_batch": round((engine1["windows"] - engine0["windows"]) / batches, 2),
+        "engine_busy": round((engine1["busy_s"] - engine0["busy_s"]) / wall, 2),
         "serve_cpu_cores": round((cpu1 - cpu0) / wall, 2), "rtsp_cpu_cores": round((rtsp1 - rtsp0) / wall, 2),
         "foreign_cores": foreign, "subscriber_errors": [r["error"] for r in results if "error" in r],
         "ok": dropped == 0 and p99 <= P99_BAR_MS and scored > 0,
@@ -193,7 +224,8 @@ def main() -> None:
         server.wait(10)
     print()
     columns = ["streams", "fps_per_stream", "inference", "frames_scored", "scored_per_s", "frames_dropped", "p50_ms",
-               "p99_ms", "max_ms", "serve_cpu_cores", "rtsp_cpu_cores", "foreign_cores", "ok"]  # fmt: skip
+               "p99_ms", "max_ms", "mean_batch", "engine_busy", "serve_cpu_cores", "rtsp_cpu_cores", "foreign_cores",
+               "ok"]  # fmt: skip
     print(table(rows, columns))
     write_json(args.out, {"bench": "service_rtsp", "command": " ".join(sys.argv), "machine": info, "rows": rows})
     sys.exit(0 if all(r["ok"] for r in rows) else 1)

@@ -1,5 +1,6 @@
 """Bounded frame buffer between a reader thread and the engine: when inference falls behind,
-the oldest frame goes (live video: the newest frame matters most) and the drop is counted.
+the oldest frame goes (live video: the newest frame matters most), the drop is counted and the
+frame after the hole is marked, so the engine restarts its window there.
 Uploaded clips use the blocking mode instead, so every frame is scored."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class Frame:
     captured: float  # wall clock (time.time()) when read
     pixels: np.ndarray  # (H, W, ch) uint8 in the model's input format
     image: np.ndarray | None = None  # the decoded picture, referenced not copied: what the dashboard shows
+    after_gap: bool = False  # frames before this one were dropped: a window must not span the hole
 
 
 class FrameBuffer:
@@ -43,6 +45,7 @@ class FrameBuffer:
             elif len(self._frames) >= self.capacity:
                 self._frames.popleft()
                 self.dropped += 1
+                (self._frames[0] if self._frames else frame).after_gap = True
             self._frames.append(frame)
         if self._on_ready is not None:
             self._on_ready()

@@ -51,6 +51,7 @@ class Lane:
     owner: Owner
     window: SlidingWindow = field(init=False)
     items: torch.Tensor = field(init=False)  # (M, C) this lane's memory copy
+    gaps: int = 0  # window restarts after dropped frames
 
     def __post_init__(self) -> None:
         c = self.model.config
@@ -149,6 +150,9 @@ class Engine:
             frame = lane.buffer.pop()
             if frame is None:
                 continue
+            if frame.after_gap:  # a window across dropped frames would see a jump, not motion
+                lane.window.reset()
+                lane.gaps += 1
             window = lane.window.push(frame.pixels, frame.segment)
             if window is not None:
                 groups.setdefault(lane.model.name, []).append((lane, frame, window))

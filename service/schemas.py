@@ -70,6 +70,7 @@ class StreamOut(BaseModel):
     frames_read: int
     frames_scored: int
     frames_dropped: int
+    window_restarts: int = Field(description="times frames were dropped and the window refilled after the hole")
     reconnects: int
     last_score: float | None
     alert: AlertSettings

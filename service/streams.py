@@ -143,7 +143,8 @@ class Stream:
             "state": r.state if r else "stopped", "last_error": r.last_error if r else None,
             "fps_in": round(r.fps_in.rate(), 2) if r else 0.0, "fps_out": round(r.fps_out.rate(), 2) if r else 0.0,
             "frames_read": r.frames_read if r else 0, "frames_scored": self.frames_scored,
-            "frames_dropped": dropped, "reconnects": r.reconnects if r else 0, "last_score": self.last_score,
+            "frames_dropped": dropped, "window_restarts": self.lane.gaps if self.lane else 0,
+            "reconnects": r.reconnects if r else 0, "last_score": self.last_score,
             "alert": {"on": self.policy.on, "off": self.policy.off, "on_frames": self.policy.on_frames,
                       "off_frames": self.policy.off_frames, "open": self.machine.episode is not None},
         }  # fmt: skip

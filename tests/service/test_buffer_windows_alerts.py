@@ -26,6 +26,20 @@ def test_buffer_drops_oldest_and_counts() -> None:
     assert buf.pop() is None
 
 
+def test_buffer_marks_the_frame_after_a_hole() -> None:
+    buf = FrameBuffer(2)
+    for i in range(4):  # 0 and 1 are dropped: 2 follows a hole, 3 follows 2
+        buf.put(frame(i))
+    got = [buf.pop() for _ in range(2)]
+    assert [(f.index, f.after_gap) for f in got] == [(2, True), (3, False)]
+    buf.put(frame(4))
+    assert not buf.pop().after_gap  # nothing was lost between 3 and 4
+    one = FrameBuffer(1)
+    one.put(frame(0))
+    one.put(frame(1))
+    assert one.pop().after_gap
+
+
 def test_buffer_blocking_waits_for_room_and_loses_nothing() -> None:
     buf = FrameBuffer(2)
     got: list[int] = []

@@ -65,3 +65,24 @@ def test_engine_batches_across_lanes_with_separate_memories(models_dir, clip_fra
     # lanes work on copies: the hosted model's memory is untouched
     assert torch.equal(model.items, model.net.items)
     assert all(lane.items.data_ptr() != model.items.data_ptr() for lane in lanes)
+
+
+def test_engine_restarts_the_window_after_dropped_frames(models_dir, clip_frames) -> None:
+    """Frames dropped from a full buffer leave a hole: no window may span it, so the window refills."""
+    torch.set_num_threads(1)
+    model = ModelHost.load_dir(models_dir, torch.device("cpu")).get(None)
+    window = model.config.window
+    engine = Engine(8, 0.0, lambda msgs: None)
+    owner = Collect()
+    lane = engine.add_lane("l", model, 3, owner)
+    frames = [preprocess(f, model.config) for f in clip_frames[: window + 6]]
+    for i in range(window):  # a full window, scored
+        lane.buffer.put(Frame(i, 0, time.time(), frames[i]))
+        engine.step([lane])
+    for i in range(window, window + 6):  # 6 frames into a 3-frame buffer: 3 dropped
+        lane.buffer.put(Frame(i, 0, time.time(), frames[i]))
+    while len(lane.buffer):
+        engine.step([lane])
+    assert lane.buffer.dropped == 3 and lane.gaps == 1
+    # frame `window - 1` was scored; after the hole, frames window+3.. only refill the window
+    assert [r.frame.index for r in owner.rows] == [window - 1]

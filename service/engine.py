@@ -3,7 +3,9 @@
 Each lane (a live stream or an uploaded clip) owns a frame buffer, a sliding window and its own
 copy of the model's memory, which the test-time update changes frame by frame: streams never
 teach each other's memory. A lane contributes at most one window per batch, since its next
-frame needs the memory its current frame leaves behind.
+frame needs the memory its current frame leaves behind. Each lane also has its own calibration
+(the model's, or one fitted on that stream's footage): lanes batched together may normalize
+the same numbers differently.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 from model.data import to_tensor
-from model.scoring import score_step
+from model.scoring import Calibration, score_step
 from service.buffer import Frame, FrameBuffer
 from service.heatmap import pixel_errors
 from service.models import HostedModel
@@ -51,12 +53,14 @@ class Lane:
     owner: Owner
     window: SlidingWindow = field(init=False)
     items: torch.Tensor = field(init=False)  # (M, C) this lane's memory copy
+    calibration: Calibration = field(init=False)  # scores this lane's frames: the model's unless replaced
     gaps: int = 0  # window restarts after dropped frames
 
     def __post_init__(self) -> None:
         c = self.model.config
         self.window = SlidingWindow(c.window, (c.height, c.width, c.channels))
         self.items = self.model.items.clone()
+        self.calibration = self.model.calibration
 
 
 class BatchObserver(Protocol):
@@ -84,8 +88,12 @@ class Engine:
         self.errors = 0
 
     # lanes -------------------------------------------------------------------------------
-    def add_lane(self, key: str, model: HostedModel, buffer_capacity: int, owner: Owner) -> Lane:
+    def add_lane(
+        self, key: str, model: HostedModel, buffer_capacity: int, owner: Owner, calibration: Calibration | None = None
+    ) -> Lane:
         lane = Lane(key, model, FrameBuffer(buffer_capacity, on_ready=self.notify), owner)
+        if calibration is not None:
+            lane.calibration = calibration
         with self._cond:
             self._lanes[key] = lane
         return lane
@@ -188,7 +196,12 @@ class Engine:
         elapsed = time.perf_counter() - started
         for j, (lane, _, _) in enumerate(entries):
             lane.items = step.items[j]
-        scores = np.asarray(model.calibration.score(psnr, distance), dtype=np.float64)
+        scores = np.empty(n, np.float64)
+        rows: dict[Calibration, list[int]] = {}  # usually one calibration for the whole batch
+        for j, (lane, _, _) in enumerate(entries):
+            rows.setdefault(lane.calibration, []).append(j)
+        for calibration, index in rows.items():
+            scores[index] = calibration.score(psnr[index], distance[index])
         if self._observe is not None:
             self._observe(model.name, n, elapsed)
         messages: list[tuple[str, dict[str, Any]]] = []

@@ -42,6 +42,9 @@ class Metrics:
             "mnad_websocket_dropped_messages_total", "Messages dropped for slow WebSocket subscribers", registry=r
         )
         self.alerts = Counter("mnad_alerts_total", "Anomaly episodes opened", ["stream"], registry=r)
+        self.calibrations = Counter(
+            "mnad_calibrations_total", "Calibrations fitted on a stream's own normal footage", ["stream"], registry=r
+        )
         self.upload_jobs = Gauge("mnad_upload_jobs", "Upload jobs by state", ["state"], registry=r)
         self.upload_rejected = Counter(
             "mnad_upload_rejected_total", "Uploads refused (too large, not a video, malformed)", ["reason"], registry=r
@@ -57,6 +60,6 @@ class Metrics:
     def forget_stream(self, stream: str) -> None:
         for metric in (self.frames_read, self.frames_scored, self.frames_dropped, self.decode_errors,
                        self.reconnects, self.stream_up, self.anomaly_score, self.alert_open,
-                       self.alerts):  # fmt: skip
+                       self.alerts, self.calibrations):  # fmt: skip
             with contextlib.suppress(KeyError):
                 metric.remove(stream)

@@ -23,7 +23,7 @@ from service.models import ModelHost
 from service.settings import Settings
 from service.sources import is_local_file
 from service.store import Store
-from service.streams import StreamManager
+from service.streams import StreamManager, cli_stream_id
 from service.views import AlertSnapshots
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,8 @@ class Runtime:
                                    row["alerts"], id=row["id"], persist=False)  # fmt: skip
             for i, url in enumerate(s.stream):
                 name = f"start-{i}" if not is_local_file(url) else f"file-{i}"
-                self.streams.start(url, name, self.host.get(None), origin="cli", persist=False)
+                self.streams.start(url, name, self.host.get(None), origin="cli", id=cli_stream_id(i, url),
+                                   persist=False)  # fmt: skip
             self.ready.set()
             log.info("ready: models %s on %s", sorted(self.host.models), device)
         except Exception as e:

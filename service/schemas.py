@@ -74,10 +74,50 @@ class StreamOut(BaseModel):
     reconnects: int
     last_score: float | None
     alert: AlertSettings
+    calibration: Literal["model", "collecting", "fitted"] = Field(
+        "model", description="scores normalized by the checkpoint's calibration, or one fitted on this stream"
+    )
 
 
 class StreamCreated(BaseModel):
     id: str
+
+
+class CalibrationStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(
+        ge=2, le=3600,
+        description="The stream's next `seconds` of scored frames (at its sampling rate, at least 20 frames) are "
+        "normal footage: the operator's word. Scores keep their current calibration until the fit.",
+    )  # fmt: skip
+
+
+class CalibrationValues(BaseModel):
+    """model.scoring.Calibration: z-score normalizers of PSNR and feature distance, fusion weight, thresholds."""
+
+    psnr_mean: float
+    psnr_std: float
+    distance_mean: float
+    distance_std: float
+    weight: float = Field(description="fusion weight λ: S = λ·(1 − P̂) + (1 − λ)·D̂")
+    alert_on: float = Field(description="99th percentile of the fused score on the calibration frames")
+    alert_off: float = Field(description="95th percentile")
+    frames: int = Field(description="frames it was fitted on")
+
+
+class CalibrationOut(BaseModel):
+    state: Literal["model", "collecting", "fitted"] = Field(
+        description="model: the checkpoint's calibration; collecting: frames are being gathered (the previous "
+        "calibration scores until the fit); fitted: fitted on this stream's own footage"
+    )
+    progress: float = Field(ge=0, le=1, description="collected / target frames (1 once fitted)")
+    frames: int = Field(description="frames collected so far, or fitted on")
+    target_frames: int
+    first_frame: int | None = Field(description="stream frame index of the first frame collected (this run)")
+    last_frame: int | None
+    calibration: CalibrationValues = Field(description="the calibration scoring the stream now")
+    fitted_at: float | None = Field(description="unix time of the fit in use; null for the checkpoint's")
 
 
 class ModelOut(BaseModel):

@@ -1,4 +1,4 @@
-"""SQLite persistence: streams (they come back after a restart), alerts and upload jobs.
+"""SQLite persistence: streams (they come back after a restart), their own calibrations, alerts and upload jobs.
 
 One connection shared by the event loop and the engine thread, serialized by a lock; every
 write is small and committed at once, so a crash loses at most the write in flight.
@@ -17,6 +17,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
     id TEXT PRIMARY KEY, url TEXT NOT NULL, name TEXT NOT NULL, model TEXT NOT NULL,
     fps_cap REAL, alerts TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS calibrations (
+    stream_id TEXT PRIMARY KEY, model TEXT NOT NULL, calibration TEXT NOT NULL, fitted_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, stream_id TEXT NOT NULL, model TEXT NOT NULL,
@@ -72,6 +75,22 @@ class Store:
 
     def delete_stream(self, id: str) -> None:
         self._exec("DELETE FROM streams WHERE id = ?", (id,))
+
+    # a stream's own calibration (fitted on its footage; table added after v0.1, CREATE IF NOT EXISTS migrates)
+    def set_calibration(self, stream_id: str, model: str, calibration: dict, fitted_at: float) -> None:
+        self._exec(
+            "INSERT OR REPLACE INTO calibrations VALUES (?, ?, ?, ?)",
+            (stream_id, model, json.dumps(calibration), fitted_at),
+        )
+
+    def calibration(self, stream_id: str) -> dict[str, Any] | None:
+        rows = self._all("SELECT * FROM calibrations WHERE stream_id = ?", (stream_id,))
+        if not rows:
+            return None
+        return {**rows[0], "calibration": json.loads(rows[0]["calibration"])}
+
+    def delete_calibration(self, stream_id: str) -> None:
+        self._exec("DELETE FROM calibrations WHERE stream_id = ?", (stream_id,))
 
     # alerts
     def open_alert(

@@ -1,14 +1,19 @@
-"""Live streams: a reader feeding an engine lane, an alert machine, and a WebSocket topic each."""
+"""Live streams: a reader feeding an engine lane, an alert machine, a calibration and a WebSocket topic each."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.scoring import Calibration
 from service.alerts import AlertMachine, AlertPolicy
+from service.calibration import StreamCalibration
 from service.engine import Engine, Lane, Scored
 from service.metrics import Metrics
 from service.models import HostedModel
@@ -25,6 +30,12 @@ PEAK_REFRESH_S = 2.0  # an open alert's stored peak (row, thumbnail, heatmap) la
 
 def stream_topic(stream_id: str) -> str:
     return f"stream:{stream_id}"
+
+
+def cli_stream_id(index: int, url: str) -> str:
+    """A start-time stream keeps its id across restarts (same place in the list, same URL): its own
+    calibration, stored under that id, comes back with it, and its metrics keep their label."""
+    return hashlib.sha256(f"{index}\n{url}".encode()).hexdigest()[:12]
 
 
 @dataclass(eq=False)
@@ -49,9 +60,17 @@ class Stream:
     _peak: View | None = None  # the open episode's peak frame
     _saved_peak: int | None = None  # frame whose snapshot the open episode has stored
     _saved_at: float = 0.0  # when (capture time) it was stored
+    calibration: StreamCalibration | None = None  # None: scores with the model's, fixed (unit tests)
+    policy_for: Callable[[Calibration], AlertPolicy] | None = None  # the stream's alert policy under a calibration
+    _calibration_lock: threading.Lock = field(default_factory=threading.Lock)  # engine thread vs API
 
     def __post_init__(self) -> None:
         self.machine = AlertMachine(self.policy)
+
+    @property
+    def sample_fps(self) -> float:
+        """Frames per second the stream scores: the model's rate, or the cap below it."""
+        return min(self.model.fps, self.fps_cap) if self.fps_cap else self.model.fps
 
     def _track_peak(self, view: View, event: tuple[str, Any] | None, was_open: bool) -> None:
         """Keep (references to) the frame an episode would show: the peak of the opening run, then any higher."""
@@ -91,7 +110,54 @@ class Stream:
         })]  # fmt: skip
         if event is not None:
             messages += self._alert_event(*event)
+        if self.calibration is not None:
+            with self._calibration_lock:
+                if self.calibration.add(s.frame.index, s.psnr, s.distance) is not None:
+                    messages += self._use_calibration()
         return messages
+
+    # calibration on the stream's own footage (service/calibration.py) -------------------------------------
+    def _own(self) -> StreamCalibration:
+        if self.calibration is None:
+            raise LookupError(f"stream {self.id} has no calibration of its own")
+        return self.calibration
+
+    def _use_calibration(self) -> list[tuple[str, dict[str, Any]]]:
+        """Score and alert with the calibration now in force, store it (or its removal), tell subscribers.
+        Caller holds the calibration lock; the frame that completed a fit was scored with the previous one."""
+        own = self._own()
+        current = own.current
+        if self.lane is not None:
+            self.lane.calibration = current
+        if self.policy_for is not None:
+            self.policy = self.machine.policy = self.policy_for(current)
+        if own.fitted is not None:
+            self.store.set_calibration(self.id, self.model.name, current.to_dict(), own.fitted_at or 0.0)
+            self.metrics.calibrations.labels(self.id).inc()
+            log.info("stream %s calibrated on %d frames: alert on/off %.3f/%.3f", self.id, current.frames,
+                     self.policy.on, self.policy.off)  # fmt: skip
+        else:
+            self.store.delete_calibration(self.id)
+        alert = {"on": self.policy.on, "off": self.policy.off}
+        return [(stream_topic(self.id), {"type": "calibrated", "stream": self.id, **own.describe(), "alert": alert})]
+
+    def calibration_state(self) -> dict[str, Any]:
+        with self._calibration_lock:
+            return self._own().describe()
+
+    def start_calibration(self, seconds: float) -> dict[str, Any]:
+        """The next `seconds` of scored frames are normal (the operator's word): collect them, then fit.
+        Raises CalibrationBusy while one is collecting."""
+        with self._calibration_lock:
+            own = self._own()
+            own.start(math.ceil(seconds * self.sample_fps))
+            return own.describe()
+
+    def reset_calibration(self) -> list[tuple[str, dict[str, Any]]]:
+        """Back to the checkpoint's calibration and thresholds (a collection in progress is dropped)."""
+        with self._calibration_lock:
+            self._own().reset()
+            return self._use_calibration()
 
     def _alert_event(self, kind: str, episode) -> list[tuple[str, dict[str, Any]]]:
         if kind == "open":
@@ -145,6 +211,7 @@ class Stream:
             "frames_read": r.frames_read if r else 0, "frames_scored": self.frames_scored,
             "frames_dropped": dropped, "window_restarts": self.lane.gaps if self.lane else 0,
             "reconnects": r.reconnects if r else 0, "last_score": self.last_score,
+            "calibration": self.calibration.state if self.calibration is not None else "model",
             "alert": {"on": self.policy.on, "off": self.policy.off, "on_frames": self.policy.on_frames,
                       "off_frames": self.policy.off_frames, "open": self.machine.episode is not None},
         }  # fmt: skip
@@ -163,15 +230,40 @@ class StreamManager:
         self.streams: dict[str, Stream] = {}
         self._lock = threading.Lock()
 
-    def policy(self, model: HostedModel, overrides: dict[str, Any] | None = None) -> AlertPolicy:
-        """Per-stream values, else the settings', else the checkpoint's calibration."""
+    def policy(
+        self, model: HostedModel, overrides: dict[str, Any] | None = None, calibration: Calibration | None = None
+    ) -> AlertPolicy:
+        """Per-stream values, else the settings', else the calibration's (the stream's own once fitted, else the
+        checkpoint's). A threshold taken from the calibration yields to an explicit one: a fit never makes
+        `on` fall below an `off` the user set, nor `off` rise above their `on`."""
         o = {k: v for k, v in (overrides or {}).items() if v is not None}
         s = self.settings
-        on = o.get("on", s.alert_on if s.alert_on is not None else model.calibration.alert_on)
-        off = o.get("off", s.alert_off if s.alert_off is not None else model.calibration.alert_off)
+        calibration = calibration or model.calibration
+        on_set, off_set = o.get("on", s.alert_on), o.get("off", s.alert_off)
+        on = on_set if on_set is not None else calibration.alert_on
+        off = off_set if off_set is not None else calibration.alert_off
+        if on_set is None:
+            on = max(on, off)
         return AlertPolicy(
             on, min(off, on), o.get("on_frames", s.alert_on_frames), o.get("off_frames", s.alert_off_frames)
         )
+
+    def _own_calibration(self, id: str, model: HostedModel) -> StreamCalibration:
+        """The model's calibration, or the one this stream fitted before a restart (if for the same model)."""
+        own = StreamCalibration(model.calibration)
+        saved = self.store.calibration(id)
+        if saved is None:
+            return own
+        if saved["model"] != model.name:
+            log.warning("stream %s: stored calibration is for model %s, not %s: dropped", id, saved["model"],
+                        model.name)  # fmt: skip
+            self.store.delete_calibration(id)
+            return own
+        try:
+            own.restore(Calibration(**saved["calibration"]), saved["fitted_at"])
+        except TypeError as e:
+            log.error("stream %s: stored calibration unreadable (%s): using the model's", id, e)
+        return own
 
     def start(
         self, url: str, name: str, model: HostedModel, fps_cap: float | None = None,
@@ -181,13 +273,15 @@ class StreamManager:
             if len(self.streams) >= self.settings.max_streams:
                 raise OverflowError(f"stream limit reached ({self.settings.max_streams}, setting max_streams)")
             id = id or uuid.uuid4().hex[:12]
-            policy = self.policy(model, alerts)
-            stream = Stream(id, url, name, model, fps_cap, policy, origin, self.store, self.metrics, self.snapshots)
+            own = self._own_calibration(id, model)
+            policy = self.policy(model, alerts, own.current)
+            stream = Stream(id, url, name, model, fps_cap, policy, origin, self.store, self.metrics, self.snapshots,
+                            calibration=own, policy_for=lambda c: self.policy(model, alerts, c))  # fmt: skip
             if persist:
                 self.store.add_stream(id, url, name, model.name, fps_cap, alerts or {})
             self.streams[id] = stream
         s, m = self.settings, self.metrics
-        stream.lane = self.engine.add_lane(f"stream:{id}", model, s.frame_buffer, stream)
+        stream.lane = self.engine.add_lane(f"stream:{id}", model, s.frame_buffer, stream, own.current)
         hooks = ReaderHooks(
             read=m.frames_read.labels(id).inc, dropped=m.frames_dropped.labels(id).inc,
             error=m.decode_errors.labels(id).inc, reconnect=m.reconnects.labels(id).inc,
@@ -197,9 +291,8 @@ class StreamManager:
         m.frames_dropped.labels(id)
         m.reconnects.labels(id)
         m.stream_up.labels(id).set(0)
-        fps = min(model.fps, fps_cap) if fps_cap else model.fps
         stream.reader = Reader(
-            url, model.config, fps, stream.lane.buffer, open_timeout_s=s.open_timeout_s,
+            url, model.config, stream.sample_fps, stream.lane.buffer, open_timeout_s=s.open_timeout_s,
             read_timeout_s=s.read_timeout_s, backoff_initial_s=s.reconnect_initial_s,
             backoff_max_s=s.reconnect_max_s, hooks=hooks, name=f"reader-{id}",
         )  # fmt: skip
@@ -215,6 +308,10 @@ class StreamManager:
         self.engine.remove_lane(f"stream:{id}")
         if stream.machine.episode is not None:
             stream._alert_event(*stream.machine.flush())
+        with stream._calibration_lock:  # a fit in flight on the engine thread must not store after the delete
+            if stream.calibration is not None:
+                stream.calibration.reset()
+            self.store.delete_calibration(id)
         if stream.origin == "api":
             self.store.delete_stream(id)
         self.metrics.forget_stream(id)

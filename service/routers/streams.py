@@ -3,9 +3,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from service import heatmap
+from service.calibration import CalibrationBusy
 from service.routers.deps import ready_runtime, runtime
 from service.runtime import Runtime
-from service.schemas import ScorePoint, StreamCreate, StreamCreated, StreamOut
+from service.schemas import CalibrationOut, CalibrationStart, ScorePoint, StreamCreate, StreamCreated, StreamOut
 from service.streams import Stream
 from service.views import View
 
@@ -95,3 +96,30 @@ def latest_heatmap(stream_id: str, width: int = Query(640, ge=16, le=4096), rt: 
         raise HTTPException(404, "no error map for this frame")
     data = heatmap.render_heatmap(view.picture, view.error, width)
     return Response(data, media_type="image/png", headers=_picture_headers(view))
+
+
+@router.post("/{stream_id}/calibration", response_model=CalibrationOut, status_code=202)
+def start_calibration(stream_id: str, body: CalibrationStart, rt: Runtime = Depends(runtime)) -> dict:
+    """Calibrate on this camera: its next `seconds` of scored frames are taken as normal, and their PSNR and
+    feature distance fit the stream's own score normalizer and alert thresholds (unless set explicitly).
+    Poll GET for progress; the stream's WebSocket says `{"type": "calibrated", ...}` when it is in force.
+    409 while one is collecting."""
+    stream = _stream(rt, stream_id)
+    try:
+        return stream.start_calibration(body.seconds)
+    except CalibrationBusy as e:
+        raise HTTPException(409, str(e)) from None
+
+
+@router.get("/{stream_id}/calibration", response_model=CalibrationOut)
+def get_calibration(stream_id: str, rt: Runtime = Depends(runtime)) -> dict:
+    """The calibration scoring the stream (the checkpoint's or its own) and any collection's progress."""
+    return _stream(rt, stream_id).calibration_state()
+
+
+@router.delete("/{stream_id}/calibration", response_model=CalibrationOut)
+def reset_calibration(stream_id: str, rt: Runtime = Depends(runtime)) -> dict:
+    """Back to the checkpoint's calibration and thresholds; a collection in progress is dropped."""
+    stream = _stream(rt, stream_id)
+    rt.publish(stream.reset_calibration())
+    return stream.calibration_state()

@@ -3,6 +3,7 @@ the same numbers as score_clips (what `evaluate` uses) for the same frames."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -86,3 +87,26 @@ def test_engine_restarts_the_window_after_dropped_frames(models_dir, clip_frames
     assert lane.buffer.dropped == 3 and lane.gaps == 1
     # frame `window - 1` was scored; after the hole, frames window+3.. only refill the window
     assert [r.frame.index for r in owner.rows] == [window - 1]
+
+
+def test_each_lane_scores_with_its_own_calibration(models_dir, clip_frames) -> None:
+    """Two lanes of one model see the same frames in one batch: same PSNR and distance, and each score is its own
+    lane's calibration of them (a stream calibrated on its camera next to one using the checkpoint's)."""
+    torch.set_num_threads(1)
+    model = ModelHost.load_dir(models_dir, torch.device("cpu")).get(None)
+    own = dataclasses.replace(model.calibration, psnr_mean=model.calibration.psnr_mean - 3, distance_std=0.5)
+    batches: list[int] = []
+    engine = Engine(8, 0.0, lambda msgs: None, lambda m, n, s: batches.append(n))
+    owners = [Collect(), Collect()]
+    lanes = [engine.add_lane("model", model, 4, owners[0]), engine.add_lane("own", model, 4, owners[1], own)]
+    assert lanes[0].calibration is model.calibration and lanes[1].calibration is own
+    for i, f in enumerate(clip_frames[:12]):
+        for lane in lanes:
+            lane.buffer.put(Frame(i, 0, time.time(), preprocess(f, model.config)))
+        engine.step(lanes)
+    assert batches == [2] * (12 - model.config.window + 1)
+    (a, b) = (np.array([[r.psnr, r.distance, r.score] for r in o.rows]) for o in owners)
+    np.testing.assert_array_equal(a[:, :2], b[:, :2])
+    np.testing.assert_allclose(a[:, 2], model.calibration.score(a[:, 0], a[:, 1]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b[:, 2], own.score(b[:, 0], b[:, 1]), rtol=0, atol=1e-12)
+    assert np.all(np.abs(a[:, 2] - b[:, 2]) > 1e-3)

@@ -1,0 +1,117 @@
+"""Refit a checkpoint's streaming calibration on a camera's own normal footage.
+
+    calibrate weights/ped2.safetensors ../my-camera/normal --fps 10 --out weights/my-camera.safetensors
+
+A checkpoint's `Calibration` is fitted on the training camera's held-out clips. A camera whose
+normal footage differs a little (exposure, compression, a few dB of PSNR) then scores every
+normal frame near 1 and alerts all the time. This scores footage the operator states is normal,
+as a stream would see it (`score_clips`: in order, one memory copy per clip), fits
+`Calibration.fit` on it and writes a copy of the checkpoint with that calibration; weights,
+memory, config and frame rate are unchanged, and the provenance gains a `recalibration` entry
+naming the footage. Footage faster than the checkpoint's frame rate is subsampled to it first.
+The service does the same live, per stream (`POST /api/streams/{id}/calibration`).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from model import checkpoint
+from model.data import Clip, DataError, load_clips
+from model.inference import INFERENCE_CHOICES, pick_device
+from model.inference import build as build_inference
+from model.scoring import FUSION_WEIGHT, UPDATE_THRESHOLD, Calibration, score_clips
+
+MIN_FRAMES = 20  # fewer scored frames give no usable mean, spread or 99th percentile (the service uses it too)
+
+
+def resample(clip: Clip, fps: float) -> Clip:
+    """Keep frames about 1/fps apart, as a stream samples a faster camera: the motion between the frames the
+    model sees, and so its PSNR, must be the live one. A clip no faster than 1.1 x fps keeps every frame (the
+    service's rule)."""
+    if clip.fps is None or clip.fps <= 1.1 * fps:
+        return clip
+    slot = np.floor(np.arange(len(clip.frames)) * (fps / clip.fps) + 1e-9)  # the 1/fps slot each frame falls in
+    keep = np.flatnonzero(np.diff(slot, prepend=-1) > 0)  # the first frame of every slot
+    return Clip(clip.name, clip.frames[keep], fps)
+
+
+def main(
+    weights: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to recalibrate")],
+    footage: Annotated[
+        list[Path], typer.Argument(help="Normal footage: folders of frame folders (Ped2 layout) or video files")
+    ],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (a copy with the new calibration)")],
+    fps: Annotated[
+        float | None,
+        typer.Option(
+            help="Frame rate of frame folders (default: the checkpoint's; videos carry their own). "
+            "Faster footage is subsampled to the checkpoint's rate, as a live stream is"
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Clips scored in lockstep per batch")] = 16,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    inference: Annotated[
+        str, typer.Option(help=f"Forward backend: {' | '.join(INFERENCE_CHOICES)} (model/inference.py)")
+    ] = "auto",
+) -> Calibration:
+    """Score normal footage with a checkpoint and write a copy calibrated on it."""
+    if not footage:
+        raise typer.BadParameter("give at least one footage folder or video")
+    if inference not in INFERENCE_CHOICES:
+        raise typer.BadParameter(f"--inference must be one of {', '.join(INFERENCE_CHOICES)}")
+    try:
+        ckpt = checkpoint.load(weights)
+        dev = pick_device(device)
+        loaded = [c for f in footage for c in load_clips(f, ckpt.config, fps or ckpt.fps, progress=sys.stderr.isatty())]
+    except (checkpoint.CheckpointError, DataError, ValueError) as e:
+        raise typer.BadParameter(str(e)) from None
+    config = ckpt.config
+    clips = [resample(c, ckpt.fps) for c in loaded]
+    model = build_inference(inference, ckpt.build(dev), dev)
+    scored = score_clips(model, clips, UPDATE_THRESHOLD[config.variant], batch_size, dev, progress=sys.stderr.isatty())
+    psnr = np.concatenate([s.psnr for s in scored])
+    distance = np.concatenate([s.distance for s in scored])
+    if len(psnr) < MIN_FRAMES:
+        raise typer.BadParameter(
+            f"only {len(psnr)} scored frames (clips shorter than {config.window} frames give none); "
+            f"calibration needs at least {MIN_FRAMES}"
+        )
+    weight = ckpt.calibration.weight if ckpt.calibration is not None else FUSION_WEIGHT[config.variant]
+    calibration = Calibration.fit(psnr, distance, weight)
+    provenance = {
+        **ckpt.provenance,
+        "recalibration": {
+            "footage": [str(f) for f in footage],
+            "clips": [c.name for c in clips],
+            "frames": len(psnr),
+            "previous": ckpt.calibration.to_dict() if ckpt.calibration is not None else None,
+            "inference": model.name,
+            "device": str(dev),
+            "commit": checkpoint.project_commit(),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    }
+    checkpoint.save(out, ckpt.build("cpu"), ckpt.fps, calibration, provenance)  # the stored weights, not the backend's
+    old = ckpt.calibration
+    before = f"PSNR {old.psnr_mean:.2f}±{old.psnr_std:.2f} dB, " if old is not None else "no calibration, "
+    print(
+        f"calibrated on {len(psnr)} frames of {len(clips)} clips: {before}now PSNR "
+        f"{calibration.psnr_mean:.2f}±{calibration.psnr_std:.2f} dB; alert on/off "
+        f"{calibration.alert_on:.3f}/{calibration.alert_off:.3f}; wrote {out}"
+    )
+    return calibration
+
+
+def cli() -> None:
+    typer.run(main)
+
+
+if __name__ == "__main__":
+    cli()

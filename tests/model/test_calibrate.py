@@ -1,0 +1,114 @@
+"""`calibrate`: a checkpoint's calibration refitted on another camera's normal footage, nothing else touched."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import typer
+
+from model import checkpoint
+from model.calibrate import MIN_FRAMES, resample
+from model.calibrate import main as calibrate
+from model.data import Clip, load_clips
+from model.scoring import UPDATE_THRESHOLD, Calibration, score_clips
+from model.train import main as train
+
+pytestmark = pytest.mark.ped2
+
+
+def ped2_layout(root: Path, ped2: Path, split: str, clips: tuple[str, ...]) -> Path:
+    (root / "frames").mkdir(parents=True)
+    for name in clips:
+        (root / "frames" / name).symlink_to(ped2 / split / "frames" / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(ped2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained (seconds) on two Ped2 training clips, calibrated on a third."""
+    root = ped2_layout(tmp_path_factory.mktemp("train"), ped2, "training", ("01", "02", "03"))
+    out = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    train(root, out=out, fps=10, base_width=2, height=24, width=32, epochs=1, holdout=0.34, device="cpu",
+          precision="fp32")  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def footage(ped2: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Another camera's normal footage: Ped2 test clip 03's first 60 frames as frame folders, and clip 05's first
+    40 as an MJPEG video at 10 fps (both walkers only)."""
+    root = tmp_path_factory.mktemp("camera")
+    frames = root / "frames" / "frames" / "c03"
+    frames.mkdir(parents=True)
+    for f in sorted((ped2 / "testing" / "frames" / "03").glob("*.jpg"))[:60]:
+        (frames / f.name).symlink_to(f)
+    video = root / "c05.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (360, 240))
+    for f in sorted((ped2 / "testing" / "frames" / "05").glob("*.jpg"))[:40]:
+        writer.write(cv2.resize(cv2.imread(str(f)), (360, 240)))
+    writer.release()
+    return [root / "frames", video]
+
+
+def test_calibrate_refits_on_the_footage_and_keeps_everything_else(tiny, footage, tmp_path) -> None:
+    out = tmp_path / "camera.safetensors"
+    returned = calibrate(tiny, footage, out=out, device="cpu", inference="fp32")
+    before, after = checkpoint.load(tiny), checkpoint.load(out)
+    # the reference: what `evaluate` scores on the same footage, fitted as training fits its holdout
+    clips = [c for f in footage for c in load_clips(f, before.config, before.fps)]
+    scored = score_clips(before.build("cpu"), clips, UPDATE_THRESHOLD[before.config.variant])
+    psnr = np.concatenate([s.psnr for s in scored])
+    distance = np.concatenate([s.distance for s in scored])
+    expected = Calibration.fit(psnr, distance, before.calibration.weight)
+    assert after.calibration == returned
+    assert asdict(after.calibration) == pytest.approx(asdict(expected), rel=1e-9, abs=1e-12)
+    assert after.calibration.frames == 56 + 36  # each clip's first 4 frames have no prediction
+    assert after.calibration.psnr_mean != pytest.approx(before.calibration.psnr_mean, abs=1e-3)
+    assert after.config == before.config and after.fps == before.fps
+    assert after.state.keys() == before.state.keys()
+    assert all(torch.equal(after.state[k], before.state[k]) for k in before.state), "weights or memory changed"
+    recal = after.provenance.pop("recalibration")
+    assert after.provenance == before.provenance
+    assert recal["footage"] == [str(f) for f in footage] and recal["clips"] == ["c03", "c05"]
+    assert recal["frames"] == 92 and recal["previous"] == before.calibration.to_dict()
+
+
+def test_bad_inputs_say_what_is_wrong(tiny, footage, tmp_path) -> None:
+    out = tmp_path / "x.safetensors"
+    with pytest.raises(typer.BadParameter, match="checkpoint not found"):
+        calibrate(tmp_path / "missing.safetensors", footage, out=out, device="cpu")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(typer.BadParameter, match="not a readable safetensors"):
+        calibrate(tmp_path / "junk.safetensors", footage, out=out, device="cpu")
+    with pytest.raises(typer.BadParameter, match="at least one footage"):
+        calibrate(tiny, [], out=out, device="cpu")
+    with pytest.raises(typer.BadParameter, match="no such file"):
+        calibrate(tiny, [tmp_path / "nowhere"], out=out, device="cpu")
+    short = tmp_path / "short"
+    short.mkdir()
+    for f in sorted((footage[0] / "frames" / "c03").iterdir())[:MIN_FRAMES]:  # 20 frames: 16 scored
+        (short / f.name).symlink_to(f.resolve())
+    with pytest.raises(typer.BadParameter, match=f"only 16 scored frames.*at least {MIN_FRAMES}"):
+        calibrate(tiny, [short], out=out, device="cpu", inference="fp32")
+    assert not out.exists()
+    # the command line: a clear message and exit status 2, no traceback
+    run = subprocess.run([sys.executable, "-m", "model.calibrate", str(tmp_path / "missing.safetensors"),
+                          str(footage[1]), "--out", str(out)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "COLUMNS": "1000"})  # fmt: skip
+    assert run.returncode == 2 and "checkpoint not found" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_faster_footage_is_subsampled_to_the_models_rate() -> None:
+    frames = np.arange(30, dtype=np.uint8).reshape(30, 1, 1, 1)
+    assert resample(Clip("a", frames, 30.0), 10).frames.ravel().tolist() == list(range(0, 30, 3))
+    assert resample(Clip("b", frames, 25.0), 10).frames.ravel().tolist()[:5] == [0, 3, 5, 8, 10]  # 2.5 apart
+    for fps in (10.0, 10.9, 5.0, None):  # no faster than 1.1x: every frame, as the service keeps them
+        assert resample(Clip("c", frames, fps), 10).frames.shape[0] == 30

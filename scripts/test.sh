@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
-.venv/bin/ruff check model service tests bench
-.venv/bin/ruff format --check model service tests bench
+.venv/bin/ruff check model service tests bench scripts
+.venv/bin/ruff format --check model service tests bench scripts
 .venv/bin/python -m pytest -ra "$@"

@@ -45,17 +45,17 @@ def read(queries: Tensor, items: Tensor) -> Tensor:
     return torch.cat([queries, weights @ items], dim=-1)
 
 
-def update(queries: Tensor, items: Tensor) -> Tensor:
+def update(queries: Tensor, items: Tensor, scores: Tensor | None = None) -> Tensor:
     """Update (Eq. 3-4): each item absorbs the queries whose nearest item it is.
 
     A query's weight for item m is its softmax-over-queries score for m divided by the
     largest such score over all queries, so the most typical query counts fully.
     Softmax runs over the N queries of the leading batch, so pass (B*h*w, C) to pool a
     training batch into one memory, or (B, N, C) with (B, M, C) for per-stream memories.
-    Returns the new unit-norm items (..., M, C), detached.
+    Returns the new unit-norm items (..., M, C), detached. `scores`: matching_scores(queries, items), if known.
     """
     queries, items = queries.detach(), items.detach()
-    scores = matching_scores(queries, items)  # (..., N, M)
+    scores = matching_scores(queries, items) if scores is None else scores.detach()  # (..., N, M)
     over_queries = scores.softmax(dim=-2)
     weights = over_queries / over_queries.amax(dim=-2, keepdim=True)
     nearest = F.one_hot(scores.argmax(dim=-1), items.shape[-2]).to(weights.dtype)  # (..., N, M)
@@ -71,21 +71,21 @@ def _nearest_two(queries: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
     return gathered[..., 0, :], gathered[..., 1, :]
 
 
-def nearest_item(queries: Tensor, items: Tensor) -> Tensor:
+def nearest_item(queries: Tensor, items: Tensor, scores: Tensor | None = None) -> Tensor:
     """The item each query matches best: (..., N, C)."""
-    index = matching_scores(queries, items).argmax(dim=-1)  # (..., N)
+    index = (matching_scores(queries, items) if scores is None else scores).argmax(dim=-1)  # (..., N)
     if items.dim() == 2:
         return items[index]
     batch = torch.arange(items.shape[0], device=items.device).unsqueeze(-1)
     return items[batch, index]
 
 
-def feature_distance(queries: Tensor, items: Tensor) -> Tensor:
+def feature_distance(queries: Tensor, items: Tensor, scores: Tensor | None = None) -> Tensor:
     """Per-sample compactness term: mean squared distance to the nearest item, (B, N, C) -> (B,).
 
     At test time this is the paper's feature distance D (Eq. 12).
     """
-    return (queries - nearest_item(queries, items).detach()).pow(2).mean(dim=(-1, -2))
+    return (queries - nearest_item(queries, items, scores).detach()).pow(2).mean(dim=(-1, -2))
 
 
 def compactness_loss(queries: Tensor, items: Tensor) -> Tensor:

@@ -31,18 +31,23 @@ FUSION_WEIGHT: dict[Variant, float] = {"prediction": 0.6, "reconstruction": 0.7}
 UPDATE_THRESHOLD: dict[Variant, float] = {"prediction": 0.01, "reconstruction": 0.015}
 
 
-def psnr(pred: Tensor, target: Tensor) -> Tensor:
+def squared_error(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-pixel squared error with pixels in [0, 1]: (B, ch, H, W) x2 in [-1, 1] -> (B, ch, H, W)."""
+    return (pred - target).mul_(0.5).square_()
+
+
+def psnr(pred: Tensor, target: Tensor, error: Tensor | None = None) -> Tensor:
     """Peak signal-to-noise ratio per sample, pixels in [0, 1]: (B, ch, H, W) x2 -> (B,)."""
-    mse = (pred - target).pow(2).mean(dim=(1, 2, 3)) / 4  # [-1, 1] -> [0, 1] scales MSE by 1/4
+    mse = (squared_error(pred, target) if error is None else error).mean(dim=(1, 2, 3))
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
 
 
-def weighted_error(pred: Tensor, target: Tensor) -> Tensor:
+def weighted_error(pred: Tensor, target: Tensor, error: Tensor | None = None) -> Tensor:
     """Error-weighted pixel error (authors' code): large errors count more. (B,)
 
     Decides the test-time memory update: a frame this close to normal may teach the memory.
     """
-    error = ((pred - target) / 2).pow(2)  # (B, ch, H, W), pixels in [0, 1]
+    error = squared_error(pred, target) if error is None else error  # (B, ch, H, W), pixels in [0, 1]
     weight = 1 - torch.exp(-error)
     return (weight * error).sum(dim=(1, 2, 3)) / weight.sum(dim=(1, 2, 3)).clamp_min(1e-12)
 
@@ -52,6 +57,7 @@ class StepScores(NamedTuple):
     distance: Tensor  # (B,) feature distance to the nearest memory item
     frame: Tensor  # (B, ch, H, W) predicted frame in [-1, 1]
     items: Tensor  # (B, M, C) memory copies after the test-time update
+    error: Tensor  # (B, ch, H, W) squared pixel error, pixels in [0, 1]: where the prediction failed
 
 
 @torch.inference_mode()
@@ -66,12 +72,13 @@ def score_step(
     out = model(x, items)
     pred = out.frame.float()
     queries = out.queries.float()
-    scores_psnr = psnr(pred, target)
-    distance = memory.feature_distance(queries, items)
-    learn = weighted_error(pred, target) < update_threshold  # (B,)
+    error = squared_error(pred, target)  # shared by PSNR, the update rule and the caller's heatmap
+    scores = memory.matching_scores(queries, items)  # (B, N, M), shared by distance and update
+    distance = memory.feature_distance(queries, items, scores)
+    learn = weighted_error(pred, target, error) < update_threshold  # (B,)
     if learn.any():
-        items = torch.where(learn[:, None, None], memory.update(queries, items), items)
-    return StepScores(scores_psnr, distance, pred, items)
+        items = torch.where(learn[:, None, None], memory.update(queries, items, scores), items)
+    return StepScores(psnr(pred, target, error), distance, pred, items, error)
 
 
 def minmax(values: np.ndarray) -> np.ndarray:

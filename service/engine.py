@@ -192,7 +192,7 @@ class Engine:
         step = score_step(model.inference, inputs, target, items, model.update_threshold)
         psnr = step.psnr.cpu().numpy()
         distance = step.distance.cpu().numpy()
-        errors = pixel_errors(step.frame, target)
+        errors = pixel_errors(step.error)
         elapsed = time.perf_counter() - started
         for j, (lane, _, _) in enumerate(entries):
             lane.items = step.items[j]

@@ -25,10 +25,10 @@ OPACITY = 0.75  # of the hottest colour over the picture
 COLORMAP = cv2.COLORMAP_JET
 
 
-def pixel_errors(pred: Tensor, target: Tensor) -> np.ndarray:
-    """(B, ch, H, W) x2 in [-1, 1] -> (B, H, W) float32 RMS error over channels, pixels in [0, 1]."""
-    with torch.inference_mode():  # RMS of (pred - target) / 2, in place: about 0.3 ms per 256x256 frame on a CPU core
-        error = (pred.float() - target.float()).square_().mean(dim=1).sqrt_().mul_(0.5)
+def pixel_errors(squared: Tensor) -> np.ndarray:
+    """(B, ch, H, W) squared error, pixels in [0, 1] (`score_step`'s) -> (B, H, W) float32 RMS over channels."""
+    with torch.inference_mode():
+        error = squared.mean(dim=1).sqrt_()
     return error.cpu().numpy().astype(np.float32, copy=False)
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from model.data import preprocess
+from model.scoring import squared_error
 from service import heatmap
 from service.alerts import AlertPolicy
 from service.auth import WS_PROTOCOL, accepted_subprotocol, subprotocol_token
@@ -32,7 +33,7 @@ def test_pixel_errors_are_rms_over_channels_in_pixel_units() -> None:
     target = torch.ones(2, 3, 4, 5)
     target[0] = -1  # full-scale error everywhere
     target[1, 0] = 0  # half scale in one of three channels
-    e = heatmap.pixel_errors(pred, target)
+    e = heatmap.pixel_errors(squared_error(pred, target))
     assert e.shape == (2, 4, 5) and e.dtype == np.float32
     assert np.allclose(e[0], 1.0) and np.allclose(e[1], np.sqrt(0.25 / 3))
 

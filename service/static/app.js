@@ -35,7 +35,9 @@ async function apiResponse(path, options = {}) {
     let detail = response.statusText;
     try {
       const body = await response.json();
-      detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+      detail = typeof body.detail === "string" ? body.detail : Array.isArray(body.detail)
+        ? body.detail.map((d) => `${(d.loc || []).filter((l) => l !== "body").join(".")}: ${d.msg}`).join("; ") // 422
+        : JSON.stringify(body.detail);
     } catch (_) { /* not JSON */ }
     throw new ApiError(response.status, detail);
   }
@@ -249,6 +251,8 @@ function drawChart(canvas, { xs, ys, x0, x1, on, off, spans = [], xLabel = (x) =
     ctx.stroke();
   }
   canvas.dataset.points = String(xs.length);
+  canvas.dataset.on = on ?? ""; // the thresholds drawn, for tests
+  canvas.dataset.off = off ?? "";
   return { toX: (px) => x0 + ((px - pad.l) / pw) * (x1 - x0) };
 }
 
@@ -279,6 +283,90 @@ function drawSpark(canvas, ys, on) {
 
 // ---------------------------------------------------------------------------------------------
 // Views. Each returns a cleanup function run when the route changes.
+
+// Calibration on the camera's own normal footage (POST/GET/DELETE /api/streams/{id}/calibration).
+// c: the GET body or a "calibrated" message; on the streams list only the state is known (`calibration`).
+function calibrationText(c) {
+  if (c.state === "collecting") return c.progress === undefined ? "calibrating…" : `calibrating ${Math.floor(c.progress * 100)} %`;
+  return c.state === "fitted" ? "calibrated on this camera" : "checkpoint's calibration";
+}
+
+function calibrationPill(c, attrs = {}) {
+  const kind = c.state === "fitted" ? "ok" : c.state === "collecting" ? "warn" : "";
+  return h("span", { class: `pill calibration ${kind}`, ...attrs }, calibrationText(c));
+}
+
+// The stream view's calibration panel: state, progress while collecting, Calibrate and Reset.
+// onChange runs when the calibration in force changes (the alert thresholds may have moved).
+function calibrationPanel(id, onChange) {
+  const path = `/api/streams/${encodeURIComponent(id)}/calibration`;
+  let current = null;
+  let pill = h("span");
+  const detail = h("span", { class: "muted grow", id: "calibration-detail" });
+  const bar = h("progress", { max: 1, value: 0, hidden: true, id: "calibration-progress" });
+  const seconds = h("input", { type: "number", name: "seconds", class: "num", min: 2, max: 3600, step: "any", value: 60,
+    title: "seconds of normal footage, 2 to 3600" });
+  const start = h("button", { type: "submit" }, "Calibrate");
+  const form = h("form", { class: "inline", id: "calibrate-form", novalidate: true },
+    h("label", {}, "seconds of normal footage", seconds), start);
+  const resetSlot = h("span");
+  const message = h("div", { class: "error-text", id: "calibration-error", role: "alert" });
+  const el = h("div", { class: "panel calibration-panel", id: "calibration" },
+    h("div", { class: "row" }, h("b", {}, "Calibration"), pill, detail, form, resetSlot), bar, message);
+
+  function render(c) {
+    const changed = current !== null && (current.state !== c.state || current.fitted_at !== c.fitted_at);
+    const stateChanged = !current || current.state !== c.state;
+    if (stateChanged && current) message.textContent = ""; // an error shown is about the previous state
+    current = c;
+    el.dataset.state = c.state;
+    el.dataset.progress = String(c.progress);
+    pill.replaceWith(pill = calibrationPill(c, { id: "calibration-state" }));
+    bar.hidden = c.state !== "collecting";
+    bar.value = c.progress;
+    detail.textContent = c.state === "collecting"
+      ? `${c.frames} of ${c.target_frames} frames collected: keep the scene normal until then`
+      : c.state === "fitted" ? `fitted on ${c.frames} frames of this camera, ${stamp(c.fitted_at)}`
+        : "fitted on the training camera's clips: calibrate if normal scenes here score high";
+    form.hidden = c.state === "collecting";
+    if (stateChanged) {
+      resetSlot.replaceChildren(c.state === "model" ? "" : resetButton());
+      resetSlot.title = c.state === "collecting" ? "stop collecting and go back to the checkpoint's calibration"
+        : "go back to the checkpoint's calibration and thresholds";
+    }
+    if (changed) onChange();
+  }
+  async function load() {
+    try { render(await api(path)); } catch (e) { if (e.status !== 404) message.textContent = problem(e); }
+  }
+  // a fresh one each time: a confirm button stays disabled once used
+  const resetButton = () => confirmButton("Reset", () => act(() => api(path, { method: "DELETE" })));
+  async function act(call) {
+    start.disabled = true;
+    message.textContent = "";
+    try { render(await call()); } catch (e) {
+      await load();
+      message.textContent = problem(e);
+      if (current && current.state !== "model") resetSlot.replaceChildren(resetButton());
+    }
+    start.disabled = false;
+  }
+  const problem = (e) => e instanceof ApiError ? `Calibration: ${e.message} (HTTP ${e.status})`
+    : `Calibration: the service could not be reached (${e.message})`;
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = Number(seconds.value);
+    if (seconds.value === "" || !(value >= 2 && value <= 3600)) {
+      message.textContent = "Calibration: give the seconds of normal footage to collect, from 2 to 3600.";
+      return;
+    }
+    act(() => api(path, { method: "POST", json: { seconds: value } }));
+  });
+  load();
+  const timer = setInterval(() => { if (current && current.state === "collecting") load(); }, 1000);
+  return { el, update: (c) => render(c), close: () => clearInterval(timer) };
+}
 
 function streamStats(s) {
   return h("div", { class: "stats" },
@@ -362,7 +450,10 @@ async function streamsView(root) {
       h("div", { class: "top" }, h("a", { href: `#/streams/${s.id}` }, s.name), stateBadge(s),
         s.alert.open ? h("span", { class: "pill alert" }, "ALERT") : null, entry.remove),
       h("div", { class: "url", title: s.url }, `${s.url} · ${s.model}`),
-      streamStats(s), entry.spark);
+      streamStats(s), entry.spark,
+      h("div", { class: "calibration-row" }, calibrationPill(entry.calibration && entry.calibration.state === s.calibration
+        ? entry.calibration : { state: s.calibration }), h("a", { href: `#/streams/${s.id}`, class: "muted" },
+        s.calibration === "model" ? "calibrate…" : "details")));
     drawSpark(entry.spark, entry.ys, entry.on);
   }
 
@@ -374,6 +465,9 @@ async function streamsView(root) {
       seen.add(s.id);
       const entry = cards.get(s.id) || card(s);
       fill(entry, s);
+      if (s.calibration === "collecting") { // its progress, shown from the next refresh
+        api(`/api/streams/${s.id}/calibration`).then((c) => { entry.calibration = c; }).catch(() => {});
+      }
       if (!entry.el.isConnected) grid.append(entry.el);
     }
     for (const [id, entry] of cards) {
@@ -456,7 +550,10 @@ async function streamView(root, id) {
   const windowSelect = h("select", { id: "chart-window" }, Object.keys(WINDOW).map((k) => h("option", { value: WINDOW[k] }, k)));
   windowSelect.addEventListener("change", () => { span = Number(windowSelect.value); draw(); });
   const alertsBox = h("div", { id: "stream-alerts" });
-  root.append(title, head,
+  const calibration = calibrationPanel(id, async () => { // new thresholds: the chart's lines follow
+    try { info = await api(`/api/streams/${id}`); renderHead(); draw(); } catch (_) { /* the next poll */ }
+  });
+  root.append(title, head, calibration.el,
     h("div", { class: "stream-view" },
       h("div", {}, h("h2", {}, "Live picture ", h("label", { class: "muted" }, heatToggle, " heatmap")),
         h("div", { class: "picture" }, pictureCanvas, caption)),
@@ -516,6 +613,11 @@ async function streamView(root, id) {
         push(m.frame, m.captured, m.score);
         redraw();
         if (info.alert.open !== m.in_alert) { info.alert.open = m.in_alert; renderHead(); }
+      } else if (m.type === "calibrated") {
+        info.alert = { ...info.alert, ...m.alert };
+        renderHead();
+        draw();
+        calibration.update(m);
       } else if (m.type === "alert_open" || m.type === "alert_close") {
         episodes.set(m.id, [m.start_time, m.end_time]);
         clearTimeout(alertsDirty);
@@ -558,7 +660,7 @@ async function streamView(root, id) {
     }
   })();
   cleanups.push(() => { alive = false; }, () => ws.close(), () => clearInterval(poll), () => clearInterval(ticker), () => redraw.cancel(),
-    () => clearTimeout(alertsDirty));
+    () => clearTimeout(alertsDirty), () => calibration.close());
   return () => cleanups.forEach((f) => f());
 }
 

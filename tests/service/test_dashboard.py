@@ -208,6 +208,123 @@ def test_dashboard_live_stream_alerts_and_upload(serve_factory, rtsp_factory, br
         ui.close()
 
 
+def test_dashboard_calibrates_a_stream_on_its_own_footage(serve_factory, rtsp_factory, browser, ped2, tmp_path) -> None:
+    """An operator calibrates a camera from its page: 3 s of normal footage (30 frames at 10 fps), the
+    progress while collecting, the fit (on how many frames, when), the chart's threshold lines at the
+    stream's new thresholds as GET /api/streams has them, then Reset back to the checkpoint's. Bad input,
+    an unreachable service and a collection already running (409) show as messages on the page."""
+    rtsp = rtsp_factory(encode_h264_lossless(ped2_clip(ped2, "01"), tmp_path / "ped2-01.mkv"))  # walkers, 18 s
+    server = serve_factory()  # the checkpoint's thresholds: a fit moves them (explicit ones would win)
+    with server.client() as c:
+        sid = c.post("/api/streams", json={"url": rtsp.url, "name": "plaza"}).json()["id"]
+        model = c.get("/api/models").json()["models"][0]["calibration"]
+    path = f"/api/streams/{sid}/calibration"
+
+    def row() -> dict:
+        with server.client() as c:
+            return next(s for s in c.get("/api/streams").json() if s["id"] == sid)
+
+    def chart_shows(alert: dict) -> None:  # the dashed lines drawn are the stream's thresholds
+        page.wait_for_function(
+            "([on, off]) => { const d = document.querySelector('#score-chart').dataset;"
+            " return Number(d.on) === on && Number(d.off) === off; }",
+            arg=[alert["on"], alert["off"]], timeout=10_000,
+        )  # fmt: skip
+
+    ui = Page(browser, server.base)
+    page = ui.page
+    seconds, submit = "#calibrate-form input[name=seconds]", "#calibrate-form button[type=submit]"
+    error = "#calibration-error"
+    try:
+        ui.goto(f"/streams/{sid}")
+        page.wait_for_selector("#calibration[data-state='model']", timeout=10_000)
+        assert page.input_value(seconds) == "60"  # the default asked for
+        assert page.text_content("#calibration-state") == "checkpoint's calibration"
+        ui.wait_number_above("#score-chart", "points", 0, 30)
+        assert (row()["alert"]["on"], row()["alert"]["off"]) == (model["alert_on"], model["alert_off"])
+        chart_shows(row()["alert"])
+
+        # mistakes: out of bounds (refused on the page), the service unreachable (the request fails)
+        page.fill(seconds, "1")
+        page.click(submit)
+        page.wait_for_selector(f"{error}:has-text('from 2 to 3600')", timeout=5_000)
+        page.route(f"**{path}", lambda route: route.abort() if route.request.method == "POST" else route.continue_())
+        page.fill(seconds, "3")
+        page.click(submit)
+        page.wait_for_selector(f"{error}:has-text('could not be reached')", timeout=5_000)
+        page.unroute(f"**{path}")
+        assert row()["calibration"] == "model"
+        invalid = page.evaluate(f"api('{path}', {{ method: 'POST', json: {{ seconds: 1 }} }}).catch((e) => e.message)")
+        assert invalid == "seconds: Input should be greater than or equal to 2"  # a 422's detail, readable
+
+        # calibrate: collecting with its progress, then fitted, and the threshold lines move
+        page.click(submit)
+        page.wait_for_function(
+            "(() => { const p = Number(document.querySelector('#calibration').dataset.progress);"
+            " return p > 0 && p < 1; })()",
+            timeout=20_000,
+        )  # fmt: skip
+        assert page.is_visible("#calibration-progress") and page.text_content(error) == ""
+        assert page.text_content("#calibration-state").startswith("calibrating ")
+        assert "of 30 frames collected" in page.text_content("#calibration-detail")
+        ui.shot("calibration-collecting")
+        page.wait_for_selector("#calibration[data-state='fitted']", timeout=30_000)
+        with server.client() as c:
+            state = c.get(path).json()
+        fitted = row()
+        assert state["state"] == fitted["calibration"] == "fitted" and state["frames"] == 30
+        assert (fitted["alert"]["on"], fitted["alert"]["off"]) == (state["calibration"]["alert_on"],
+                                                                  state["calibration"]["alert_off"])  # fmt: skip
+        assert fitted["alert"]["on"] != model["alert_on"]
+        chart_shows(fitted["alert"])
+        assert f"alert on {fitted['alert']['on']:.3f} / off {fitted['alert']['off']:.3f}" in page.text_content(
+            "#stream-head"
+        )
+        assert page.text_content("#calibration-state") == "calibrated on this camera"
+        assert "fitted on 30 frames of this camera" in page.text_content("#calibration-detail")
+        assert not page.is_visible("#calibration-progress")
+        ui.shot("calibration-fitted")
+
+        # another client starts one just as the operator clicks: the service's 409, then its collection shown
+        def start_elsewhere(route) -> None:
+            if route.request.method == "POST":
+                with server.client() as c:
+                    assert c.post(path, json={"seconds": 2}).status_code == 202
+            route.continue_()
+
+        page.route(f"**{path}", start_elsewhere)
+        page.click(submit)
+        page.wait_for_selector(f"{error}:has-text('already collecting')", timeout=5_000)
+        assert "HTTP 409" in page.text_content(error)
+        assert page.get_attribute("#calibration", "data-state") == "collecting"
+        page.unroute(f"**{path}")
+        page.wait_for_selector("#calibration[data-state='fitted']", timeout=30_000)
+        refitted = row()
+        assert refitted["calibration"] == "fitted"
+        chart_shows(refitted["alert"])
+
+        # Reset (two clicks): back to the checkpoint's calibration and thresholds
+        reset = page.locator("#calibration button.danger")
+        reset.click()
+        reset.click()
+        page.wait_for_selector("#calibration[data-state='model']", timeout=10_000)
+        reverted = row()
+        assert reverted["calibration"] == "model"
+        assert (reverted["alert"]["on"], reverted["alert"]["off"]) == (model["alert_on"], model["alert_off"])
+        chart_shows(reverted["alert"])
+        assert page.locator("#calibration button.danger").count() == 0 and page.is_visible(submit)
+        ui.goto("/streams")
+        page.wait_for_selector(f".card[data-stream='{sid}'] .pill.calibration:has-text('checkpoint')", timeout=10_000)
+        ui.shot("calibration-streams")
+        # the browser logs the requests made to fail, nothing else
+        provoked = [
+            e for e in ui.errors if "Failed to load resource" in e and any(x in e for x in ("409", "422", "ERR_FAILED"))
+        ]
+        assert len(provoked) <= 3 and [e for e in ui.errors if e not in provoked] == [], ui.errors
+    finally:
+        ui.close()
+
+
 def test_pictures_and_history_through_the_api(serve_factory, h264_clip) -> None:
     """Everything the page shows is in the documented API: live JPEG, heatmap PNG of the same size, score
     history, alerts with their stored peak frame, and the OpenAPI document lists them."""

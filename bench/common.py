@@ -1,4 +1,5 @@
-"""What every bench records beside its numbers: the machine, torch, threads and commit, and a plain table."""
+"""What every bench records beside its numbers (the machine, torch, threads and commit, a plain table), and
+starting `serve` for the service benches."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import datetime
 import json
 import os
 import platform
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -110,3 +113,25 @@ class ForeignLoad:
         wall = time.monotonic() - self.wall
         foreign = (_busy_seconds() - self.busy) - (self._own() - self.own) - extra_own_s
         return round(max(0.0, foreign) / wall, 2) if wall > 0 else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float, log: Path | None = None) -> None:
+    """Until serve's /readyz answers 200; exits the bench if serve dies or the timeout passes."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            sys.exit("serve did not become ready" + (f": {log.read_text()[-2000:]}" if log else ""))
+        time.sleep(0.5)

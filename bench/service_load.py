@@ -24,7 +24,6 @@ import argparse
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,16 +34,8 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
+from common import REPO, free_port, wait_ready
 from websockets.sync.client import connect
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 CLIP_FRAMES = 180  # Ped2 test clip 01 in full: the stream loops every 180 frames
 WARMUP = 4  # frames of each loop without a score (the model's window of 5 fills first)
@@ -145,16 +136,7 @@ def main() -> None:
     proc = subprocess.Popen(cmd, cwd=tmp)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                sys.exit("serve did not become ready")
-            time.sleep(0.5)
+        wait_ready(base, proc, 120)
         (hosted,) = httpx.get(f"{base}/api/models").json()["models"]
         before = {s["id"]: s for s in httpx.get(f"{base}/api/streams").json()}
         ws_dropped_before = counter(httpx.get(f"{base}/metrics").text, "mnad_websocket_dropped_messages_total")

@@ -27,19 +27,11 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
-from common import REPO, ForeignLoad, machine, table, write_json
+from common import REPO, ForeignLoad, free_port, machine, table, wait_ready, write_json
 from websockets.sync.client import connect
 
 P99_BAR_MS = 250.0
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_clip(ped2: Path, out: Path, fps: int = 10) -> Path:
@@ -117,16 +109,7 @@ def run(args: argparse.Namespace, streams: int, clip: Path, rtsp_url: str, rtsp_
     proc = subprocess.Popen(cmd, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                sys.exit(f"serve did not become ready: {(tmp / 'serve.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+        wait_ready(base, proc, 300, tmp / "serve.log")
         model = httpx.get(f"{base}/api/models").json()["models"][0]
         ids = [
             httpx.post(f"{base}/api/streams", json={"url": rtsp_url, "name": f"cam{i}"}).json()["id"]

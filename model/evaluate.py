@@ -107,6 +107,10 @@ def main(
     inference: Annotated[
         str, typer.Option(help=f"Forward backend: {' | '.join(INFERENCE_CHOICES)} (model/inference.py)")
     ] = "auto",
+    update_threshold: Annotated[
+        float | None,
+        typer.Option(min=0, help="Test-time memory update below this weighted error (default: the paper's; 0: never)"),
+    ] = None,
 ) -> None:
     """Score labelled test footage; print and write frame-level AUC and EER for both normalizations."""
     if inference not in INFERENCE_CHOICES:
@@ -127,7 +131,8 @@ def main(
     loaded = time.perf_counter()
     model = build_inference(inference, ckpt.build(dev), dev)
     built = time.perf_counter()
-    scored = score_clips(model, clips, UPDATE_THRESHOLD[config.variant], batch_size, dev, progress=True)
+    threshold = UPDATE_THRESHOLD[config.variant] if update_threshold is None else update_threshold
+    scored = score_clips(model, clips, threshold, batch_size, dev, progress=True)
     finished = time.perf_counter()
     frame_labels = aligned_labels(np.load(labels), [len(c.frames) for c in clips], config.window - 1)
     weight = FUSION_WEIGHT[config.variant]
@@ -167,7 +172,7 @@ def main(
         "labels": str(labels),
         "config": config.to_dict(),
         "fusion_weight": weight,
-        "update_threshold": UPDATE_THRESHOLD[config.variant],
+        "update_threshold": threshold,
         "metrics": results,
         "speed": speed,
     }

@@ -67,3 +67,14 @@ def test_evaluate_on_ped2_clips(ped2: Path, tmp_path: Path) -> None:
     # streaming scores are the checkpoint calibration applied frame by frame
     assert len(clips[0]["streaming_score"]) == 176
     assert sorted(p.name for p in out.glob("*.png")) == ["clip_01.png", "clip_02.png"]
+    assert report["update_threshold"] == 0.01  # the paper's, for the prediction variant
+
+    # the ablation switch: never (0) vs always (1: the weighted error of pixels in [0, 1] stays below it) update
+    runs = {}
+    for threshold in (0.0, 1.0):
+        evaluate(weights, tmp_path / "testing", labels=tmp_path / "labels.npy", out=out, device="cpu", plots=False,
+                 update_threshold=threshold)  # fmt: skip
+        runs[threshold] = json.loads((out / "report.json").read_text())
+        assert runs[threshold]["update_threshold"] == threshold and runs[threshold]["speed"]["frames"] == 2 * 176
+    assert runs[0.0]["clips"][0]["distance"] != runs[1.0]["clips"][0]["distance"]
+    assert runs[0.0]["clips"][0]["labels"] == runs[1.0]["clips"][0]["labels"]

@@ -1,13 +1,14 @@
 """Model bench (not a test): frames/s and latency of `score_step` per inference path, and of the service's
 engine with one stream, for the shipped setting and the paper's.
 
-    python bench/model_speed.py [--paths fp32,bf16,compile,openvino,onnxruntime] [--settings shipped,paper]
+    python bench/model_speed.py [--paths fp32,bf16,compile,openvino,onnxruntime] [--settings shipped,paper,checkpoint]
                                 [--batch 8] [--seconds 8] [--weights weights/ped2.safetensors] [--out FILE]
 
 - model rows: `score_step` (forward + PSNR + feature distance + memory update, what evaluate and the
   engine run per batch) on fixed random inputs, batch 1 and `--batch`; speed does not depend on the
   weights, so the paper's setting (width 64, 256x256) uses a random-init network.
-- engine rows (shipped setting): one lane of service.engine.Engine fed Ped2 frames as fast as it scores
+- `--settings checkpoint`: the --weights checkpoint's own config (e.g. a wider model than the shipped one).
+- engine rows (shipped or checkpoint setting): one lane of service.engine.Engine fed Ped2 frames as fast as it scores
   them, Engine.step called in a loop: window, tensor, score_step, heatmap, calibration, per frame.
 Every path is compared with fp32 eager of the same setting and batch, in the same run.
 """
@@ -114,7 +115,9 @@ class _Quiet:
         return []
 
 
-def engine_rows(ckpt: checkpoint.Checkpoint | None, config: ModelConfig, net: MemoryAE, paths: list[str], seconds):
+def engine_rows(
+    setting: str, ckpt: checkpoint.Checkpoint | None, config: ModelConfig, net: MemoryAE, paths: list[str], seconds
+):
     """One stream through the real engine: Engine.step([lane]) in a loop, one frame per step."""
     from service.buffer import Frame
     from service.engine import Engine
@@ -148,7 +151,7 @@ def engine_rows(ckpt: checkpoint.Checkpoint | None, config: ModelConfig, net: Me
         fps = len(times) / sum(times)
         baseline = baseline or (fps if requested == "fp32" else None)
         rows.append({
-            "setting": "shipped", "path": requested, "streams": 1, "frames_per_s": round(fps, 1),
+            "setting": setting, "path": requested, "streams": 1, "frames_per_s": round(fps, 1),
             "ms_per_frame_p50": round(1000 * statistics.median(times), 2),
             "ms_per_frame_p99": round(1000 * float(np.quantile(times, 0.99)), 2),
             "speedup": round(fps / baseline, 2) if baseline else None, "frames": len(times),
@@ -161,7 +164,7 @@ def engine_rows(ckpt: checkpoint.Checkpoint | None, config: ModelConfig, net: Me
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--paths", default="fp32,bf16,compile,openvino,onnxruntime")
-    parser.add_argument("--settings", default="shipped,paper")
+    parser.add_argument("--settings", default="shipped,paper", help="shipped, paper, checkpoint (--weights' config)")
     parser.add_argument("--batch", type=int, default=8, help="the batched size (besides batch 1)")
     parser.add_argument("--seconds", type=float, default=8.0, help="timed seconds per row (after warm-up)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -179,16 +182,19 @@ def main() -> None:
     ckpt = checkpoint.load(args.weights) if args.weights.is_file() else None
     results, engine = [], []
     for name in args.settings.split(","):
-        config = SETTINGS[name]
-        if name == "shipped" and ckpt is not None and ckpt.config == config:
+        if name == "checkpoint" and ckpt is None:
+            sys.exit(f"--settings checkpoint needs --weights: {args.weights} is not a file")
+        config = ckpt.config if name == "checkpoint" else SETTINGS[name]
+        trained = name in ("shipped", "checkpoint")  # real weights and engine rows
+        if trained and ckpt is not None and ckpt.config == config:
             net, weights = ckpt.build("cpu"), str(args.weights)
         else:
             torch.manual_seed(0)
             net, weights = MemoryAE(config).eval(), "random init"
         print(f"{name}: {config} ({weights})", flush=True)
         results += model_rows(name, config, net, paths, [1, args.batch], args.seconds)
-        if name == "shipped" and not args.no_engine:
-            engine += engine_rows(ckpt if weights != "random init" else None, config, net, paths, args.seconds)
+        if trained and not args.no_engine:
+            engine += engine_rows(name, ckpt if weights != "random init" else None, config, net, paths, args.seconds)
     print()
     print(table(results, ["setting", "size", "path", "batch", "frames_per_s", "ms_per_frame", "ms_per_call_p50",
                           "ms_per_call_p99", "speedup", "build_s", "first_call_s", "foreign_cores"]))  # fmt: skip

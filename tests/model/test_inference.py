@@ -178,3 +178,29 @@ def test_mixed_forward_keeps_memory_read_in_float32() -> None:
     assert out.frame.dtype == out.queries.dtype == torch.float32
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert net.encoder.stage1[0].weight.dtype == torch.float32
+
+
+@pytest.mark.skipif(not inference.bf16_supported(torch.device("cpu")), reason="this CPU has no bf16: bf16 falls back")
+def test_bf16_on_cpu_is_frozen_and_fused_and_steps_down_when_that_fails(monkeypatch) -> None:
+    """Fused, frozen, eager: each step down is taken only when the faster one fails, and all compute the same."""
+    net = small_net()
+    assert "oneDNN Graph fusion" in inference.build("bf16", net).detail
+    real = inference._freeze
+
+    def no_fusion(module, config, device, fuse):
+        if fuse:
+            raise RuntimeError("LLGA unavailable")
+        return real(module, config, device, fuse)
+
+    monkeypatch.setattr(inference, "_freeze", no_fusion)
+    path = inference.build("bf16", net)
+    assert path.name == "bf16" and path.detail.endswith("TorchScript-frozen")
+    assert inference.max_difference(path) <= inference.VERIFY_TOLERANCE
+
+    def no_trace(module, config, device, fuse):
+        raise RuntimeError("cannot trace")
+
+    monkeypatch.setattr(inference, "_freeze", no_trace)
+    path = inference.build("bf16", net)
+    assert path.name == "bf16" and "TorchScript" not in path.detail
+    assert inference.max_difference(path) <= inference.VERIFY_TOLERANCE

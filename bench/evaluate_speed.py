@@ -38,11 +38,12 @@ def main() -> None:
     parser.add_argument("--paths", default="fp32,bf16,compile,openvino,onnxruntime")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (cuda when there is one)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "evaluate_speed.json")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    info = machine()
+    info = machine() | {"device": args.device}
     print(" ".join(f"{k}={v}" for k, v in info.items()))
     rows, reports = [], {}
     paths = [p for p in args.paths.split(",") if p]
@@ -54,7 +55,7 @@ def main() -> None:
             load = ForeignLoad()
             with contextlib.redirect_stdout(io.StringIO()):
                 evaluate(args.weights, args.ped2 / "testing", labels=args.ped2 / "frame_labels_ped2.npy", out=out,
-                         batch_size=args.batch_size, device="cpu", plots=False, inference=path)  # fmt: skip
+                         batch_size=args.batch_size, device=args.device, plots=False, inference=path)  # fmt: skip
             foreign = load.cores()
             if foreign <= MAX_FOREIGN or attempt == RETRIES:
                 break

@@ -61,26 +61,42 @@ def timed(fn, seconds: float, min_calls: int = 3, warmup: int = 2) -> tuple[list
     raise AssertionError("unreachable")
 
 
-def model_rows(name: str, config: ModelConfig, net: MemoryAE, paths: list[str], batches: list[int], seconds: float):
+def synced(fn, device: torch.device):
+    """`fn` that returns once the device has finished its work: CUDA runs asynchronously."""
+    if device.type != "cuda":
+        return fn
+
+    def run() -> None:
+        fn()
+        torch.cuda.synchronize(device)
+
+    return run
+
+
+def model_rows(
+    name: str, config: ModelConfig, net: MemoryAE, paths: list[str], batches: list[int], seconds: float,
+    device: torch.device,
+):  # fmt: skip
     g = torch.Generator().manual_seed(0)
     rows = []
     baseline: dict[int, float] = {}
     for requested in paths:
         started = time.perf_counter()
-        path = inference.build(requested, net, "cpu")
+        path = inference.build(requested, net, device)
         build_s = time.perf_counter() - started
         if path.name != requested:
             print(f"  {name}/{requested}: not available ({path.fallback}); skipped")
             continue
         for batch in batches:
-            frames = torch.rand(batch, config.window, config.height, config.width, generator=g) * 2 - 1
+            frames = (torch.rand(batch, config.window, config.height, config.width, generator=g) * 2 - 1).to(device)
             x, target = frames[:, : config.past_frames], frames[:, config.past_frames :]
             items = net.items.expand(batch, -1, -1).contiguous()
-            first = time.perf_counter()
-            score_step(path, x, target, items, UPDATE_THRESHOLD[config.variant])  # compile paths: a new shape
-            first_s = time.perf_counter() - first
             threshold = UPDATE_THRESHOLD[config.variant]
-            times, foreign = timed(lambda: score_step(path, x, target, items, threshold), seconds)  # noqa: B023
+            step = synced(lambda: score_step(path, x, target, items, threshold), device)  # noqa: B023
+            first = time.perf_counter()
+            step()  # compile paths: a new shape
+            first_s = time.perf_counter() - first
+            times, foreign = timed(step, seconds)
             fps = batch * len(times) / sum(times)
             if requested == "fp32":
                 baseline[batch] = fps
@@ -116,8 +132,9 @@ class _Quiet:
 
 
 def engine_rows(
-    setting: str, ckpt: checkpoint.Checkpoint | None, config: ModelConfig, net: MemoryAE, paths: list[str], seconds
-):
+    setting: str, ckpt: checkpoint.Checkpoint | None, config: ModelConfig, net: MemoryAE, paths: list[str], seconds,
+    device: torch.device,
+):  # fmt: skip
     """One stream through the real engine: Engine.step([lane]) in a loop, one frame per step."""
     from service.buffer import Frame
     from service.engine import Engine
@@ -129,11 +146,11 @@ def engine_rows(
     rows = []
     baseline = None
     for requested in paths:
-        path = inference.build(requested, net, "cpu")
+        path = inference.build(requested, net, device)
         if path.name != requested:
             continue
         hosted = HostedModel(
-            "bench", Path("bench"), ckpt, net, torch.device("cpu"), net.items.detach().clone(),
+            "bench", Path("bench"), ckpt, net, device, net.items.detach().clone(),
             UPDATE_THRESHOLD[config.variant], calibration, path,
         )  # fmt: skip
         engine = Engine(max_batch=16, max_wait_s=0.0, publish=lambda messages: None)
@@ -170,6 +187,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "ped2.safetensors")
     parser.add_argument("--no-engine", action="store_true", help="skip the engine rows")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (cuda when there is one)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "model_speed.json")
     args = parser.parse_args()
     if args.threads:
@@ -177,7 +195,8 @@ def main() -> None:
     paths = [p for p in args.paths.split(",") if p]
     if "fp32" not in paths:
         paths.insert(0, "fp32")  # the baseline every speed-up is measured against
-    info = machine()
+    device = inference.pick_device(args.device)
+    info = machine() | {"device": str(device)}
     print(" ".join(f"{k}={v}" for k, v in info.items()))
     ckpt = checkpoint.load(args.weights) if args.weights.is_file() else None
     results, engine = [], []
@@ -187,14 +206,15 @@ def main() -> None:
         config = ckpt.config if name == "checkpoint" else SETTINGS[name]
         trained = name in ("shipped", "checkpoint")  # real weights and engine rows
         if trained and ckpt is not None and ckpt.config == config:
-            net, weights = ckpt.build("cpu"), str(args.weights)
+            net, weights = ckpt.build(device), str(args.weights)
         else:
             torch.manual_seed(0)
-            net, weights = MemoryAE(config).eval(), "random init"
+            net, weights = MemoryAE(config).to(device).eval(), "random init"
         print(f"{name}: {config} ({weights})", flush=True)
-        results += model_rows(name, config, net, paths, [1, args.batch], args.seconds)
+        results += model_rows(name, config, net, paths, [1, args.batch], args.seconds, device)
         if trained and not args.no_engine:
-            engine += engine_rows(name, ckpt if weights != "random init" else None, config, net, paths, args.seconds)
+            ckpt_used = ckpt if weights != "random init" else None
+            engine += engine_rows(name, ckpt_used, config, net, paths, args.seconds, device)
     print()
     print(table(results, ["setting", "size", "path", "batch", "frames_per_s", "ms_per_frame", "ms_per_call_p50",
                           "ms_per_call_p99", "speedup", "build_s", "first_call_s", "foreign_cores"]))  # fmt: skip

@@ -110,6 +110,23 @@ def test_fast_path_scores_equal_fp32(name: str, trained, clips, reference) -> No
             )
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["fp32", "fp16", "bf16", "compile"])
+def test_cuda_path_scores_equal_cpu_fp32(name: str, trained, clips, reference) -> None:
+    """On a GPU (bench/gpu_check.sh; deselected elsewhere): every CUDA path against the CPU fp32 reference.
+
+    fp32 on CUDA may use TF32 convolutions (10-bit mantissa) and fp16 keeps 11 bits, both finer than
+    bf16's 8, so the bf16 tolerances above hold for all of them."""
+    if not torch.cuda.is_available():
+        pytest.fail("the cuda tests need a CUDA device: run them with -m cuda on a machine that has one")
+    path = inference.build(name, trained.build("cuda"), "cuda")
+    assert path.name == name, f"{name} fell back on CUDA: {path.fallback}"
+    got = score_clips(path, clips, UPDATE_THRESHOLD[trained.config.variant], batch_size=2, device="cuda")
+    for ref, fast in zip(reference, got):
+        np.testing.assert_allclose(fast.psnr, ref.psnr, atol=PSNR_ATOL_DB, rtol=0)
+        np.testing.assert_allclose(fast.distance, ref.distance, rtol=DISTANCE_RTOL, atol=0)
+
+
 def small_net() -> MemoryAE:
     torch.manual_seed(0)
     return MemoryAE(ModelConfig(base_width=4, height=32, width=48)).eval()

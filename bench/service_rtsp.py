@@ -100,7 +100,7 @@ def run(args: argparse.Namespace, streams: int, clip: Path, rtsp_url: str, rtsp_
     tmp = Path(tempfile.mkdtemp(prefix="mnad-rtsp-bench-"))
     port = free_port()
     serve = str(Path(sys.executable).with_name("serve"))
-    cmd = [serve, "--port", str(port), "--models-dir", str(args.models_dir), "--data-dir", str(tmp / "data"),
+    cmd = [serve, "--port", str(port), "--models-dir", str(args.models_dir.resolve()), "--data-dir", str(tmp / "data"),
            "--device", "cpu", "--inference", args.inference, "--log-level", "warning"]  # fmt: skip
     if args.threads:
         cmd += ["--threads", str(args.threads)]

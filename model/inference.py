@@ -216,7 +216,28 @@ def _freeze(module: nn.Module, config: ModelConfig, device: torch.device, fuse: 
                     # fused kernels round bf16 in another order: ~4e-3 (one bf16 step near 1) apart is correct
                     if w.shape != got.shape or not torch.allclose(w, got, atol=VERIFY_TOLERANCE / 5, rtol=0):
                         raise BackendUnavailable(f"the frozen graph differs from the eager module at batch {batch}")
-    return frozen
+    return OptimizedOnly(frozen)
+
+
+class OptimizedOnly:
+    """A TorchScript graph whose every result comes from its optimized form.
+
+    The profiling executor runs a graph unoptimized on its first call at each new input shape, with
+    unfused kernels that round bf16 one step differently (up to 4e-3 in a pixel, 2e-3 in a streaming
+    score). Scores must not depend on whether a batch size was seen before (a stream's first frame,
+    evaluate's first batch), so that first call is made twice and only the second one counts."""
+
+    def __init__(self, graph: Callable) -> None:
+        self.graph = graph
+        self._shapes: set[tuple] = set()
+
+    def __call__(self, x: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        x, items = x.contiguous(), items.contiguous()  # one layout per shape: guards never re-profile
+        shape = (*x.shape, *items.shape)
+        if shape not in self._shapes:
+            self.graph(x, items)  # the profiling run
+            self._shapes.add(shape)
+        return self.graph(x, items)
 
 
 def _build_compile(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:

@@ -221,3 +221,18 @@ def test_bf16_on_cpu_is_frozen_and_fused_and_steps_down_when_that_fails(monkeypa
     path = inference.build("bf16", net)
     assert path.name == "bf16" and "TorchScript" not in path.detail
     assert inference.max_difference(path) <= inference.VERIFY_TOLERANCE
+
+
+@pytest.mark.skipif(not inference.bf16_supported(torch.device("cpu")), reason="this CPU has no bf16: bf16 falls back")
+def test_frozen_scores_do_not_depend_on_whether_a_batch_size_was_seen_before() -> None:
+    """TorchScript's first call at a new shape runs unoptimized, rounding bf16 differently: it must not count."""
+    net = small_net()
+    path = inference.build("bf16", net)
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(5, 4, 32, 48, generator=g) * 2 - 1  # batch 5: never seen while building the path
+    items = net.items.expand(5, -1, -1)
+    first = path(x, items)
+    again = path(x, items)
+    assert torch.equal(first.frame, again.frame) and torch.equal(first.queries, again.queries)
+    one = torch.cat([path(x[i : i + 1], items[i : i + 1]).frame for i in range(5)])
+    assert torch.equal(one, again.frame)  # and batch 5 computes what batch 1 does

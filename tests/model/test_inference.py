@@ -236,3 +236,6 @@ def test_frozen_scores_do_not_depend_on_whether_a_batch_size_was_seen_before() -
     assert torch.equal(first.frame, again.frame) and torch.equal(first.queries, again.queries)
     one = torch.cat([path(x[i : i + 1], items[i : i + 1]).frame for i in range(5)])
     assert torch.equal(one, again.frame)  # and batch 5 computes what batch 1 does
+    window = torch.cat([x, x[:, :1]], dim=1)[:, :4]  # the engine's layout: past frames sliced off a window
+    assert not window.is_contiguous()
+    assert torch.equal(path(window, items).frame, again.frame)  # a new layout's first call counts no more

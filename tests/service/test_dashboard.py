@@ -34,7 +34,7 @@ LOW = ("--alert-on", "0.05", "--alert-off", "0.04")  # the tiny test model alert
 def browser() -> Iterator:
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is needed (scripts/apt-test.txt)")
+        pytest.skip("Debian's chromium is needed (bash scripts/setup.sh test installs it)")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

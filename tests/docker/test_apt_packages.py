@@ -59,7 +59,7 @@ def test_reader_lists_groups_and_refuses_unknown_ones() -> None:
 
 
 def test_every_listed_line_names_a_package_and_a_known_group() -> None:
-    groups = {"service", "venv", "python", "test"}
+    groups = {"service", "venv", "python", "test", "check"}
     for line in LIST.read_text().splitlines():
         words = line.split("#", 1)[0].split()
         if words:

@@ -110,7 +110,9 @@ deb $mirror $suite-updates main
 deb ${mirror%/debian}/debian-security $suite-security main
 EOF
 cp /etc/resolv.conf "$run/etc/resolv.conf"
-if [ -f /etc/ssl/certs/ca-certificates.crt ]; then cp /etc/ssl/certs/ca-certificates.crt "$run/etc/ssl/host-ca.crt"; fi
+if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  mkdir -p "$run/etc/ssl" && cp /etc/ssl/certs/ca-certificates.crt "$run/etc/ssl/host-ca.crt"
+fi
 # Packages must not start daemons (prometheus has one) inside a chroot: the usual chroot rule.
 printf '#!/bin/sh\nexit 101\n' >"$run/usr/sbin/policy-rc.d"
 chmod +x "$run/usr/sbin/policy-rc.d"

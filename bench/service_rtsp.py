@@ -101,7 +101,8 @@ def run(args: argparse.Namespace, streams: int, clip: Path, rtsp_url: str, rtsp_
     port = free_port()
     serve = str(Path(sys.executable).with_name("serve"))
     cmd = [serve, "--port", str(port), "--models-dir", str(args.models_dir.resolve()), "--data-dir", str(tmp / "data"),
-           "--device", "cpu", "--inference", args.inference, "--log-level", "warning"]  # fmt: skip
+           "--device", "cpu", "--inference", args.inference, "--log-level", "warning",
+           "--source-networks", "127.0.0.0/8"]  # fmt: skip  # the bench camera is on loopback: allowed explicitly
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     cmd += args.serve_arg

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.auth import require_token
+from service.auth import require_origin, require_token
 from service.routers import alerts, clips, dashboard, health, models, streams, ws
 from service.runtime import Runtime
 from service.settings import Settings
@@ -28,12 +33,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Video anomaly detection", version="0.1.0", lifespan=lifespan)
     app.state.runtime = runtime
     app.include_router(health.router)
-    protected = [Depends(require_token)]
+    protected = [Depends(require_origin), Depends(require_token)]
     for router in (models.router, streams.router, alerts.router, clips.router):
         app.include_router(router, dependencies=protected)
     app.include_router(ws.router)  # checks the token itself, before the handshake is accepted
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.static_files(), name="static")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, but JSON-safe: a NaN or Infinity in the body (Python's json accepts them) used to
+        come back in the error's `input` and make the error response itself fail with a 500."""
+        runtime.metrics.refused.labels("invalid").inc()
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
@@ -42,3 +54,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats as the strings 'NaN', 'Infinity', '-Infinity' (strict JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value

@@ -14,8 +14,9 @@ from pydantic import ValidationError
 from pydantic_settings import CliApp
 
 from service.app import create_app
+from service.policy import SourcePolicy, SourceRefused
 from service.settings import Settings
-from service.sources import check_local_file, is_local_file
+from service.sources import check_local_file, is_local_file, redact
 
 
 def cli(argv: list[str] | None = None) -> None:
@@ -23,9 +24,16 @@ def cli(argv: list[str] | None = None) -> None:
         settings = CliApp.run(Settings, cli_args=sys.argv[1:] if argv is None else argv)
     except ValidationError as e:
         sys.exit(f"serve: invalid settings:\n{e}")
+    policy = SourcePolicy.parse(settings.source_networks, settings.source_schemes)
     for url in settings.stream:
-        if is_local_file(url) and (problem := check_local_file(url)):
-            sys.exit(f"serve: --stream {problem}")
+        if is_local_file(url):
+            if problem := check_local_file(url):
+                sys.exit(f"serve: --stream {problem}")
+            continue
+        try:  # a literal address is judged now; names are resolved and judged at every connect
+            policy.check(url, resolve=False)
+        except SourceRefused as e:
+            sys.exit(f"serve: --stream {redact(url)}: {e} (see --source-schemes, --source-networks)")
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
 

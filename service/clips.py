@@ -3,6 +3,7 @@ live streams (its own lane and memory copy), without dropping frames, with progr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -27,6 +28,10 @@ from service.windows import FpsSampler
 log = logging.getLogger(__name__)
 
 STATES = ("queued", "running", "done", "failed")
+INTERRUPTED = "interrupted: the service stopped while this clip was being scored; upload it again"
+RESULT_LOST = "the service stopped before this clip's result was stored; upload it again"
+LOW_FPS_RATIO = 0.5  # below half the model's rate, motion between frames is beyond what it learned
+TRUNCATED_RATIO = 0.95  # fewer frames decoded than this share of what the container announces
 
 
 def clip_topic(clip_id: str) -> str:
@@ -67,6 +72,7 @@ class ClipJob:
     policy: AlertPolicy
     frames_total: int  # estimate from the container, for progress
     fps: float | None
+    fps_recorded: bool = True  # False: the container had no frame rate, `fps` is assumed
     status: str = "queued"
     error: str | None = None
     frames_decoded: int = 0
@@ -124,12 +130,28 @@ class ClipJob:
             self.on_finish(self)
         return [(clip_topic(self.id), {"type": "done", "clip": self.id, **self.describe(scores=False)})]
 
+    def warnings(self) -> list[str]:
+        """What makes these scores less trustworthy than the model's usual ones (shown in the summary)."""
+        out = []
+        model_fps = self.model.fps
+        if not self.fps_recorded:
+            out.append(f"the video records no frame rate: {self.fps:g} fps assumed (setting clip_fps)")
+        elif self.fps is not None and self.fps < LOW_FPS_RATIO * model_fps:
+            out.append(
+                f"low frame rate: {self.fps:g} fps against the model's {model_fps:g} fps, so objects move"
+                " further between frames than in its training footage and normal motion may score high"
+            )
+        if self.decode_done and self.frames_total > 0 and self.frames_decoded < TRUNCATED_RATIO * self.frames_total:
+            out.append(f"truncated: the container announces {self.frames_total} frames but only"
+                       f" {self.frames_decoded} could be decoded; the rest of the video is not scored")  # fmt: skip
+        return out
+
     def describe(self, scores: bool = True) -> dict[str, Any]:
         out = {
             "id": self.id, "status": self.status, "error": self.error, "progress": self.progress,
             "model": self.model.name, "fps": self.fps, "frames_decoded": self.frames_decoded,
             "frames_scored": len(self.scores), "summary": {"anomalous_segments": self.segments,
-            "threshold_on": self.policy.on, "threshold_off": self.policy.off},
+            "threshold_on": self.policy.on, "threshold_off": self.policy.off, "warnings": self.warnings()},
         }  # fmt: skip
         if scores:
             out["scores"] = self.scores
@@ -145,19 +167,60 @@ class ClipManager:
         self.publish = publish  # list of (topic, message) -> hub, from any thread
         self.fallback_fps = fallback_fps
         self.jobs: dict[str, ClipJob] = {}
+        self.receiving = 0  # uploads being received now (bounded by max_concurrent_uploads)
+        self.receiving_bytes = 0  # bytes they have written so far
         directory.mkdir(parents=True, exist_ok=True)
+
+    def usage(self) -> int:
+        """Bytes stored under the clips folder (videos, error maps, results, uploads in flight)."""
+        total = 0
+        for p in self.directory.iterdir():
+            with contextlib.suppress(OSError):
+                total += p.stat().st_size
+        return total
+
+    def recover(self) -> dict[str, int]:
+        """At start-up, before any upload: what a crash left behind. Partial uploads and files of no clip are
+        removed; clips that were queued or running are marked failed (their files removed, the row kept so
+        every route answers for them until retention); a 'done' clip whose result never reached the disk too."""
+        known = self.store.clip_ids()
+        removed = 0
+        for p in list(self.directory.iterdir()):
+            if p.name.endswith((".upload", ".tmp")) or p.name.split(".", 1)[0] not in known:
+                p.unlink(missing_ok=True)
+                removed += 1
+        failed = 0
+        for row in self.store.clips_in(("queued", "running", "done")):
+            if row["status"] == "done" and (self.directory / f"{row['id']}.scores.json").is_file():
+                continue
+            self.store.set_clip_status(row["id"], "failed", RESULT_LOST if row["status"] == "done" else INTERRUPTED)
+            for f in self.directory.glob(f"{row['id']}.*"):
+                f.unlink(missing_ok=True)
+                removed += 1
+            failed += 1
+        self._count_states()
+        return {"files_removed": removed, "clips_failed": failed}
+
+    def describe_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A clip known only from its database row (failed, or done before a restart without its result)."""
+        done = row["status"] == "done"
+        return {"id": row["id"], "status": row["status"], "error": row["error"], "progress": 1.0 if done else 0.0,
+                "model": row["model"], "fps": None, "frames_decoded": 0, "frames_scored": 0,
+                "summary": {"anomalous_segments": [], "warnings": []}, "scores": []}  # fmt: skip
 
     def new_path(self, suffix: str) -> tuple[str, Path]:
         id = uuid.uuid4().hex[:16]
         return id, self.directory / f"{id}{suffix}"
 
     def _count_states(self) -> None:
+        """From the database: jobs in memory and clips known only by their row (after a restart) alike."""
+        counts = self.store.clip_counts()
         for state in STATES:
-            self.metrics.upload_jobs.labels(state).set(sum(j.status == state for j in self.jobs.values()))
+            self.metrics.upload_jobs.labels(state).set(counts.get(state, 0))
 
     def submit(self, id: str, path: Path, original: str | None, size: int, model: HostedModel, policy: AlertPolicy,
                fps: float | None, frames_total: int) -> ClipJob:  # fmt: skip
-        job = ClipJob(id, path, model, policy, frames_total, fps or self.fallback_fps or model.fps)
+        job = ClipJob(id, path, model, policy, frames_total, fps or self.fallback_fps or model.fps, fps is not None)
         job.on_finish = self._finished
         self.jobs[id] = job
         self.store.add_clip(id, path.name, original, size, model.name)
@@ -167,12 +230,12 @@ class ClipManager:
 
     def _finished(self, job: ClipJob) -> None:
         self.engine.remove_lane(f"clip:{job.id}")
-        self.store.set_clip_status(job.id, job.status, job.error)
-        if job.status == "done":
+        if job.status == "done":  # the result first: a row says done only once its result is on disk
             result = job.describe()
             tmp = job.path.with_name(job.id + ".scores.json.tmp")
             tmp.write_text(json.dumps(result))
             tmp.replace(job.path.with_name(job.id + ".scores.json"))
+        self.store.set_clip_status(job.id, job.status, job.error)
         self._count_states()
 
     def _decode(self, job: ClipJob) -> None:

@@ -25,6 +25,12 @@ class Metrics:
             "mnad_decode_errors_total", "Failed opens and reads of a source", ["stream"], registry=r
         )
         self.reconnects = Counter("mnad_reconnects_total", "Reconnect attempts to a source", ["stream"], registry=r)
+        self.reconnect_delay = Gauge(
+            "mnad_reconnect_delay_seconds",
+            "Wait before the next reconnect (0 while connecting or live)",
+            ["stream"],
+            registry=r,
+        )
         self.stream_up = Gauge("mnad_stream_up", "1 while the source delivers frames", ["stream"], registry=r)
         self.anomaly_score = Gauge("mnad_anomaly_score", "Latest anomaly score (0..1)", ["stream"], registry=r)
         self.alert_open = Gauge("mnad_alert_open", "1 while an anomaly episode is open", ["stream"], registry=r)
@@ -49,6 +55,15 @@ class Metrics:
         self.upload_rejected = Counter(
             "mnad_upload_rejected_total", "Uploads refused (too large, not a video, malformed)", ["reason"], registry=r
         )
+        self.refused = Counter(
+            "mnad_requests_refused_total",
+            "Requests refused before any work (auth, origin, bad body)",
+            ["reason"],
+            registry=r,
+        )
+        self.sources_refused = Counter(
+            "mnad_sources_refused_total", "Stream URLs refused by the source policy", ["stage"], registry=r
+        )
         self.model_info = Info("mnad_model", "Served models", ["model"], registry=r)
         for state in ("queued", "running", "done", "failed"):
             self.upload_jobs.labels(state).set(0)
@@ -59,7 +74,7 @@ class Metrics:
 
     def forget_stream(self, stream: str) -> None:
         for metric in (self.frames_read, self.frames_scored, self.frames_dropped, self.decode_errors,
-                       self.reconnects, self.stream_up, self.anomaly_score, self.alert_open,
+                       self.reconnects, self.reconnect_delay, self.stream_up, self.anomaly_score, self.alert_open,
                        self.alerts, self.calibrations):  # fmt: skip
             with contextlib.suppress(KeyError):
                 metric.remove(stream)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 import torch
@@ -27,6 +28,8 @@ from service.streams import StreamManager, cli_stream_id
 from service.views import AlertSnapshots
 
 log = logging.getLogger(__name__)
+
+RESTARTED = "service restarted"  # closed_reason of alerts a crash or stop left open
 
 
 class Runtime:
@@ -56,9 +59,29 @@ class Runtime:
         self.loop = asyncio.get_running_loop()
         # FFmpeg's RTSP over UDP loses packets under load, which corrupts frames: ask for TCP.
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+        self.recover()
         self.engine.start()
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         self._janitor = asyncio.create_task(self._expire_clips())
+
+    def recover(self) -> None:
+        """Before anything runs: make the data directory consistent with the database again after a crash
+        (or a stop that left alerts open): no clip stuck, no partial upload, no alert open with no stream
+        scoring it, no picture of a deleted alert. Metrics start at zero, matching the database then."""
+        clips = self.clips.recover()
+        closed = self.store.close_open_alerts(time.time(), RESTARTED)
+        pictures = self.snapshots.sweep_orphans(self.store.alert_ids())
+        if closed or pictures or any(clips.values()):
+            log.warning("recovered after an unclean stop: %s, %d alert(s) closed (%r), %d orphan picture(s)",
+                        clips, closed, RESTARTED, pictures)  # fmt: skip
+
+    def expire_alerts(self) -> int:
+        """Retention: closed alerts past alert_retention_s, then all but the max_alerts newest, with pictures."""
+        s = self.settings
+        rows = self.store.delete_alerts(ended_before=time.time() - s.alert_retention_s)
+        rows += self.store.delete_alerts(keep=s.max_alerts)
+        self.snapshots.delete(rows)
+        return len(rows)
 
     def _load(self) -> None:
         s = self.settings
@@ -92,12 +115,14 @@ class Runtime:
             log.exception("startup failed")
 
     async def _expire_clips(self) -> None:
-        period = max(1.0, min(60.0, self.settings.clip_retention_s / 4))
+        s = self.settings
+        period = max(1.0, min(60.0, s.clip_retention_s / 4, s.alert_retention_s / 4))
         while True:
             try:
                 await asyncio.to_thread(self.clips.expire, self.settings.clip_retention_s)
+                await asyncio.to_thread(self.expire_alerts)
             except Exception:
-                log.exception("clip retention sweep failed")
+                log.exception("retention sweep failed")
             await asyncio.sleep(period)
 
     async def stop(self) -> None:

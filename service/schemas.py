@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from service.sources import NETWORK_SCHEMES
+from service.policy import NETWORK_SCHEMES
 
 
 class StreamCreate(BaseModel):
@@ -72,6 +72,11 @@ class StreamOut(BaseModel):
     frames_dropped: int
     window_restarts: int = Field(description="times frames were dropped and the window refilled after the hole")
     reconnects: int
+    reconnect_delay_s: float = Field(
+        0.0,
+        description="the wait before the next reconnect (0 while connecting or live); doubles per failure,"
+        " capped, and starts over only after a session delivered frames for reconnect_healthy_s",
+    )
     last_score: float | None
     alert: AlertSettings
     calibration: Literal["model", "collecting", "fitted"] = Field(
@@ -150,6 +155,9 @@ class AlertOut(BaseModel):
     peak_frame: int
     thumbnail_url: str | None = Field(None, description="Peak frame picture (JPEG), once stored")
     heatmap_url: str | None = Field(None, description="Peak frame heatmap (RGBA PNG, thumbnail-sized), once stored")
+    closed_reason: str | None = Field(
+        None, description="Why it ended other than by its scores: 'service restarted' (null: scores fell below off)"
+    )
 
 
 class ScorePoint(BaseModel):

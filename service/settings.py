@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.policy import DEFAULT_SCHEMES, NETWORK_SCHEMES, parse_network
+
+GiB = 2**30
 
 
 class Settings(BaseSettings):
@@ -25,12 +29,29 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="SQLite database and uploaded clips live here")
     api_token: SecretStr | None = Field(
         None,
-        description="When set, every endpoint but /healthz, /readyz, /metrics and the dashboard page needs"
-        " 'Authorization: Bearer' (WebSockets: or a mnad.token subprotocol, see Dashboard)",
+        description="When set, every endpoint but /healthz, /readyz, /metrics, /docs, /openapi.json and the dashboard"
+        " page needs 'Authorization: Bearer' (WebSockets: or a mnad.token subprotocol, see Dashboard); set but empty"
+        " is an error",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins besides the service's own whose pages may change state and open WebSockets"
+        " (e.g. https://ops.example.com); requests without an Origin header (curl, scripts) are not affected",
     )
     stream: list[str] = Field(
         default_factory=list,
         description="Streams to start with (repeatable); a local video file is allowed here only, played in a loop",
+    )
+    source_schemes: list[str] = Field(
+        list(DEFAULT_SCHEMES),
+        description="URL schemes a camera may use, of rtsp, rtsps, http, https; http(s) is off by default because"
+        " FFmpeg follows redirects and playlists to hosts the source policy never sees",
+    )
+    source_networks: list[str] = Field(
+        ["private", "public"],
+        description="Where a camera URL may point: 'private' (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7),"
+        " 'public' (global unicast) and CIDRs; loopback, link-local, multicast and unspecified addresses only"
+        " when a CIDR lists them (e.g. 127.0.0.0/8 for a local test camera)",
     )
     max_streams: int = Field(32, ge=1, le=1024, description="Streams the service accepts at once")
     frame_buffer: int = Field(4, ge=1, le=1024, description="Frames held per stream; when full, the oldest is dropped")
@@ -41,6 +62,11 @@ class Settings(BaseSettings):
     read_timeout_s: float = Field(10.0, gt=0, le=300, description="A source silent this long counts as lost")
     reconnect_initial_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay; doubles per failure")
     reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Cap of the reconnect delay")
+    reconnect_healthy_s: float = Field(
+        30.0, gt=0, le=3600,
+        description="A session must deliver frames this long before the reconnect delay starts over from"
+        " reconnect_initial_s (else it keeps doubling)",
+    )  # fmt: skip
     alert_on: float | None = Field(None, ge=0, le=1, description="Score opening an episode; default: calibration's")
     alert_off: float | None = Field(
         None, ge=0, le=1, description="Score an episode falls under; default: calibration's"
@@ -49,6 +75,20 @@ class Settings(BaseSettings):
     alert_off_frames: int = Field(10, ge=1, le=10_000, description="Frames below alert_off that close it (M)")
     max_upload_bytes: int = Field(512 * 2**20, ge=1, le=2**40, description="Largest accepted clip upload")
     clip_retention_s: float = Field(86_400.0, ge=0, le=365 * 86_400, description="Uploaded clips are deleted after")
+    upload_quota_bytes: int = Field(
+        4 * GiB, ge=1, le=2**50, description="Total size of stored uploads (videos, error maps, results); 507 beyond"
+    )
+    min_free_bytes: int = Field(
+        GiB, ge=0, le=2**50, description="Uploads are refused (507) when they would leave less free disk than this"
+    )
+    max_concurrent_uploads: int = Field(2, ge=1, le=1000, description="Uploads received at once; 429 beyond")
+    max_upload_name: int = Field(255, ge=1, le=4096, description="Longest accepted upload file name (characters)")
+    alert_retention_s: float = Field(
+        30 * 86_400.0, ge=0, le=10 * 365 * 86_400, description="Closed alerts and their pictures are deleted after"
+    )
+    max_alerts: int = Field(
+        10_000, ge=1, le=10_000_000, description="Closed alerts kept (the oldest and their pictures go first)"
+    )
     clip_fps: float | None = Field(None, gt=0, le=1000, description="Frame rate of uploads that record none")
     inference: Literal["auto", "fp32", "bf16", "fp16", "compile", "onnxruntime", "openvino"] = Field(
         "auto",
@@ -56,6 +96,29 @@ class Settings(BaseSettings):
     )
     threads: int = Field(0, ge=0, le=1024, description="torch CPU threads (0: torch's default, all cores)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="uvicorn log level")
+
+    @field_validator("source_networks")
+    @classmethod
+    def _networks(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            parse_network(entry)
+        return entries
+
+    @field_validator("source_schemes")
+    @classmethod
+    def _schemes(cls, schemes: list[str]) -> list[str]:
+        unknown = [x for x in schemes if x.lower() not in NETWORK_SCHEMES]
+        if unknown:
+            raise ValueError(f"unknown source scheme(s) {unknown}: choose from {list(NETWORK_SCHEMES)}")
+        return [x.lower() for x in schemes]
+
+    @field_validator("api_token")
+    @classmethod
+    def _token(cls, token: SecretStr | None) -> SecretStr | None:
+        """Set but empty is a mistake (an unset shell variable, say), never 'auth off' nor 'the empty token'."""
+        if token is not None and not token.get_secret_value().strip():
+            raise ValueError("MNAD_API_TOKEN is set but empty: unset it to run without a token")
+        return token
 
     @model_validator(mode="after")
     def _thresholds(self) -> Settings:

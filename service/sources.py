@@ -1,8 +1,11 @@
 """Capture, apart from detection: one reader thread per source decodes, samples to the model's
 frame rate, converts to the model's input format and drops the frame into the lane's buffer.
 
-On end of stream or error it reconnects with capped exponential backoff and says so in `state`.
-A local file (operator's choice, at start only) loops forever at its native frame rate.
+On end of stream or error it reconnects with capped exponential backoff and says so in `state`; the
+delay starts over only after a session delivered frames for `healthy_s` (a source that sends a few
+frames and ends must not be reopened twice a second forever). Every network (re)connect goes through the
+source policy (service/policy.py) first. A local file (operator's choice, at start only) loops forever
+at its native frame rate.
 """
 
 from __future__ import annotations
@@ -21,11 +24,10 @@ import cv2
 from model.data import preprocess
 from model.network import ModelConfig
 from service.buffer import Frame, FrameBuffer
+from service.policy import SOURCE_UNAVAILABLE, SourcePolicy, SourceRefused
 from service.windows import FpsSampler
 
 log = logging.getLogger(__name__)
-
-NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 
 
 def redact(url: str) -> str:
@@ -40,7 +42,8 @@ def redact(url: str) -> str:
 
 
 def is_local_file(url: str) -> bool:
-    return urlsplit(url).scheme.lower() not in NETWORK_SCHEMES
+    """A plain path (no scheme): FFmpeg's other protocols (ftp:, tcp:, concat:, ...) are never 'local'."""
+    return not urlsplit(url).scheme
 
 
 class RateMeter:
@@ -71,6 +74,8 @@ class ReaderHooks:
     error: Callable[[], None] = lambda: None
     reconnect: Callable[[], None] = lambda: None
     up: Callable[[bool], None] = lambda up: None
+    backoff: Callable[[float], None] = lambda seconds: None  # the delay before the next reconnect (0: live)
+    refused: Callable[[], None] = lambda: None  # the source policy refused the URL at a (re)connect
 
 
 class Reader:
@@ -85,16 +90,26 @@ class Reader:
         read_timeout_s: float = 10.0,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
+        healthy_s: float = 30.0,
         hooks: ReaderHooks | None = None,
         name: str = "reader",
+        policy: SourcePolicy | None = None,
+        local_ok: bool = False,
     ) -> None:
         self.url = url
-        self.local = is_local_file(url)
+        # a path is read as a local file only where the operator allowed it (start-time streams);
+        # otherwise it goes to the policy like any URL, which refuses it
+        self.local = local_ok and is_local_file(url)
+        self.policy = policy or SourcePolicy()
         self.config = config
         self.sampler = FpsSampler(fps)
         self.buffer = buffer
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
+        self.healthy_s = healthy_s
+        self.backoff_s = 0.0  # the delay the reader waits now before reconnecting (0 while connecting or live)
+        self._live_since: float | None = None  # first and latest frame of the current session
+        self._last_frame: float | None = None
         self.hooks = hooks or ReaderHooks()
         self.state = "connecting"
         self.last_error: str | None = None
@@ -117,11 +132,20 @@ class Reader:
             self._thread.join(timeout=self.read_timeout_s + 1)
 
     def _open(self) -> cv2.VideoCapture:
+        """Raises SourceRefused when the source policy refuses the URL or any address its host resolves to now."""
         if self.local:
             return cv2.VideoCapture(self.url)
+        pinned = self.policy.pin(self.url)  # FFmpeg gets the checked address, never the name
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000)]  # fmt: skip
-        return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+        return cv2.VideoCapture(pinned, cv2.CAP_FFMPEG, params)
+
+    def _healthy(self) -> bool:
+        """The session just ended delivered frames for at least healthy_s."""
+        return (
+            self._live_since is not None and self._last_frame is not None
+            and self._last_frame - self._live_since >= self.healthy_s
+        )  # fmt: skip
 
     def _run(self) -> None:
         delay = self.backoff_initial_s
@@ -133,7 +157,7 @@ class Reader:
             if error is None:  # a local file ended: loop it at once
                 self._segment += 1
                 continue
-            if self.state == "live":
+            if self._healthy():
                 delay = self.backoff_initial_s  # it worked for a while: start backing off afresh
             ever_live = ever_live or self.state == "live"
             self.hooks.up(False)
@@ -141,8 +165,12 @@ class Reader:
             self.last_error = error
             self.state = "reconnecting" if ever_live else "error"
             log.warning("stream %s: %s; retrying in %.1f s", redact(self.url), error, delay)
+            self.backoff_s = delay
+            self.hooks.backoff(delay)
             if self._stop.wait(delay):
                 break
+            self.backoff_s = 0.0
+            self.hooks.backoff(0.0)
             delay = min(delay * 2, self.backoff_max_s)
             self.reconnects += 1
             self.hooks.reconnect()
@@ -150,19 +178,30 @@ class Reader:
         self.hooks.up(False)
         self.state = "stopped"
 
+    def _unavailable(self, reason: str) -> str:
+        """One text for the caller whatever kept the source from delivering a first frame (see policy.py);
+        the precise reason goes to the log."""
+        log.info("stream %s unavailable: %s", redact(self.url), reason)
+        return SOURCE_UNAVAILABLE
+
     def _session(self) -> str | None:
         """Read until the source fails or ends: the reason, or None when a local file reached its end."""
-        capture = self._open()
+        self._live_since = self._last_frame = None
+        try:
+            capture = self._open()
+        except SourceRefused as e:
+            self.hooks.refused()
+            return self._unavailable(f"refused by the source policy: {e}")
+        n = 0
         try:
             if not capture.isOpened():
-                return f"could not open {redact(self.url)} (unreachable, refused, or not a video)"
+                return self._unavailable("could not open")
             native = capture.get(cv2.CAP_PROP_FPS)
             native = native if 0 < native < 1000 else None
             self.sampler.reset()
             # A source no faster than the model's rate keeps every frame: timestamp jitter must not cost frames.
             every_frame = native is not None and native <= 1.1 / self.sampler.period
             started = time.monotonic()
-            n = 0
             last_t, last_wall = -1.0, started
             while not self._stop.is_set():
                 ok, image = capture.read()
@@ -170,10 +209,13 @@ class Reader:
                 if not ok:
                     if self.local and n > 0:
                         return None
-                    return "end of stream" if n > 0 else "no frame could be decoded"
+                    return "end of stream" if n > 0 else self._unavailable("no frame could be decoded")
                 if n == 0:
                     self.state = "live"
+                    self.last_error = None  # recovered
+                    self._live_since = now
                     self.hooks.up(True)
+                self._last_frame = now
                 if self.local:  # play at native rate: this is a demo camera
                     t = n / (native or self.sampler.period**-1)
                     ahead = started + t - now
@@ -201,7 +243,7 @@ class Reader:
                 self.fps_out.tick(now)
             return None
         except cv2.error as e:
-            return f"decoder error: {e}"
+            return f"decoder error: {e}" if n > 0 else self._unavailable(f"decoder error: {e}")
         finally:
             capture.release()
 

@@ -44,7 +44,8 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
             columns = {r["name"] for r in self._db.execute("PRAGMA table_info(alerts)")}
-            for column in ("thumbnail", "heatmap"):  # peak-frame pictures (file names), added after v0.1
+            # peak-frame pictures (file names), and why an alert was closed other than by its scores
+            for column in ("thumbnail", "heatmap", "closed_reason"):  # added after v0.1
                 if column not in columns:
                     self._db.execute(f"ALTER TABLE alerts ADD COLUMN {column} TEXT")
 
@@ -115,6 +116,41 @@ class Store:
     def set_alert_snapshot(self, id: int, thumbnail: str, heatmap: str) -> None:
         self._exec("UPDATE alerts SET thumbnail = ?, heatmap = ? WHERE id = ?", (thumbnail, heatmap, id))
 
+    def close_open_alerts(self, end_time: float, reason: str) -> int:
+        """At start-up: alerts a crash left open end now, with the reason (their last frame is unknown)."""
+        cur = self._exec(
+            "UPDATE alerts SET end_time = MAX(start_time, ?), end_frame = peak_frame, closed_reason = ?"
+            " WHERE end_time IS NULL",
+            (end_time, reason),
+        )
+        return cur.rowcount
+
+    def open_alert_count(self) -> int:
+        return self._all("SELECT COUNT(*) AS n FROM alerts WHERE end_time IS NULL")[0]["n"]
+
+    def delete_alerts(
+        self, stream_id: str | None = None, ended_before: float | None = None, keep: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Delete a stream's alerts, or closed ones that ended before a time, or all closed ones but the `keep`
+        newest; the deleted rows (for their pictures). Open alerts are only deleted with their stream."""
+        if stream_id is not None:
+            where, args = "stream_id = ?", (stream_id,)
+        elif ended_before is not None:
+            where, args = "end_time IS NOT NULL AND end_time < ?", (ended_before,)
+        elif keep is not None:
+            where = ("end_time IS NOT NULL AND id NOT IN (SELECT id FROM alerts WHERE end_time IS NOT NULL"
+                     " ORDER BY end_time DESC, id DESC LIMIT ?)")  # fmt: skip
+            args = (keep,)
+        else:
+            raise ValueError("delete_alerts needs a stream, a time or a count")
+        with self._lock:
+            rows = [dict(r) for r in self._db.execute(f"SELECT id, thumbnail, heatmap FROM alerts WHERE {where}", args)]
+            self._db.execute(f"DELETE FROM alerts WHERE {where}", args)
+        return rows
+
+    def alert_ids(self) -> set[int]:
+        return {r["id"] for r in self._all("SELECT id FROM alerts")}
+
     def alert(self, id: int) -> dict[str, Any] | None:
         rows = self._all("SELECT * FROM alerts WHERE id = ?", (id,))
         return rows[0] if rows else None
@@ -155,6 +191,16 @@ class Store:
 
     def clips(self, limit: int) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM clips ORDER BY created DESC LIMIT ?", (limit,))
+
+    def clips_in(self, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+        marks = ", ".join("?" * len(statuses))
+        return self._all(f"SELECT * FROM clips WHERE status IN ({marks})", statuses)
+
+    def clip_counts(self) -> dict[str, int]:
+        return {r["status"]: r["n"] for r in self._all("SELECT status, COUNT(*) AS n FROM clips GROUP BY status")}
+
+    def clip_ids(self) -> set[str]:
+        return {r["id"] for r in self._all("SELECT id FROM clips")}
 
     def clips_older_than(self, t: float) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM clips WHERE created < ?", (t,))

@@ -17,6 +17,7 @@ from service.calibration import StreamCalibration
 from service.engine import Engine, Lane, Scored
 from service.metrics import Metrics
 from service.models import HostedModel
+from service.policy import SourcePolicy
 from service.settings import Settings
 from service.sources import Reader, ReaderHooks, redact
 from service.store import Store
@@ -210,7 +211,8 @@ class Stream:
             "fps_in": round(r.fps_in.rate(), 2) if r else 0.0, "fps_out": round(r.fps_out.rate(), 2) if r else 0.0,
             "frames_read": r.frames_read if r else 0, "frames_scored": self.frames_scored,
             "frames_dropped": dropped, "window_restarts": self.lane.gaps if self.lane else 0,
-            "reconnects": r.reconnects if r else 0, "last_score": self.last_score,
+            "reconnects": r.reconnects if r else 0, "reconnect_delay_s": r.backoff_s if r else 0.0,
+            "last_score": self.last_score,
             "calibration": self.calibration.state if self.calibration is not None else "model",
             "alert": {"on": self.policy.on, "off": self.policy.off, "on_frames": self.policy.on_frames,
                       "off_frames": self.policy.off_frames, "open": self.machine.episode is not None},
@@ -229,6 +231,7 @@ class StreamManager:
         self.snapshots = snapshots
         self.streams: dict[str, Stream] = {}
         self._lock = threading.Lock()
+        self.source_policy = SourcePolicy.parse(settings.source_networks, settings.source_schemes)
 
     def policy(
         self, model: HostedModel, overrides: dict[str, Any] | None = None, calibration: Calibration | None = None
@@ -286,15 +289,19 @@ class StreamManager:
             read=m.frames_read.labels(id).inc, dropped=m.frames_dropped.labels(id).inc,
             error=m.decode_errors.labels(id).inc, reconnect=m.reconnects.labels(id).inc,
             up=lambda up: m.stream_up.labels(id).set(1 if up else 0),
+            backoff=m.reconnect_delay.labels(id).set,
+            refused=m.sources_refused.labels("connect").inc,
         )  # fmt: skip
         m.frames_scored.labels(id)
         m.frames_dropped.labels(id)
         m.reconnects.labels(id)
         m.stream_up.labels(id).set(0)
+        m.reconnect_delay.labels(id).set(0)
         stream.reader = Reader(
             url, model.config, stream.sample_fps, stream.lane.buffer, open_timeout_s=s.open_timeout_s,
             read_timeout_s=s.read_timeout_s, backoff_initial_s=s.reconnect_initial_s,
-            backoff_max_s=s.reconnect_max_s, hooks=hooks, name=f"reader-{id}",
+            backoff_max_s=s.reconnect_max_s, healthy_s=s.reconnect_healthy_s, hooks=hooks, name=f"reader-{id}",
+            policy=self.source_policy, local_ok=origin == "cli",
         )  # fmt: skip
         stream.reader.start()
         log.info("stream %s (%s) started: %s, model %s", id, name, redact(url), model.name)
@@ -314,6 +321,9 @@ class StreamManager:
             self.store.delete_calibration(id)
         if stream.origin == "api":
             self.store.delete_stream(id)
+        removed = self.store.delete_alerts(stream_id=id)  # its alerts and their pictures go with it
+        if self.snapshots is not None:
+            self.snapshots.delete(removed)
         self.metrics.forget_stream(id)
 
     def stop_all(self) -> None:

@@ -81,6 +81,23 @@ class AlertSnapshots:
         except (OSError, ValueError, cv2.error):  # a full disk must not stop scoring
             log.exception("could not store the snapshot of alert %s", alert_id)
 
+    def delete(self, rows: list[dict[str, Any]]) -> None:
+        """Remove the pictures of deleted alert rows (retention, or their stream deleted)."""
+        for row in rows:
+            for name in (row.get("thumbnail"), row.get("heatmap")):
+                if (p := self.path(name)) is not None:
+                    p.unlink(missing_ok=True)
+
+    def sweep_orphans(self, known: set[int]) -> int:
+        """Remove pictures whose alert row is gone (a crash between deleting the row and its files)."""
+        removed = 0
+        for p in self.directory.iterdir():
+            stem = p.name.split(".", 1)[0]
+            if not stem.isdigit() or int(stem) not in known:
+                p.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     def path(self, name: str | None) -> Path | None:
         if not name or "/" in name or name.startswith("."):
             return None

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 
 from service.routers.deps import runtime
@@ -10,6 +10,9 @@ from service.runtime import Runtime
 from service.schemas import AlertOut, AlertPage
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+
+MAX_ID = 2**63 - 1  # SQLite's INTEGER: a larger id is a 422, not an OverflowError (500)
+AlertId = Path(ge=1, le=MAX_ID, description="The alert's id")
 
 
 def _out(row: dict[str, Any]) -> dict[str, Any]:
@@ -25,7 +28,7 @@ def list_alerts(
     since: float | None = Query(None, description="Episodes still going on or ending after this (Unix time, s)"),
     until: float | None = Query(None, description="Episodes starting before this (Unix time, s)"),
     limit: int = Query(50, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_ID),
     rt: Runtime = Depends(runtime),
 ) -> dict:
     rows, total = rt.store.alerts(stream, since, until, limit, offset)
@@ -33,7 +36,7 @@ def list_alerts(
 
 
 @router.get("/{alert_id}", response_model=AlertOut)
-def get_alert(alert_id: int, rt: Runtime = Depends(runtime)) -> dict:
+def get_alert(alert_id: int = AlertId, rt: Runtime = Depends(runtime)) -> dict:
     row = rt.store.alert(alert_id)
     if row is None:
         raise HTTPException(404, f"no alert {alert_id}")
@@ -52,12 +55,12 @@ def _snapshot(rt: Runtime, alert_id: int, column: str, media_type: str) -> FileR
 
 
 @router.get("/{alert_id}/thumbnail.jpg", responses={200: {"content": {"image/jpeg": {}}}})
-def alert_thumbnail(alert_id: int, rt: Runtime = Depends(runtime)) -> FileResponse:
+def alert_thumbnail(alert_id: int = AlertId, rt: Runtime = Depends(runtime)) -> FileResponse:
     """The alert's peak frame (JPEG, 320 px wide at most), stored when the alert opened or closed."""
     return _snapshot(rt, alert_id, "thumbnail", "image/jpeg")
 
 
 @router.get("/{alert_id}/heatmap.png", responses={200: {"content": {"image/png": {}}}})
-def alert_heatmap(alert_id: int, rt: Runtime = Depends(runtime)) -> FileResponse:
+def alert_heatmap(alert_id: int = AlertId, rt: Runtime = Depends(runtime)) -> FileResponse:
     """Where the peak frame was anomalous: colour-mapped prediction error, RGBA PNG, the thumbnail's size."""
     return _snapshot(rt, alert_id, "heatmap", "image/png")

@@ -7,6 +7,7 @@ import asyncio
 import bisect
 import csv
 import io
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,23 @@ class TooLarge(Exception):
     pass
 
 
-class FilePart:
-    """Collects the first multipart part that carries a filename into `path`."""
+class NoRoom(Exception):
+    """The upload quota or the free-space floor would be crossed (507)."""
 
-    def __init__(self, path: Path, limit: int) -> None:
+
+class NameTooLong(Exception):
+    pass
+
+
+class FilePart:
+    """Collects the first multipart part that carries a filename into `path`. `room()` says how many more
+    bytes the disk budget allows (quota and free-space floor, shared with concurrent uploads)."""
+
+    def __init__(self, path: Path, limit: int, room=None, max_name: int = 255, on_bytes=None) -> None:
         self.path, self.limit = path, limit
+        self.room = room or (lambda: limit)
+        self.max_name = max_name
+        self.on_bytes = on_bytes or (lambda n: None)
         self.size = 0
         self.filename: str | None = None
         self.found = False
@@ -66,14 +79,20 @@ class FilePart:
         if filename is not None and not self.found:
             self.found, self._current = True, True
             self.filename = filename.decode(errors="replace")
+            if len(self.filename) > self.max_name:
+                raise NameTooLong
             self._file = open(self.path, "wb")  # noqa: SIM115 -- closed in _end/close
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         if not self._current:
             return
-        self.size += end - start
+        n = end - start
+        self.size += n
         if self.size > self.limit:
             raise TooLarge
+        if n > self.room():
+            raise NoRoom
+        self.on_bytes(n)
         self._file.write(data[start:end])
 
     def _end(self) -> None:
@@ -92,7 +111,30 @@ def list_clips(limit: int = Query(50, ge=1, le=1000), rt: Runtime = Depends(runt
     return rt.store.clips(limit)
 
 
-@router.post("", response_model=ClipCreated, status_code=202)
+def _room(rt: Runtime, used: int) -> int:
+    """Bytes an upload may still write: under the quota (`used` at its start plus what every upload in flight
+    wrote since) and above the free-space floor."""
+    s, clips = rt.settings, rt.clips
+    try:
+        free = shutil.disk_usage(clips.directory).free
+    except OSError:
+        free = 0
+    return min(s.upload_quota_bytes - used - clips.receiving_bytes, free - s.min_free_bytes)
+
+
+def _no_room_message(rt: Runtime) -> str:
+    s = rt.settings
+    return (f"no room for this upload: stored uploads are limited to {s.upload_quota_bytes} bytes"
+            f" (upload_quota_bytes) and {s.min_free_bytes} bytes of disk stay free (min_free_bytes);"
+            " delete clips or wait for retention")  # fmt: skip
+
+
+@router.post("", response_model=ClipCreated, status_code=202, responses={
+    413: {"description": "larger than max_upload_bytes"}, 415: {"description": "not multipart, or not a video"},
+    422: {"description": "malformed body, no file, name too long, corrupt or too short video"},
+    429: {"description": "max_concurrent_uploads already being received"},
+    507: {"description": "upload_quota_bytes or min_free_bytes would be crossed"},
+})  # fmt: skip
 async def upload_clip(request: Request, model: str | None = Query(None), rt: Runtime = Depends(ready_runtime)) -> dict:
     limit = rt.settings.max_upload_bytes
     rejected = rt.metrics.upload_rejected
@@ -108,23 +150,47 @@ async def upload_clip(request: Request, model: str | None = Query(None), rt: Run
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         rejected.labels("not_multipart").inc()
         raise HTTPException(415, "expected multipart/form-data with the video in a file field named 'file'")
-    clip_id, path = rt.clips.new_path(".upload")
-    part = FilePart(path, limit)
+    clips = rt.clips
+    if clips.receiving >= rt.settings.max_concurrent_uploads:
+        rejected.labels("busy").inc()
+        raise HTTPException(429, f"{clips.receiving} uploads are being received already (max_concurrent_uploads);"
+                            " retry when one is done", headers={"Retry-After": "5"})  # fmt: skip
+    used = await asyncio.to_thread(clips.usage)
+    if (length is not None and length.isdigit() and int(length) > _room(rt, used)) or _room(rt, used) <= 0:
+        rejected.labels("no_room").inc()
+        raise HTTPException(507, _no_room_message(rt))
+    clip_id, path = clips.new_path(".upload")
+    written = 0
+
+    def wrote(n: int) -> None:
+        nonlocal written
+        written += n
+        clips.receiving_bytes += n
+
+    part = FilePart(path, limit, lambda: _room(rt, used), rt.settings.max_upload_name, wrote)
     parser = MultipartParser(params[b"boundary"], part.callbacks())
+    clips.receiving += 1
     try:
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()
-    except TooLarge:
+    except Exception as e:  # TooLarge, NoRoom, NameTooLong, or the parser's
         part.close()
         path.unlink(missing_ok=True)
-        rejected.labels("too_large").inc()
-        raise HTTPException(413, f"upload exceeds the limit of {limit} bytes (max_upload_bytes)") from None
-    except Exception as e:
-        part.close()
-        path.unlink(missing_ok=True)
+        if isinstance(e, TooLarge):
+            rejected.labels("too_large").inc()
+            raise HTTPException(413, f"upload exceeds the limit of {limit} bytes (max_upload_bytes)") from None
+        if isinstance(e, NoRoom):
+            rejected.labels("no_room").inc()
+            raise HTTPException(507, _no_room_message(rt)) from None
+        if isinstance(e, NameTooLong):
+            rejected.labels("name_too_long").inc()
+            raise HTTPException(422, f"file name longer than {part.max_name} characters (max_upload_name)") from None
         rejected.labels("malformed").inc()
         raise HTTPException(422, f"malformed multipart body: {e}") from None
+    finally:
+        clips.receiving -= 1
+        clips.receiving_bytes -= written
     part.close()
     if not part.found or part.size == 0:
         path.unlink(missing_ok=True)
@@ -152,6 +218,8 @@ def get_clip(
 ):
     job = rt.clips.jobs.get(clip_id)
     result = job.describe(scores=scores) if job is not None else rt.clips.load_result(clip_id)
+    if result is None and (row := rt.store.clip(clip_id)) is not None:
+        result = rt.clips.describe_row(row)  # failed, e.g. interrupted by a restart: say so, not 404
     if result is None:
         raise HTTPException(404, f"no clip {clip_id!r}")
     if format == "csv":
@@ -175,8 +243,10 @@ def _clip_frame(rt: Runtime, clip_id: str, frame: int) -> tuple[Any, Any]:
         video, scores = job.path, list(job.scores)
     else:
         row, result = rt.store.clip(clip_id), rt.clips.load_result(clip_id)
-        if row is None or result is None:
+        if row is None:
             raise HTTPException(404, f"no clip {clip_id!r}")
+        if result is None:
+            raise HTTPException(404, f"clip {clip_id!r} has no scored frames ({row['status']}: {row['error']})")
         video, scores = rt.clips.directory / row["filename"], result.get("scores", [])
     frames = [s["frame"] for s in scores]
     k = bisect.bisect_left(frames, frame)

@@ -1,16 +1,42 @@
 from __future__ import annotations
 
+import logging
+from urllib.parse import urlsplit
+
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from service import heatmap
 from service.calibration import CalibrationBusy
+from service.policy import SOURCE_REFUSED, SourceRefused, Unresolved
 from service.routers.deps import ready_runtime, runtime
 from service.runtime import Runtime
 from service.schemas import CalibrationOut, CalibrationStart, ScorePoint, StreamCreate, StreamCreated, StreamOut
+from service.sources import redact
 from service.streams import Stream
 from service.views import View
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/api/streams", tags=["streams"])
+
+
+def _check_source(rt: Runtime, url: str) -> None:
+    """The source policy, before anything connects: one 422 text for every address it refuses, whatever the
+    reason (the precise one goes to the log). A name that does not resolve now is let through: the reader
+    retries it, and checks every address it resolves to at every connect."""
+    policy = rt.streams.source_policy
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in policy.schemes:
+        rt.metrics.sources_refused.labels("api").inc()
+        raise HTTPException(422, f"URL scheme {scheme!r} not allowed here: source_schemes is {list(policy.schemes)}")
+    try:
+        policy.check(url)
+    except Unresolved:
+        pass
+    except SourceRefused as e:
+        log.warning("stream URL %s refused: %s", redact(url), e)
+        rt.metrics.sources_refused.labels("api").inc()
+        raise HTTPException(422, SOURCE_REFUSED) from None
 
 
 @router.post("", response_model=StreamCreated, status_code=201)
@@ -19,6 +45,7 @@ def create_stream(body: StreamCreate, rt: Runtime = Depends(ready_runtime)) -> d
         model = rt.host.get(body.model)
     except KeyError as e:
         raise HTTPException(422, str(e.args[0])) from None
+    _check_source(rt, body.url)
     try:
         stream = rt.streams.start(body.url, body.name, model, body.fps_cap, body.alert_overrides())
     except OverflowError as e:

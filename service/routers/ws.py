@@ -51,13 +51,23 @@ async def _pump(websocket: WebSocket, rt: Runtime, sub: Subscriber, stop_on_done
             await websocket.close()
 
 
+NOT_FOUND = 4404  # close code: 4000-4999 are the application's; 4404 mirrors HTTP 404
+
+
+async def _not_found(websocket: WebSocket, reason: str) -> None:
+    """Accept, then close with 4404: refusing the handshake instead would reach the client as HTTP 403,
+    which reads as an authentication failure."""
+    await websocket.accept(subprotocol=accepted_subprotocol(websocket))
+    await websocket.close(code=NOT_FOUND, reason=reason[:120])
+
+
 @router.websocket("/ws/streams/{stream_id}")
 async def stream_feed(websocket: WebSocket, stream_id: str) -> None:
     rt: Runtime = websocket.app.state.runtime
     if not await websocket_allowed(websocket):
         return
     if stream_id not in rt.streams.streams:
-        await websocket.close(code=4404, reason=f"no stream {stream_id!r}")
+        await _not_found(websocket, f"no stream {stream_id!r}")
         return
     await websocket.accept(subprotocol=accepted_subprotocol(websocket))
     await _pump(websocket, rt, rt.hub.subscribe(stream_topic(stream_id)))
@@ -79,8 +89,18 @@ async def clip_feed(websocket: WebSocket, clip_id: str) -> None:
     if not await websocket_allowed(websocket):
         return
     job = rt.clips.jobs.get(clip_id)
-    if job is None:
-        await websocket.close(code=4404, reason=f"no clip {clip_id!r}")
+    if job is None:  # finished before a restart, or interrupted by one: its stored state, then close
+        final = rt.clips.load_result(clip_id)
+        row = rt.store.clip(clip_id) if final is None else None
+        if final is None and row is None:
+            await _not_found(websocket, f"no clip {clip_id!r}")
+            return
+        final = final if final is not None else rt.clips.describe_row(row)
+        await websocket.accept(subprotocol=accepted_subprotocol(websocket))
+        for score in final.pop("scores", None) or []:
+            await websocket.send_text(json.dumps({"type": "score", "clip": clip_id, **score}))
+        await websocket.send_text(json.dumps({"type": "done", "clip": clip_id, **final}))
+        await websocket.close()
         return
     await websocket.accept(subprotocol=accepted_subprotocol(websocket))
     sub = rt.hub.subscribe(clip_topic(clip_id))  # subscribe before the snapshot: nothing falls in between

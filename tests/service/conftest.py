@@ -23,6 +23,7 @@ HERE = Path(__file__).parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVE = str(Path(sys.executable).with_name("serve"))
 CLIP_FRAMES = 60  # Ped2 testing clip 01, first 6 s at 10 fps
+LOOPBACK_SOURCES = '["private", "public", "127.0.0.0/8"]'  # source policy of test servers: plus loopback cameras
 
 
 def free_port() -> int:
@@ -192,6 +193,8 @@ def serve_factory(models_dir: Path, tmp_path: Path) -> Iterator:
         env = quiet_env(**({"MNAD_API_TOKEN": token} if token else {}))
         cmd = [SERVE, "--port", str(port), "--models-dir", str(models_dir), "--data-dir", str(data),
                "--threads", "1", "--device", "cpu", "--inference", "fp32", *flags]  # fmt: skip
+        if "--source-networks" not in flags:  # the test cameras listen on loopback: allowed explicitly
+            cmd += ["--source-networks", LOOPBACK_SOURCES]
         proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
         server = Server(proc, f"http://127.0.0.1:{port}", port, data, log, token)
         servers.append(server)

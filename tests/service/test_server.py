@@ -12,6 +12,8 @@ import pytest
 from support import reference_scores, wait_for
 from websockets.sync.client import connect
 
+from service.policy import SOURCE_UNAVAILABLE
+
 pytestmark = pytest.mark.ped2
 
 
@@ -223,7 +225,7 @@ def test_auth_off_and_bad_input(serve_factory, tmp_path) -> None:
     # unreachable camera: the stream reports it, the server stays healthy
     sid = c.post("/api/streams", json={"url": "rtsp://127.0.0.1:1/none", "name": "down"}).json()["id"]
     s = wait_for(lambda: (x := c.get(f"/api/streams/{sid}").json())["last_error"] and x, 30, message="error state")
-    assert s["state"] in ("error", "reconnecting") and "could not open" in s["last_error"]
+    assert s["state"] in ("error", "reconnecting") and s["last_error"] == SOURCE_UNAVAILABLE
     assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
     m = c.get("/metrics").text
     assert 'mnad_upload_rejected_total{reason="too_large"} 1.0' in m and "not_video" in m

@@ -254,7 +254,10 @@ def test_dashboard_calibrates_a_stream_on_its_own_footage(serve_factory, rtsp_fa
         page.wait_for_selector(f"{error}:has-text('could not be reached')", timeout=5_000)
         page.unroute(f"**{path}")
         assert row()["calibration"] == "model"
-        invalid = page.evaluate(f"api('{path}', {{ method: 'POST', json: {{ seconds: 1 }} }}).catch((e) => e.message)")
+        invalid = page.evaluate(  # the page's own API client module (the same instance: one module map per page)
+            f"import('/static/api.js').then(({{ api }}) => api('{path}', {{ method: 'POST', json: {{ seconds: 1 }} }}))"
+            ".catch((e) => e.message)"
+        )
         assert invalid == "seconds: Input should be greater than or equal to 2"  # a 422's detail, readable
 
         # calibrate: collecting with its progress, then fitted, and the threshold lines move

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     max_concurrent_uploads: int = Field(2, ge=1, le=1000, description="Uploads received at once; 429 beyond")
     max_upload_name: int = Field(255, ge=1, le=4096, description="Longest accepted upload file name (characters)")
     alert_retention_s: float = Field(
-        30 * 86_400.0, ge=0, le=10 * 365 * 86_400, description="Closed alerts and their pictures are deleted after"
+        30 * 86_400, ge=0, le=10 * 365 * 86_400, description="Closed alerts and their pictures are deleted after"
     )
     max_alerts: int = Field(
         10_000, ge=1, le=10_000_000, description="Closed alerts kept (the oldest and their pictures go first)"

@@ -88,3 +88,12 @@ def test_setup_installs_from_the_list_and_no_other_list_exists() -> None:
         dirs[:] = [d for d in dirs if not d.startswith(".") and d not in {"artifacts", "data", "runs"}]
         lists += [str(Path(top, f).relative_to(REPO)) for f in files if re.search(r"apt[-_].*\.txt$", f, re.I)]
     assert lists == ["scripts/apt-packages.txt"], f"more than one list of Debian packages: {lists}"
+
+
+def test_ci_runs_the_fresh_rootfs_check_and_scripts_fail_loudly() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "bash scripts/fresh-check.sh" in ci and "set -euo pipefail" in ci
+    for script in sorted(SCRIPTS.glob("*.sh")):
+        assert "set -euo pipefail" in script.read_text(), f"{script.name} goes on after a failed command"
+        syntax = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
+        assert syntax.returncode == 0, f"{script.name}: {syntax.stderr}"

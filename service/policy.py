@@ -104,7 +104,10 @@ class SourcePolicy:
     def check(self, url: str, resolve: bool = True) -> list[str]:
         """The addresses the URL's host stands for, every one allowed; SourceRefused says why not.
         Without `resolve`, only a literal address is checked (a name: [])."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as e:  # e.g. an unbalanced '[' (invalid IPv6 URL)
+            raise SourceRefused(f"bad URL: {e}") from None
         scheme = parts.scheme.lower()
         if scheme not in self.schemes:
             raise SourceRefused(f"scheme {scheme or '(none)'!r} not in source_schemes {list(self.schemes)}")

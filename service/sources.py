@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 
 def redact(url: str) -> str:
     """The URL with any password replaced: stream listings must not leak camera credentials."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unparsable (say an unbalanced '['): show none of it, it may hold a password
+        return "(unparsable URL)"
     if parts.password is None:
         return url
     host = parts.hostname or ""
@@ -43,7 +46,10 @@ def redact(url: str) -> str:
 
 def is_local_file(url: str) -> bool:
     """A plain path (no scheme): FFmpeg's other protocols (ftp:, tcp:, concat:, ...) are never 'local'."""
-    return not urlsplit(url).scheme
+    try:
+        return not urlsplit(url).scheme
+    except ValueError:  # not a URL FFmpeg could use either; the source policy refuses it
+        return False
 
 
 class RateMeter:

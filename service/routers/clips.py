@@ -37,6 +37,16 @@ class NameTooLong(Exception):
     pass
 
 
+def stored_suffix(filename: str | None) -> str:
+    """The stored file's suffix: the upload's own when it is a known video suffix (FFmpeg may need it to pick
+    a demuxer), else '.video'. Nothing else of the caller's name reaches the file system."""
+    try:
+        suffix = Path(filename or "").suffix.lower()
+    except ValueError:  # e.g. a NUL byte
+        return ".video"
+    return suffix if suffix in VIDEO_SUFFIXES else ".video"
+
+
 class FilePart:
     """Collects the first multipart part that carries a filename into `path`. `room()` says how many more
     bytes the disk budget allows (quota and free-space floor, shared with concurrent uploads)."""
@@ -196,8 +206,7 @@ async def upload_clip(request: Request, model: str | None = Query(None), rt: Run
         path.unlink(missing_ok=True)
         rejected.labels("no_file").inc()
         raise HTTPException(422, "no video in the upload: send it as a non-empty multipart file field")
-    suffix = Path(part.filename or "").suffix.lower()
-    final = path.with_suffix(suffix if suffix in VIDEO_SUFFIXES else ".video")  # generated name, known suffix
+    final = path.with_suffix(stored_suffix(part.filename))  # generated name, known suffix
     path.rename(final)
     try:
         fps, count = await asyncio.to_thread(probe, final, hosted.config.window)

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.auth import require_origin, require_token
+from service.errors import responses
 from service.routers import alerts, clips, dashboard, health, models, streams, ws
 from service.runtime import Runtime
 from service.settings import Settings
@@ -35,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     protected = [Depends(require_origin), Depends(require_token)]
     for router in (models.router, streams.router, alerts.router, clips.router):
-        app.include_router(router, dependencies=protected)
+        app.include_router(router, dependencies=protected, responses=responses(400, 401, 403, 404, 422, 503))
     app.include_router(ws.router)  # checks the token itself, before the handshake is accepted
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.static_files(), name="static")

@@ -17,6 +17,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from model.data import VIDEO_SUFFIXES
 from service import heatmap
 from service.clips import ProbeError, probe
+from service.errors import responses
 from service.routers.deps import ready_runtime, runtime
 from service.runtime import Runtime
 from service.schemas import ClipCreated, ClipItem, ClipOut
@@ -139,12 +140,7 @@ def _no_room_message(rt: Runtime) -> str:
             " delete clips or wait for retention")  # fmt: skip
 
 
-@router.post("", response_model=ClipCreated, status_code=202, responses={
-    413: {"description": "larger than max_upload_bytes"}, 415: {"description": "not multipart, or not a video"},
-    422: {"description": "malformed body, no file, name too long, corrupt or too short video"},
-    429: {"description": "max_concurrent_uploads already being received"},
-    507: {"description": "upload_quota_bytes or min_free_bytes would be crossed"},
-})  # fmt: skip
+@router.post("", response_model=ClipCreated, status_code=202, responses=responses(413, 415, 429, 507))
 async def upload_clip(request: Request, model: str | None = Query(None), rt: Runtime = Depends(ready_runtime)) -> dict:
     limit = rt.settings.max_upload_bytes
     rejected = rt.metrics.upload_rejected

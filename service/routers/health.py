@@ -17,7 +17,7 @@ def healthz(rt: Runtime = Depends(runtime)) -> dict:
             "error": rt.startup_error}  # fmt: skip
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "loading, or failed (with the error)"}})
 def readyz(response: Response, rt: Runtime = Depends(runtime)) -> dict:
     """Ready once every model is loaded and warmed up."""
     if rt.ready.is_set():

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from service import heatmap
 from service.calibration import CalibrationBusy
+from service.errors import responses
 from service.policy import SOURCE_REFUSED, SourceRefused, Unresolved
 from service.routers.deps import ready_runtime, runtime
 from service.runtime import Runtime
@@ -39,7 +40,7 @@ def _check_source(rt: Runtime, url: str) -> None:
         raise HTTPException(422, SOURCE_REFUSED) from None
 
 
-@router.post("", response_model=StreamCreated, status_code=201)
+@router.post("", response_model=StreamCreated, status_code=201, responses=responses(409))
 def create_stream(body: StreamCreate, rt: Runtime = Depends(ready_runtime)) -> dict:
     try:
         model = rt.host.get(body.model)
@@ -111,7 +112,7 @@ def latest_frame(
 ) -> Response:
     """The latest scored frame as JPEG (X-Frame, X-Score headers say which); encoded per request."""
     view = _latest(rt, stream_id)
-    image = heatmap.render(view.picture, view.error, width, overlay)
+    image = heatmap.render(view.picture, view.error, width, overlay, view.box)
     return Response(heatmap.jpeg(image), media_type="image/jpeg", headers=_picture_headers(view))
 
 
@@ -125,7 +126,7 @@ def latest_heatmap(stream_id: str, width: int = Query(640, ge=16, le=4096), rt: 
     return Response(data, media_type="image/png", headers=_picture_headers(view))
 
 
-@router.post("/{stream_id}/calibration", response_model=CalibrationOut, status_code=202)
+@router.post("/{stream_id}/calibration", response_model=CalibrationOut, status_code=202, responses=responses(409))
 def start_calibration(stream_id: str, body: CalibrationStart, rt: Runtime = Depends(runtime)) -> dict:
     """Calibrate on this camera: its next `seconds` of scored frames are taken as normal, and their PSNR and
     feature distance fit the stream's own score normalizer and alert thresholds (unless set explicitly).

@@ -1,0 +1,34 @@
+"""The error body every route answers with, and the documented error statuses (OpenAPI), in one place:
+what schemathesis checks each response against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorOut(BaseModel):
+    detail: str | list[dict[str, Any]] = Field(
+        description="What is wrong: a sentence, or FastAPI's list of field errors for a malformed request"
+    )
+
+
+WHY = {
+    400: "the body is not valid JSON",
+    401: "missing or wrong bearer token (MNAD_API_TOKEN)",
+    403: "cross-origin request refused (Origin neither this service nor in allowed_origins)",
+    404: "no such stream, alert, clip or frame",
+    409: "conflict with the current state (stream limit reached, calibration already collecting)",
+    413: "upload larger than max_upload_bytes",
+    415: "not multipart/form-data, or not a video",
+    422: "invalid request: a field, the source policy, a malformed or corrupt upload",
+    429: "max_concurrent_uploads already being received; retry later",
+    503: "models still loading, or failed to load",
+    507: "upload_quota_bytes or min_free_bytes would be crossed",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, all with the ErrorOut body."""
+    return {code: {"model": ErrorOut, "description": WHY[code]} for code in codes}

@@ -87,11 +87,13 @@ def test_streams_are_checked_again_at_every_connect(serve_factory, rtsp_factory,
     second = serve_factory("--source-networks", DEFAULT_NETWORKS, data_dir=data)
     with second.client() as c:
         s = wait_for(lambda: (x := c.get(f"/api/streams/{sid}").json())["last_error"] and x, 30, message="refusal")
-        time.sleep(1)
-        s = c.get(f"/api/streams/{sid}").json()
+        time.sleep(2)  # refused at once each time: the delay grows 0.5, 1, 2 s, shown in the API and metrics
+        s = wait_for(lambda: (x := c.get(f"/api/streams/{sid}").json())["reconnect_delay_s"] >= 1 and x, 10,
+                     message="the delay to grow")  # fmt: skip
         m = c.get("/metrics").text
     assert s["state"] == "error" and s["frames_read"] == 0 and s["last_error"].startswith("source unavailable")
-    assert metric(m, "mnad_sources_refused_total", 'stage="connect"') >= 1
+    assert metric(m, "mnad_sources_refused_total", 'stage="connect"') >= 2
+    assert metric(m, "mnad_reconnect_delay_seconds", f'stream="{sid}"') >= 1
 
 
 # 2. crash consistency -----------------------------------------------------------------------------------

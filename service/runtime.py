@@ -29,7 +29,8 @@ from service.views import AlertSnapshots
 
 log = logging.getLogger(__name__)
 
-RESTARTED = "service restarted"  # closed_reason of alerts a crash or stop left open
+RESTARTED = "service restarted"  # closed_reason of alerts a crash left open
+STOPPED = "service stopped"  # closed_reason of alerts open at a clean stop
 
 
 class Runtime:
@@ -130,4 +131,5 @@ class Runtime:
             self._janitor.cancel()
         self.streams.stop_all()
         self.engine.stop()
+        self.streams.close_episodes(STOPPED)
         self.store.close()

@@ -156,7 +156,9 @@ class AlertOut(BaseModel):
     thumbnail_url: str | None = Field(None, description="Peak frame picture (JPEG), once stored")
     heatmap_url: str | None = Field(None, description="Peak frame heatmap (RGBA PNG, thumbnail-sized), once stored")
     closed_reason: str | None = Field(
-        None, description="Why it ended other than by its scores: 'service restarted' (null: scores fell below off)"
+        None,
+        description="Why it ended other than by its scores: 'service restarted' (open at a crash), 'service stopped'"
+        " (open at a clean stop); null: its scores fell below off",
     )
 
 
@@ -191,8 +193,13 @@ class ClipCreated(BaseModel):
 class ClipScore(BaseModel):
     frame: int
     score: float
-    psnr: float
-    distance: float
+    psnr: float = Field(description="Whole-frame PSNR, dB (the paper's measure)")
+    distance: float = Field(description="Mean feature distance to the nearest memory item (the paper's measure)")
+    region_psnr: float = Field(description="PSNR of the worst error window: the measure the score uses")
+    region_distance: float = Field(description="Feature distance of the worst window of query positions")
+    box: tuple[float, float, float, float] = Field(
+        description="x, y, w, h (fractions) of the region that set the score"
+    )
     anomalous: bool
 
 

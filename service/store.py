@@ -104,10 +104,13 @@ class Store:
         )
         return int(cur.lastrowid)
 
-    def close_alert(self, id: int, end_time: float, end_frame: int, peak: float, peak_frame: int) -> None:
+    def close_alert(
+        self, id: int, end_time: float, end_frame: int, peak: float, peak_frame: int, reason: str | None = None
+    ) -> None:
         self._exec(
-            "UPDATE alerts SET end_time = ?, end_frame = ?, peak_score = ?, peak_frame = ? WHERE id = ?",
-            (end_time, end_frame, peak, peak_frame, id),
+            "UPDATE alerts SET end_time = ?, end_frame = ?, peak_score = ?, peak_frame = ?, closed_reason = ?"
+            " WHERE id = ?",
+            (end_time, end_frame, peak, peak_frame, reason, id),
         )
 
     def update_alert_peak(self, id: int, peak: float, peak_frame: int) -> None:

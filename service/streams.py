@@ -95,7 +95,7 @@ class Stream:
         self.last_score = s.score
         self.metrics.frames_scored.labels(self.id).inc()
         picture = s.frame.image if s.frame.image is not None else s.frame.pixels
-        view = View(s.frame.index, s.frame.captured, s.score, picture, s.error)
+        view = View(s.frame.index, s.frame.captured, s.score, picture, s.error, s.box)
         self.live.add(view)
         was_open = self.machine.episode is not None
         event = self.machine.update(s.frame.index, s.frame.captured, s.score)
@@ -107,13 +107,14 @@ class Stream:
         messages: list[tuple[str, dict[str, Any]]] = [(topic, {
             "type": "score", "stream": self.id, "frame": s.frame.index, "captured": s.frame.captured,
             "score": s.score, "psnr": s.psnr, "distance": s.distance,
+            "region_psnr": s.region_psnr, "region_distance": s.region_distance, "box": s.box,
             "anomalous": s.score >= self.policy.on, "in_alert": self.machine.episode is not None,
         })]  # fmt: skip
         if event is not None:
             messages += self._alert_event(*event)
         if self.calibration is not None:
             with self._calibration_lock:
-                if self.calibration.add(s.frame.index, s.psnr, s.distance) is not None:
+                if self.calibration.add(s.frame.index, s.region_psnr, s.region_distance) is not None:
                     messages += self._use_calibration()
         return messages
 
@@ -330,3 +331,15 @@ class StreamManager:
         for stream in list(self.streams.values()):
             if stream.reader is not None:
                 stream.reader.stop()
+
+    def close_episodes(self, reason: str) -> int:
+        """On a clean stop (after the engine stopped): open episodes end at their last frame above `off`, with
+        the reason, instead of staying open in the database until the next start."""
+        closed = 0
+        for stream in list(self.streams.values()):
+            event = stream.machine.flush()
+            if event is not None and event[1].id is not None:
+                e = event[1]
+                self.store.close_alert(e.id, e.end_time, e.end_frame, e.peak_score, e.peak_frame, reason)
+                closed += 1
+        return closed

@@ -22,7 +22,7 @@ from websockets.sync.client import connect
 
 from service.clips import INTERRUPTED
 from service.policy import SOURCE_REFUSED
-from service.runtime import RESTARTED
+from service.runtime import RESTARTED, STOPPED
 
 pytestmark = pytest.mark.ped2
 
@@ -154,6 +154,18 @@ def test_kill_9_leaves_nothing_stuck(serve_factory, h264_clip, long_clip, tmp_pa
     assert metric(m, "mnad_upload_jobs", 'state="failed"') == 1.0
     assert metric(m, "mnad_upload_jobs", 'state="running"') == 0.0
     assert sum(float(x.split()[-1]) for x in m.splitlines() if x.startswith("mnad_alert_open{")) == open_in_db
+
+
+def test_clean_stop_closes_open_alerts(serve_factory, h264_clip) -> None:
+    server = serve_factory("--stream", str(h264_clip), "--alert-on", "0", "--alert-off", "0")
+    with server.client() as c:
+        wait_for(lambda: c.get("/api/alerts").json()["total"] >= 1, 30, message="an alert to open")
+    server.stop()
+    db = sqlite3.connect(server.data_dir / "service.sqlite3")
+    rows = db.execute("SELECT end_time, end_frame, closed_reason FROM alerts").fetchall()
+    db.close()
+    assert rows and all(end is not None and frame is not None for end, frame, _ in rows), rows
+    assert {reason for _, _, reason in rows} == {STOPPED}
 
 
 def _quietly(call) -> None:

@@ -10,6 +10,10 @@ as a stream would see it (`score_clips`: in order, one memory copy per clip), fi
 memory, config and frame rate are unchanged, and the provenance gains a `recalibration` entry
 naming the footage. Footage faster than the checkpoint's frame rate is subsampled to it first.
 The service does the same live, per stream (`POST /api/streams/{id}/calibration`).
+
+It also checks the model on this camera without labels (model/validation.py): synthetic anomalies
+made from the same footage give a validation AUC and an event recall with the new thresholds.
+`--select` goes further and chooses the region windows and λ on this footage too.
 """
 
 from __future__ import annotations
@@ -22,13 +26,12 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from model import checkpoint
+from model import checkpoint, synthetic, validation
 from model.data import Clip, DataError, load_clips
 from model.inference import INFERENCE_CHOICES, pick_device
 from model.inference import build as build_inference
-from model.scoring import FUSION_WEIGHT, UPDATE_THRESHOLD, Calibration, score_clips
-
-MIN_FRAMES = 20  # fewer scored frames give no usable mean, spread or 99th percentile (the service uses it too)
+from model.regions import Regions
+from model.scoring import FUSION_WEIGHT, MIN_FRAMES, UPDATE_THRESHOLD, Calibration, score_clips
 
 
 def resample(clip: Clip, fps: float) -> Clip:
@@ -60,6 +63,10 @@ def main(
     inference: Annotated[
         str, typer.Option(help=f"Forward backend: {' | '.join(INFERENCE_CHOICES)} (model/inference.py)")
     ] = "auto",
+    select: Annotated[
+        bool, typer.Option(help="Choose the region windows and λ on this footage's synthetic anomalies too")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic anomalies")] = 0,
 ) -> Calibration:
     """Score normal footage with a checkpoint and write a copy calibrated on it."""
     if not footage:
@@ -75,22 +82,36 @@ def main(
     config = ckpt.config
     clips = [resample(c, ckpt.fps) for c in loaded]
     model = build_inference(inference, ckpt.build(dev), dev)
-    scored = score_clips(model, clips, UPDATE_THRESHOLD[config.variant], batch_size, dev, progress=sys.stderr.isatty())
-    psnr = np.concatenate([s.psnr for s in scored])
-    distance = np.concatenate([s.distance for s in scored])
+    previous = ckpt.calibration
+    where = previous.regions if previous is not None else Regions()
+    threshold = UPDATE_THRESHOLD[config.variant]
+    progress = sys.stderr.isatty()
+    scored = score_clips(
+        model, clips, threshold, batch_size, dev, progress, (where.error_window,), (where.distance_window,)
+    )
+    psnr = np.concatenate([s.measures()[0] for s in scored])
+    distance = np.concatenate([s.measures()[1] for s in scored])
     if len(psnr) < MIN_FRAMES:
         raise typer.BadParameter(
             f"only {len(psnr)} scored frames (clips shorter than {config.window} frames give none); "
             f"calibration needs at least {MIN_FRAMES}"
         )
-    weight = ckpt.calibration.weight if ckpt.calibration is not None else FUSION_WEIGHT[config.variant]
-    calibration = Calibration.fit(psnr, distance, weight)
+    weight = previous.weight if previous is not None else FUSION_WEIGHT[config.variant]
+    calibration = Calibration.fit(psnr, distance, weight, where)
+    check = None
+    if validation.usable(clips, config.window):
+        check = validation.validate(model, clips, threshold, ckpt.fps, dev, seed, fixed=None if select else calibration)
+        calibration = check.calibration
+        print(f"check on this footage's synthetic anomalies: {check.summary()}")
+    else:
+        print(f"no check: synthetic anomalies need clips of {synthetic.min_frames(config.window)} frames or more")
     provenance = {
         **ckpt.provenance,
         "recalibration": {
             "footage": [str(f) for f in footage],
             "clips": [c.name for c in clips],
             "frames": len(psnr),
+            "validation": check.to_dict() if check is not None else None,
             "previous": ckpt.calibration.to_dict() if ckpt.calibration is not None else None,
             "inference": model.name,
             "device": str(dev),

@@ -160,9 +160,11 @@ class WindowDataset(torch.utils.data.Dataset):
         return window_tensors(window, self.config)
 
 
-def window_tensors(window: np.ndarray, config: ModelConfig) -> tuple[Tensor, Tensor]:
-    """(..., window, H, W, ch) uint8 -> input (..., T*ch, H, W) and target (..., ch, H, W)."""
-    x = to_tensor(window)
+def window_tensors(
+    window: np.ndarray, config: ModelConfig, device: torch.device | str = "cpu"
+) -> tuple[Tensor, Tensor]:
+    """(..., window, H, W, ch) uint8 -> input (..., T*ch, H, W) and target (..., ch, H, W): the one split rule."""
+    x = to_tensor(window, device)
     if config.variant == "reconstruction":
         return x, x
     split = config.past_frames * config.channels

@@ -22,11 +22,21 @@ import numpy as np
 import typer
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from model import checkpoint
+from model import checkpoint, events
+from model.alerts import AlertPolicy
 from model.data import load_clips
 from model.inference import INFERENCE_CHOICES, pick_device
 from model.inference import build as build_inference
-from model.scoring import FUSION_WEIGHT, UPDATE_THRESHOLD, ClipScores, minmax, paper_scores, score_clips
+from model.regions import Regions
+from model.scoring import (
+    FUSION_WEIGHT,
+    UPDATE_THRESHOLD,
+    Calibration,
+    ClipScores,
+    minmax,
+    paper_scores,
+    score_clips,
+)
 
 
 def aligned_labels(labels: np.ndarray, lengths: Sequence[int], skip: int) -> np.ndarray:
@@ -51,10 +61,17 @@ def metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     return {"auc": float(roc_auc_score(labels, scores)), "eer": equal_error_rate(labels, scores)}
 
 
-def report(scored: list[ClipScores], labels: np.ndarray, calibration, weight: float) -> dict:
-    """AUC/EER of the fused score and of each term alone (the paper's ablation), both normalizations."""
-    psnr = np.concatenate([s.psnr for s in scored])
-    distance = np.concatenate([s.distance for s in scored])
+def streaming(scored: Sequence[ClipScores], calibration: Calibration) -> list[np.ndarray]:
+    """What the service sends for each clip: the calibration's fused score of the region measures."""
+    return [np.asarray(calibration.score(*s.measures())) for s in scored]
+
+
+def report(scored: list[ClipScores], labels: np.ndarray, calibration: Calibration | None, weight: float) -> dict:
+    """AUC/EER of the fused score and of each term alone (the paper's ablation), both normalizations.
+
+    paper: whole-frame PSNR and mean distance, per-clip min-max, the paper's λ (Eq. 13).
+    streaming: the calibration's measures (region windows) and λ, what the service sends.
+    """
     paper = {
         "fused": np.concatenate([paper_scores(s.psnr, s.distance, weight) for s in scored]),
         "psnr_only": np.concatenate([1 - minmax(s.psnr) for s in scored]),
@@ -62,16 +79,67 @@ def report(scored: list[ClipScores], labels: np.ndarray, calibration, weight: fl
     }
     out = {"paper": {k: metrics(labels, v) for k, v in paper.items()}}
     if calibration is not None:
-        streaming = {
+        psnr = np.concatenate([s.measures()[0] for s in scored])
+        distance = np.concatenate([s.measures()[1] for s in scored])
+        streaming_scores = {
             "fused": calibration.score(psnr, distance),
             "psnr_only": 1 - calibration.normalize_psnr(psnr),
             "distance_only": calibration.normalize_distance(distance),
         }
-        out["streaming"] = {k: metrics(labels, v) for k, v in streaming.items()}
+        out["streaming"] = {k: metrics(labels, v) for k, v in streaming_scores.items()}
     return out
 
 
-def plot_clip(path: Path, clip: ClipScores, labels: np.ndarray, calibration, weight: float) -> None:
+def folds(clip_labels: Sequence[np.ndarray]) -> tuple[list[int], list[int]]:
+    """The clips with normal frames, alternately in two folds (the camera's 'normal footage' protocol)."""
+    with_normal = [i for i, y in enumerate(clip_labels) if (~np.asarray(y, bool)).any()]
+    return with_normal[0::2], with_normal[1::2]
+
+
+def event_report(
+    scored: Sequence[ClipScores],
+    clip_labels: Sequence[np.ndarray],
+    calibration: Calibration,
+    fps: float,
+    on_frames: int,
+    off_frames: int,
+) -> dict:
+    """The alert machine over every clip, with the checkpoint's calibration and with a refit on the camera.
+
+    Refit: one fold's normal frames play the operator's normal footage (`calibrate`, or the live
+    calibration), the other fold and the fully anomalous clips are scored; then the folds swap.
+    """
+
+    def run(cal: Calibration, index: Sequence[int]) -> dict:
+        policy = AlertPolicy(cal.alert_on, cal.alert_off, on_frames, off_frames)
+        scores = [np.asarray(cal.score(*scored[i].measures())) for i in index]
+        return events.evaluate_events([clip_labels[i] for i in index], scores, policy, fps).to_dict()
+
+    everything = list(range(len(scored)))
+    out: dict = {"checkpoint": run(calibration, everything), "refit": []}
+    for fit_on in folds(clip_labels):
+        if not fit_on:
+            continue
+        normal = [(scored[i].measures(), ~np.asarray(clip_labels[i], bool)) for i in fit_on]
+        psnr = np.concatenate([m[0][keep] for m, keep in normal])
+        distance = np.concatenate([m[1][keep] for m, keep in normal])
+        camera = Calibration.fit(psnr, distance, calibration.weight, calibration.regions)
+        scored_clips = [i for i in everything if i not in fit_on]
+        out["refit"].append(
+            {
+                "fitted_on": [scored[i].name for i in fit_on],
+                "fitted_frames": len(psnr),
+                "scored": [scored[i].name for i in scored_clips],
+                "camera": run(camera, scored_clips),
+                "checkpoint": run(calibration, scored_clips),
+            }
+        )
+    return out
+
+
+def plot_clip(
+    path: Path, clip: ClipScores, labels: np.ndarray, calibration: Calibration | None, weight: float, policy=None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,10 +151,16 @@ def plot_clip(path: Path, clip: ClipScores, labels: np.ndarray, calibration, wei
     ax.fill_between(
         frames, 0, 1, where=anomalous, color="tab:red", alpha=0.15, step="mid", label="ground truth anomaly"
     )
-    ax.plot(frames, paper_scores(clip.psnr, clip.distance, weight), lw=1.2, label="score (per-clip min-max)")
+    ax.plot(frames, paper_scores(clip.psnr, clip.distance, weight), lw=1.0, label="paper (per-clip min-max)")
     if calibration is not None:
-        ax.plot(frames, calibration.score(clip.psnr, clip.distance), lw=1.2, label="score (streaming)")
-        ax.axhline(calibration.alert_on, color="gray", ls="--", lw=0.8, label="alert threshold")
+        score = np.asarray(calibration.score(*clip.measures()))
+        ax.plot(frames, score, lw=1.2, label="streaming (what the service sends)")
+        ax.axhline(calibration.alert_on, color="gray", ls="--", lw=0.8, label="alert on")
+        for i, e in enumerate(events.episodes(score, policy) if policy is not None else []):
+            ax.axvspan(
+                frames[e.raised], frames[e.end], ymin=0.92, ymax=1, color="black", alpha=0.6,
+                label="alert episode" if i == 0 else None,
+            )  # fmt: skip
     ax.set(xlabel="frame", ylabel="anomaly score", ylim=(0, 1), title=f"clip {clip.name}")
     ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
@@ -111,6 +185,10 @@ def main(
         float | None,
         typer.Option(min=0, help="Test-time memory update below this weighted error (default: the paper's; 0: never)"),
     ] = None,
+    on_frames: Annotated[
+        int, typer.Option(min=1, help="Alert machine: frames above alert_on that open (service's)")
+    ] = 3,
+    off_frames: Annotated[int, typer.Option(min=1, help="Alert machine: frames below alert_off that close")] = 10,
 ) -> None:
     """Score labelled test footage; print and write frame-level AUC and EER for both normalizations."""
     if inference not in INFERENCE_CHOICES:
@@ -132,11 +210,22 @@ def main(
     model = build_inference(inference, ckpt.build(dev), dev)
     built = time.perf_counter()
     threshold = UPDATE_THRESHOLD[config.variant] if update_threshold is None else update_threshold
-    scored = score_clips(model, clips, threshold, batch_size, dev, progress=True)
+    where = ckpt.calibration.regions if ckpt.calibration is not None else Regions()
+    scored = score_clips(
+        model, clips, threshold, batch_size, dev, True, (where.error_window,), (where.distance_window,)
+    )
     finished = time.perf_counter()
     frame_labels = aligned_labels(np.load(labels), [len(c.frames) for c in clips], config.window - 1)
     weight = FUSION_WEIGHT[config.variant]
     results = report(scored, frame_labels, ckpt.calibration, weight)
+    lengths = np.cumsum([0, *(len(s.psnr) for s in scored)])
+    clip_labels = [frame_labels[a:b].astype(bool) for a, b in pairwise(lengths)]
+    alerts = None
+    if ckpt.calibration is not None:
+        alerts = event_report(scored, clip_labels, ckpt.calibration, ckpt.fps, on_frames, off_frames)
+    policy = (
+        AlertPolicy(ckpt.calibration.alert_on, ckpt.calibration.alert_off, on_frames, off_frames) if alerts else None
+    )
     frames = sum(len(s.psnr) for s in scored)
     speed = {
         "frames": frames,
@@ -149,23 +238,23 @@ def main(
         "inference": model.describe(),
     }
     out.mkdir(parents=True, exist_ok=True)
-    per_clip, offset = [], 0
-    for s in scored:
-        clip_labels = frame_labels[offset : offset + len(s.psnr)]
-        offset += len(s.psnr)
+    per_clip = []
+    for s, y in zip(scored, clip_labels):
         entry = {
             "name": s.name,
             "first_frame": s.first_frame,
             "psnr": s.psnr.tolist(),
             "distance": s.distance.tolist(),
             "paper_score": paper_scores(s.psnr, s.distance, weight).tolist(),
-            "labels": clip_labels.tolist(),
+            "region_psnr": s.measures()[0].tolist(),
+            "region_distance": s.measures()[1].tolist(),
+            "labels": y.astype(int).tolist(),
         }
         if ckpt.calibration is not None:
-            entry["streaming_score"] = ckpt.calibration.score(s.psnr, s.distance).tolist()
+            entry["streaming_score"] = np.asarray(ckpt.calibration.score(*s.measures())).tolist()
         per_clip.append(entry)
         if plots:
-            plot_clip(out / f"clip_{s.name}.png", s, clip_labels, ckpt.calibration, weight)
+            plot_clip(out / f"clip_{s.name}.png", s, y, ckpt.calibration, weight, policy)
     summary = {
         "weights": str(weights),
         "data": str(data),
@@ -173,7 +262,9 @@ def main(
         "config": config.to_dict(),
         "fusion_weight": weight,
         "update_threshold": threshold,
+        "calibration": ckpt.calibration.to_dict() if ckpt.calibration is not None else None,
         "metrics": results,
+        "events": alerts,
         "speed": speed,
     }
     (out / "report.json").write_text(json.dumps({**summary, "clips": per_clip}))
@@ -184,9 +275,25 @@ def main(
             f"{mode:>9}: fused AUC {fused:.2f} % (PSNR only {psnr_only:.2f}, distance only {distance_only:.2f}), "
             f"EER {100 * t['fused']['eer']:.2f} %"
         )
+    if alerts is not None:
+        print(f"   events: checkpoint's calibration: {describe_events(alerts['checkpoint'])}")
+        for fold in alerts["refit"]:
+            print(f"           refit on {', '.join(fold['fitted_on'])}: {describe_events(fold['camera'])}")
     print(
         f"{frames} frames scored at {speed['score_fps']} frames/s ({speed['total_fps']} frames/s with decoding), "
         f"inference path {model.name}"
+    )
+
+
+def describe_events(e: dict) -> str:
+    delay = (
+        "n/a"
+        if e["median_delay_frames"] is None
+        else f"{e['median_delay_frames']:.0f} frames ({e['median_delay_s']:.2f} s)"
+    )
+    return (
+        f"{e['detected']}/{e['events']} events alerted, median delay {delay}, {e['false_episodes']} false episodes, "
+        f"{100 * e['normal_above_on_share']:.1f} % of normal frames above alert_on"
     )
 
 

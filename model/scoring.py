@@ -21,14 +21,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model import memory
-from model.data import Clip, to_tensor
+from model import memory, regions
+from model.data import Clip, window_tensors
 from model.inference import InferencePath
 from model.network import MemoryAE, Variant
 
 # The paper's settings per variant: fusion weight λ and test-time update threshold.
 FUSION_WEIGHT: dict[Variant, float] = {"prediction": 0.6, "reconstruction": 0.7}
 UPDATE_THRESHOLD: dict[Variant, float] = {"prediction": 0.01, "reconstruction": 0.015}
+MIN_FRAMES = 20  # a calibration fitted on fewer frames has no usable mean, spread or 99th percentile
 
 
 def squared_error(pred: Tensor, target: Tensor) -> Tensor:
@@ -53,32 +54,63 @@ def weighted_error(pred: Tensor, target: Tensor, error: Tensor | None = None) ->
 
 
 class StepScores(NamedTuple):
-    psnr: Tensor  # (B,)
-    distance: Tensor  # (B,) feature distance to the nearest memory item
+    psnr: Tensor  # (B,) whole-frame PSNR (the paper's)
+    distance: Tensor  # (B,) mean feature distance to the nearest memory item (the paper's)
+    region_psnr: Tensor  # (B, Ke) PSNR of the worst error window, one column per error window side
+    region_distance: Tensor  # (B, Kd) mean feature distance in the worst window, one column per side
+    error_box: Tensor  # (B, Ke, 4) x, y, w, h of each worst error window, model pixels
+    distance_box: Tensor  # (B, Kd, 4) the same for the distance windows, model pixels
     frame: Tensor  # (B, ch, H, W) predicted frame in [-1, 1]
     items: Tensor  # (B, M, C) memory copies after the test-time update
     error: Tensor  # (B, ch, H, W) squared pixel error, pixels in [0, 1]: where the prediction failed
 
 
+def _to_psnr(mse: Tensor) -> Tensor:
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
 @torch.inference_mode()
 def score_step(
-    model: MemoryAE | InferencePath, x: Tensor, target: Tensor, items: Tensor, update_threshold: float
+    model: MemoryAE | InferencePath,
+    x: Tensor,
+    target: Tensor,
+    items: Tensor,
+    update_threshold: float,
+    error_windows: Sequence[int] = (0,),
+    distance_windows: Sequence[int] = (0,),
 ) -> StepScores:
     """Score B windows, each against its own memory copy items (B, M, C).
 
     `model` is the fp32 network or any `model.inference` path: the forward may run in bf16 or in
     another runtime, but PSNR, feature distance and the memory update below run in float32.
+    The region measures come from the same error map and query matching: no second pass.
     """
     out = model(x, items)
     pred = out.frame.float()
     queries = out.queries.float()
-    error = squared_error(pred, target)  # shared by PSNR, the update rule and the caller's heatmap
+    error = squared_error(pred, target)  # shared by PSNR, the regions, the update rule and the caller's heatmap
     scores = memory.matching_scores(queries, items)  # (B, N, M), shared by distance and update
-    distance = memory.feature_distance(queries, items, scores)
+    h, w = pred.shape[-2:]
+    distance_map = regions.position_distance(
+        queries, memory.nearest_item(queries, items, scores), h, w
+    )  # (B, h/8, w/8)
+    error_map = error[:, 0] if error.shape[1] == 1 else error.mean(dim=1)  # (B, H, W), a view for grey
+    worst_error = [regions.worst_window(error_map, k) for k in error_windows]
+    worst_distance = [regions.worst_window(distance_map, k) for k in distance_windows]
     learn = weighted_error(pred, target, error) < update_threshold  # (B,)
     if learn.any():
         items = torch.where(learn[:, None, None], memory.update(queries, items, scores), items)
-    return StepScores(psnr(pred, target, error), distance, pred, items, error)
+    return StepScores(
+        _to_psnr(error_map.mean(dim=(1, 2))),
+        distance_map.mean(dim=(1, 2)),
+        _to_psnr(torch.stack([r.value for r in worst_error], dim=1)),
+        torch.stack([r.value for r in worst_distance], dim=1),
+        torch.stack([r.box for r in worst_error], dim=1),
+        torch.stack([r.box for r in worst_distance], dim=1) * regions.QUERY_STRIDE,
+        pred,
+        items,
+        error,
+    )
 
 
 def minmax(values: np.ndarray) -> np.ndarray:
@@ -117,6 +149,14 @@ class Calibration:
     alert_on: float  # 99th percentile of held-out normal scores
     alert_off: float  # 95th percentile
     frames: int  # held-out frames it was fitted on
+    # which measures P and D are (model.regions): 0 = whole frame, as in the paper; checkpoints older
+    # than the region scores have none and keep the whole-frame measures
+    error_window: int = 0
+    distance_window: int = 0
+
+    @property
+    def regions(self) -> regions.Regions:
+        return regions.Regions(self.error_window, self.distance_window)
 
     def normalize_psnr(self, values: np.ndarray | float) -> np.ndarray | float:
         return _logistic((np.asarray(values, dtype=np.float64) - self.psnr_mean) / self.psnr_std)
@@ -127,8 +167,18 @@ class Calibration:
     def score(self, psnr_values: np.ndarray | float, distance: np.ndarray | float) -> np.ndarray | float:
         return fuse(self.normalize_psnr(psnr_values), self.normalize_distance(distance), self.weight)
 
+    def distance_dominates(self, psnr_values: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        """Per frame: whether the memory term adds more to the score than the prediction error does
+        (then the distance's window, not the error's, is where the frame looks anomalous)."""
+        error_term = self.weight * (1 - self.normalize_psnr(psnr_values))
+        return np.asarray((1 - self.weight) * self.normalize_distance(distance) > error_term)
+
     @classmethod
-    def fit(cls, psnr_values: np.ndarray, distance: np.ndarray, weight: float) -> Calibration:
+    def fit(
+        cls, psnr_values: np.ndarray, distance: np.ndarray, weight: float, where: regions.Regions | None = None
+    ) -> Calibration:
+        """Fit on normal frames' measures, taken with the windows `where` (default: whole frame)."""
+        where = where or regions.Regions()
         if len(psnr_values) < 2:
             raise ValueError("calibration needs at least 2 held-out frames")
         base = cls(
@@ -140,6 +190,8 @@ class Calibration:
             0.0,
             0.0,
             len(psnr_values),
+            where.error_window,
+            where.distance_window,
         )
         normal = base.score(psnr_values, distance)
         return cls(
@@ -160,6 +212,12 @@ class ClipScores:
     psnr: np.ndarray  # (T - window + 1,) one value per scored frame
     distance: np.ndarray
     first_frame: int  # index of the clip frame the first score belongs to
+    region_psnr: np.ndarray  # (T - window + 1, Ke): one column per error window asked for
+    region_distance: np.ndarray  # (T - window + 1, Kd)
+
+    def measures(self, error_column: int = 0, distance_column: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The (P, D) pair a calibration scores: one column of each region measure."""
+        return self.region_psnr[:, error_column], self.region_distance[:, distance_column]
 
 
 def score_clips(
@@ -169,38 +227,44 @@ def score_clips(
     batch_size: int = 16,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    error_windows: Sequence[int] = (0,),
+    distance_windows: Sequence[int] = (0,),
 ) -> list[ClipScores]:
     """Score every frame of every clip as a live stream would see it: in order, one memory copy per clip.
 
     Clips advance in lockstep so each step batches one window from up to `batch_size` clips,
-    the same cross-stream batching the service does.
+    the same cross-stream batching the service does. Region measures come for every window side
+    asked for (validation compares several in one pass).
     """
     from tqdm import tqdm
 
     config = model.config
     window = config.window
-    split = config.past_frames * config.channels
     total = sum(max(0, len(c.frames) - window + 1) for c in clips)
     bar = tqdm(total=total, desc="score", unit="frame", disable=not progress)
     results: list[ClipScores] = []
+    columns = 2 + len(error_windows) + len(distance_windows)
     for start in range(0, len(clips), batch_size):
         group = clips[start : start + batch_size]
         steps = [len(c.frames) - window + 1 for c in group]
         items = model.items.detach().to(device).expand(len(group), -1, -1).clone()  # (K, M, C)
-        out_psnr = [np.empty(max(s, 0), np.float32) for s in steps]
-        out_dist = [np.empty(max(s, 0), np.float32) for s in steps]
+        out = [np.empty((max(s, 0), columns), np.float32) for s in steps]  # psnr, distance, regions
         for t in range(max(steps, default=0)):
             active = [i for i, s in enumerate(steps) if t < s]
             windows = np.stack([group[i].frames[t : t + window] for i in active])  # (k, window, H, W, ch)
-            x = to_tensor(windows, device)  # (k, window*ch, H, W)
-            inputs, target = (x, x) if config.variant == "reconstruction" else (x[:, :split], x[:, split:])
+            inputs, target = window_tensors(windows, config, device)
             index = torch.tensor(active, device=device)
-            step = score_step(model, inputs, target, items[index], update_threshold)
+            step = score_step(model, inputs, target, items[index], update_threshold, error_windows, distance_windows)
             items[index] = step.items
-            step_psnr, step_dist = step.psnr.cpu().numpy(), step.distance.cpu().numpy()
+            row = (
+                torch.cat([step.psnr[:, None], step.distance[:, None], step.region_psnr, step.region_distance], dim=1)
+                .cpu()
+                .numpy()
+            )
             for j, i in enumerate(active):
-                out_psnr[i][t], out_dist[i][t] = step_psnr[j], step_dist[j]
+                out[i][t] = row[j]
             bar.update(len(active))
-        results += [ClipScores(c.name, p, d, window - 1) for c, p, d in zip(group, out_psnr, out_dist)]
+        ke = 2 + len(error_windows)
+        results += [ClipScores(c.name, o[:, 0], o[:, 1], window - 1, o[:, 2:ke], o[:, ke:]) for c, o in zip(group, out)]
     bar.close()
     return results

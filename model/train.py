@@ -3,8 +3,11 @@
     train ../shared/datasets/ped2/training --fps 10 --out weights/ped2.safetensors
 
 Loss = frame MSE + λc·compactness + λs·separateness; after every step each memory item
-absorbs its nearest queries. Periodic training-state files make `--resume` continue where a
-run stopped, bit for bit with the same seed.
+absorbs its nearest queries. Every few epochs the model is validated on synthetic anomalies made
+from the held-out normal clips (model/validation.py); the epoch with the best validation AUC is
+the one written, with the scoring setting (region windows, λ) and alert thresholds chosen there.
+Periodic training-state files make `--resume` continue where a run stopped, bit for bit with the
+same seed.
 """
 
 from __future__ import annotations
@@ -21,17 +24,27 @@ import torch.nn.functional as F
 import typer
 from tqdm import tqdm
 
-from model import checkpoint, memory
+from model import checkpoint, memory, validation
 from model.data import WindowDataset, load_clips, split_holdout
 from model.inference import bf16_supported, pick_device
 from model.network import MemoryAE, ModelConfig
 from model.scoring import FUSION_WEIGHT, UPDATE_THRESHOLD, Calibration, score_clips
+from model.validation import ValidationReport
 
 # The paper's loss weights per variant: (λc compactness, λs separateness).
 LOSS_WEIGHTS = {"prediction": (0.1, 0.1), "reconstruction": (0.01, 0.01)}
 
 
-def calibrate(model: MemoryAE, holdout: list, device: torch.device) -> Calibration | None:
+def validate(model: MemoryAE, holdout: list, rate: float, device: torch.device, seed: int) -> ValidationReport:
+    model.eval()
+    try:
+        return validation.validate(model, holdout, UPDATE_THRESHOLD[model.config.variant], rate, device, seed)
+    finally:
+        model.train()
+
+
+def fallback_calibration(model: MemoryAE, holdout: list, device: torch.device) -> Calibration | None:
+    """Whole-frame calibration when the held-out clips are too short for synthetic events."""
     if not holdout:
         return None
     model.eval()
@@ -63,6 +76,12 @@ def main(
     seed: int = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Epochs between training-state saves")] = 1,
     resume: Annotated[bool, typer.Option(help="Continue from OUT.state.pt")] = False,
+    validate_every: Annotated[
+        int, typer.Option(min=0, help="Epochs between validations on synthetic anomalies (0: last epoch only)")
+    ] = 4,
+    snapshot_every: Annotated[
+        int, typer.Option(min=0, help="Epochs between weight snapshots OUT.epNN.safetensors (0: none)")
+    ] = 0,
 ) -> None:
     """Train the memory-guided normality model on normal footage and write a checkpoint."""
     random.seed(seed)
@@ -78,6 +97,9 @@ def main(
     if rate is None:
         raise typer.BadParameter("frame folders carry no frame rate: pass --fps")
     train_clips, holdout_clips = split_holdout(clips, holdout)
+    can_validate = validation.usable(holdout_clips, config.window)
+    if not can_validate:
+        print("validation: the held-out clips are too short for synthetic anomalies; shipping the last epoch")
     dataset = WindowDataset(train_clips, config)
     if len(dataset) < batch_size:
         raise typer.BadParameter(f"{data}: only {len(dataset)} training windows, fewer than one batch")
@@ -93,6 +115,7 @@ def main(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     state_path = out.with_name(out.name + ".state.pt")
     start_epoch, wall = 0, 0.0
+    best: tuple[float, int, dict, ValidationReport | None] = (-1.0, 0, {}, None)  # AUC, epoch, weights, report
     if resume:
         if not state_path.exists():
             raise typer.BadParameter(f"--resume: {state_path} not found")
@@ -103,6 +126,8 @@ def main(
         start_epoch, wall = int(state["epoch"]), float(state["wall_time_s"])
         torch.set_rng_state(state["rng"])
         loader.generator.set_state(state["loader_rng"])
+        if "best_weights" in state:
+            best = (state["best_auc"], state["best_epoch"], state["best_weights"], None)
 
     print(
         f"train: {len(train_clips)} clips, {len(dataset)} windows; calibration: {len(holdout_clips)} clips; "
@@ -131,13 +156,24 @@ def main(
                 epoch=epoch + 1,
                 loss=f"{loss.item():.4f}",
                 frame=f"{frame_loss.item():.4f}",
-                compact=f"{compact.item():.4f}",
+                compact=f"{compact.item():.1e}",
                 separate=f"{separate.item():.3f}",
                 refresh=False,
             )
             bar.update()
         scheduler.step()
         wall += time.monotonic() - started
+        last = epoch + 1 == epochs
+        if can_validate and ((validate_every and (epoch + 1) % validate_every == 0) or last):
+            report = validate(model, holdout_clips, rate, dev, seed)
+            tqdm.write(f"epoch {epoch + 1}: {report.summary()}")
+            if report.best.auc > best[0]:
+                weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best = (report.best.auc, epoch + 1, weights, report)
+        if snapshot_every and (epoch + 1) % snapshot_every == 0:
+            checkpoint.save(
+                out.with_name(f"{out.stem}.ep{epoch + 1:02d}.safetensors"), model, rate, None, {"epoch": epoch + 1}
+            )
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
             state = {
                 "model": model.state_dict(),
@@ -147,6 +183,7 @@ def main(
                 "wall_time_s": wall,
                 "rng": torch.get_rng_state(),
                 "loader_rng": loader.generator.get_state(),
+                **({"best_auc": best[0], "best_epoch": best[1], "best_weights": best[2]} if best[2] else {}),
             }
             state_path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(state, state_path.with_suffix(".tmp"))
@@ -155,13 +192,25 @@ def main(
 
     started = time.monotonic()
     model = model.to(memory_format=torch.contiguous_format)
-    calibration = calibrate(model, holdout_clips, dev)
+    shipped_epoch, chosen = epochs, None
+    if best[2]:
+        _, shipped_epoch, weights, chosen = best
+        model.load_state_dict(weights)
+        if chosen is None:  # resumed after the best epoch: its report was not kept, validate it again
+            chosen = validate(model, holdout_clips, rate, dev, seed)
+        model.eval()
+        calibration = chosen.calibration
+        print(f"shipping epoch {shipped_epoch} of {epochs}: {chosen.summary()}")
+    else:
+        calibration = fallback_calibration(model, holdout_clips, dev)
     wall += time.monotonic() - started
     provenance = {
         "data": str(data),
         "train_clips": [c.name for c in train_clips],
         "calibration_clips": [c.name for c in holdout_clips],
         "epochs": epochs,
+        "shipped_epoch": shipped_epoch,
+        "validation": chosen.to_dict() if chosen is not None else None,
         "batch_size": batch_size,
         "lr": lr,
         "lambda_c": lc,

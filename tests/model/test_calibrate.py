@@ -15,10 +15,10 @@ import torch
 import typer
 
 from model import checkpoint
-from model.calibrate import MIN_FRAMES, resample
 from model.calibrate import main as calibrate
+from model.calibrate import resample
 from model.data import Clip, load_clips
-from model.scoring import UPDATE_THRESHOLD, Calibration, score_clips
+from model.scoring import MIN_FRAMES, UPDATE_THRESHOLD, Calibration, score_clips
 from model.train import main as train
 
 pytestmark = pytest.mark.ped2
@@ -64,10 +64,14 @@ def test_calibrate_refits_on_the_footage_and_keeps_everything_else(tiny, footage
     before, after = checkpoint.load(tiny), checkpoint.load(out)
     # the reference: what `evaluate` scores on the same footage, fitted as training fits its holdout
     clips = [c for f in footage for c in load_clips(f, before.config, before.fps)]
-    scored = score_clips(before.build("cpu"), clips, UPDATE_THRESHOLD[before.config.variant])
-    psnr = np.concatenate([s.psnr for s in scored])
-    distance = np.concatenate([s.distance for s in scored])
-    expected = Calibration.fit(psnr, distance, before.calibration.weight)
+    where = before.calibration.regions  # the windows validation chose at training are kept
+    scored = score_clips(
+        before.build("cpu"), clips, UPDATE_THRESHOLD[before.config.variant],
+        error_windows=(where.error_window,), distance_windows=(where.distance_window,),
+    )  # fmt: skip
+    psnr = np.concatenate([s.measures()[0] for s in scored])
+    distance = np.concatenate([s.measures()[1] for s in scored])
+    expected = Calibration.fit(psnr, distance, before.calibration.weight, where)
     assert after.calibration == returned
     assert asdict(after.calibration) == pytest.approx(asdict(expected), rel=1e-9, abs=1e-12)
     assert after.calibration.frames == 56 + 36  # each clip's first 4 frames have no prediction
@@ -79,6 +83,9 @@ def test_calibrate_refits_on_the_footage_and_keeps_everything_else(tiny, footage
     assert after.provenance == before.provenance
     assert recal["footage"] == [str(f) for f in footage] and recal["clips"] == ["c03", "c05"]
     assert recal["frames"] == 92 and recal["previous"] == before.calibration.to_dict()
+    check = recal["validation"]  # the label-free check on this footage's synthetic anomalies
+    assert check["best"]["error_window"] == where.error_window and check["best"]["weight"] == before.calibration.weight
+    assert check["events"]["events"] == 16 and 0 <= check["best"]["auc"] <= 1
 
 
 def test_bad_inputs_say_what_is_wrong(tiny, footage, tmp_path) -> None:

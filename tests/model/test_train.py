@@ -101,3 +101,29 @@ def test_bad_data_paths(tmp_path: Path) -> None:
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
     with pytest.raises(DataError, match=r"broken\.mp4"):
         load_clips(tmp_path, ModelConfig(base_width=2, height=16, width=24))
+
+
+def test_train_validates_on_synthetic_anomalies_and_ships_the_best_epoch(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Held-out clips long enough for synthetic events: every epoch is validated, the best one is written,
+    with the windows, λ and thresholds that validation chose."""
+    import re
+
+    root = tmp_path_factory.mktemp("long")
+    for i in range(3):
+        write_video(root / f"cam{i}.avi", 40, 10.0, seed=i)
+    out = tmp_path / "v.safetensors"
+    train(root, out=out, **{**TINY, "epochs": 3, "validate_every": 1})
+    printed = capsys.readouterr().out
+    aucs = {int(e): float(a) for e, a in re.findall(r"epoch (\d+): validation AUC ([\d.]+) %", printed)}
+    assert sorted(aucs) == [1, 2, 3]
+    ckpt = checkpoint.load(out)
+    best = max(aucs, key=lambda e: aucs[e])
+    assert ckpt.provenance["shipped_epoch"] == best
+    chosen = ckpt.provenance["validation"]["best"]
+    assert chosen["auc"] * 100 == pytest.approx(aucs[best], abs=0.01)
+    assert (ckpt.calibration.error_window, ckpt.calibration.distance_window, ckpt.calibration.weight) == (
+        chosen["error_window"], chosen["distance_window"], chosen["weight"],
+    )  # fmt: skip
+    assert f"shipping epoch {best} of 3" in printed

@@ -1,0 +1,59 @@
+"""Worst-region measures: an anomaly is local, and a frame-wide mean dilutes it.
+
+One global PSNR mixes the whole frame, so a denser crowd lowers it as much as a small cart does.
+Taking the worst square window of the prediction error (and of the per-position memory feature
+distance) scores a frame by its most surprising place, whatever the rest of the frame holds.
+The window that sets the score is also the box the service sends with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+QUERY_STRIDE = 8  # pixels per query position: the encoder pools three times
+
+
+@dataclass(frozen=True)
+class Regions:
+    """Window sides for the two measures; 0 means the whole frame (the paper's measures)."""
+
+    error_window: int = 0  # pixels at the model's input size
+    distance_window: int = 0  # query positions (each covers QUERY_STRIDE x QUERY_STRIDE pixels)
+
+    def __post_init__(self) -> None:
+        if self.error_window < 0 or self.distance_window < 0:
+            raise ValueError(f"window sides must be >= 0, not {self}")
+
+
+class Worst(NamedTuple):
+    value: Tensor  # (B,) mean over the worst window
+    box: Tensor  # (B, 4) long: x, y, width, height of that window, in the map's units
+
+
+def worst_window(values: Tensor, size: int) -> Worst:
+    """(B, h, w) map -> its largest mean over size x size windows at stride size/2 (0: the whole map).
+
+    Windows that do not fit in the map shrink to it, so a window larger than the map is the frame mean.
+    """
+    batch, h, w = values.shape
+    if size <= 0 or (size >= h and size >= w):
+        whole = torch.tensor([0, 0, w, h], device=values.device).expand(batch, 4)
+        return Worst(values.mean(dim=(1, 2)), whole)
+    kh, kw = min(size, h), min(size, w)
+    stride = max(1, size // 2)
+    pooled = F.avg_pool2d(values.unsqueeze(1), (kh, kw), stride).flatten(1)  # (B, h' * w')
+    value, index = pooled.max(dim=1)
+    columns = (w - kw) // stride + 1
+    y, x = index // columns * stride, index % columns * stride
+    size_t = torch.tensor([kw, kh], device=values.device).expand(batch, 2)
+    return Worst(value, torch.cat([torch.stack([x, y], dim=1), size_t], dim=1))
+
+
+def position_distance(queries: Tensor, nearest: Tensor, height: int, width: int) -> Tensor:
+    """Squared distance of each query to its nearest item, as a map: (B, N, C) x2 -> (B, h, w)."""
+    return (queries - nearest).pow(2).mean(dim=-1).unflatten(1, (height // QUERY_STRIDE, width // QUERY_STRIDE))

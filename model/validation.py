@@ -1,0 +1,201 @@
+"""Validation without test labels: synthetic anomalies on held-out normal clips pick every setting.
+
+`train` holds out normal clips; `model.synthetic` turns copies of them into clips with one labelled
+event each. Scored as a stream sees them, they give a validation AUC and an event recall, so the
+epoch to ship, the region window sides, the fusion weight λ and the alert thresholds are all
+chosen here, never on a test split. `calibrate` runs the same check on a user's own footage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import product
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from model import events, synthetic
+from model.alerts import AlertPolicy
+from model.data import Clip
+from model.inference import InferencePath
+from model.network import MemoryAE
+from model.regions import Regions
+from model.scoring import Calibration, ClipScores, score_clips
+
+# Candidate window sides: 0 is the whole frame (the paper's measures).
+ERROR_WINDOWS: tuple[int, ...] = (0, 8, 12, 16, 24, 32)  # model pixels
+DISTANCE_WINDOWS: tuple[int, ...] = (0, 1, 2, 4)  # query positions
+WEIGHTS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))  # λ; 1.0 is PSNR alone, 0.0 distance alone
+
+
+@dataclass
+class Choice:
+    """A scoring setting and how it did on the synthetic events."""
+
+    error_window: int
+    distance_window: int
+    weight: float
+    auc: float
+    benign_above_on: float = 0.0  # share of benign (normal, varied) frames at or above the alert threshold
+
+    @property
+    def regions(self) -> Regions:
+        return Regions(self.error_window, self.distance_window)
+
+
+@dataclass
+class ValidationReport:
+    best: Choice
+    calibration: Calibration  # fitted on the normal clips with the best setting
+    psnr_only: Choice  # the best window for each term alone
+    distance_only: Choice
+    paper_measures: Choice  # whole-frame PSNR and mean distance at the paper's λ (the setting before regions)
+    events: dict  # event recall etc. of the best setting with the alert machine
+    kinds: dict[str, float] = field(default_factory=dict)  # per anomaly kind: AUC; per benign kind: share above on
+    frames: int = 0  # synthetic frames scored
+
+    def summary(self) -> str:
+        b, e = self.best, self.events
+        return (
+            f"validation AUC {100 * b.auc:.2f} % (error window {b.error_window}, distance window "
+            f"{b.distance_window}, λ {b.weight}); PSNR alone {100 * self.psnr_only.auc:.2f}, distance alone "
+            f"{100 * self.distance_only.auc:.2f}, paper's measures {100 * self.paper_measures.auc:.2f}; events "
+            f"{e['detected']}/{e['events']}, false episodes {e['false_episodes']}; benign frames above alert_on: "
+            + ", ".join(f"{k.removesuffix('_above_on')} {100 * v:.1f} %" for k, v in self.kinds.items() if "above" in k)
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "best": asdict(self.best),
+            "psnr_only": asdict(self.psnr_only),
+            "distance_only": asdict(self.distance_only),
+            "paper_measures": asdict(self.paper_measures),
+            "events": self.events,
+            "kinds": self.kinds,
+            "frames": self.frames,
+        }
+
+
+def usable(clips: Sequence[Clip], window: int) -> bool:
+    """Whether these normal clips are long enough to make synthetic events from."""
+    return any(len(c.frames) >= synthetic.min_frames(window) for c in clips)
+
+
+def _columns(scored: Sequence[ClipScores], i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.concatenate([s.region_psnr[:, i] for s in scored]),
+        np.concatenate([s.region_distance[:, j] for s in scored]),
+    )
+
+
+def score_candidates(
+    model: MemoryAE | InferencePath,
+    clips: Sequence[Clip],
+    update_threshold: float,
+    device: torch.device | str = "cpu",
+    error_windows: Sequence[int] = ERROR_WINDOWS,
+    distance_windows: Sequence[int] = DISTANCE_WINDOWS,
+) -> list[ClipScores]:
+    return score_clips(
+        model, clips, update_threshold, 16, device, error_windows=error_windows, distance_windows=distance_windows
+    )
+
+
+def choose(
+    normal: Sequence[ClipScores],
+    anomalous: Sequence[ClipScores],
+    labels: Sequence[np.ndarray],
+    error_windows: Sequence[int] = ERROR_WINDOWS,
+    distance_windows: Sequence[int] = DISTANCE_WINDOWS,
+    weights: Sequence[float] = WEIGHTS,
+    benign: Sequence[bool] | None = None,
+) -> list[tuple[Choice, Calibration]]:
+    """Every (error window, distance window, λ): its calibration on `normal`, AUC on `anomalous`, and the
+    share of the `benign` clips' frames (normal variation) that would raise the alert."""
+    y = np.concatenate(labels)
+    calm = np.concatenate([np.full(len(x), bool(b)) for x, b in zip(labels, benign or [False] * len(labels))])
+    out = []
+    for (i, e), (j, d) in product(enumerate(error_windows), enumerate(distance_windows)):
+        p_normal, d_normal = _columns(normal, i, j)
+        p_test, d_test = _columns(anomalous, i, j)
+        for w in weights:
+            calibration = Calibration.fit(p_normal, d_normal, w, Regions(e, d))
+            score = calibration.score(p_test, d_test)
+            above = float(np.mean(score[calm] >= calibration.alert_on)) if calm.any() else 0.0
+            out.append((Choice(e, d, w, float(roc_auc_score(y, score)), above), calibration))
+    return out
+
+
+MAX_BENIGN_ALARMS = 0.05  # the operator's bar: at most 5 % of normal frames above the alert threshold
+
+
+def pick(table: Sequence[tuple[Choice, Calibration]]) -> tuple[Choice, Calibration]:
+    """The best AUC among settings that alarm on at most 5 % of benign frames; if none does, the calmest.
+
+    AUC alone rewards a term that separates the synthetic events but jumps on any change of the normal
+    footage (the memory distance of a collapsed memory does: its normal values sit near 1e-6)."""
+    calm = [r for r in table if r[0].benign_above_on <= MAX_BENIGN_ALARMS]
+    if calm:
+        return max(calm, key=lambda r: r[0].auc)
+    return min(table, key=lambda r: (r[0].benign_above_on, -r[0].auc))
+
+
+def validate(
+    model: MemoryAE | InferencePath,
+    normal_clips: Sequence[Clip],
+    update_threshold: float,
+    fps: float,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    fixed: Calibration | None = None,
+    paper_weight: float = 0.6,
+) -> ValidationReport:
+    """Score the normal clips and their synthetic anomalies; choose the setting with the best AUC.
+
+    `fixed`: keep this calibration's windows and λ (a user's check of a shipped setting); the
+    thresholds are still refitted on `normal_clips`.
+    """
+    window = model.config.window
+    fakes = synthetic.make(normal_clips, window, seed)
+    if fakes:  # benign variation of the normal clips, labelled normal: a setting must not alarm on it
+        fakes += synthetic.benign([c for c in normal_clips if len(c.frames) >= synthetic.min_frames(window)], seed)
+    else:
+        raise ValueError(f"normal clips too short for synthetic anomalies (need {synthetic.min_frames(window)} frames)")
+    error_windows = (fixed.error_window,) if fixed else ERROR_WINDOWS
+    distance_windows = (fixed.distance_window,) if fixed else DISTANCE_WINDOWS
+    normal = score_candidates(model, normal_clips, update_threshold, device, error_windows, distance_windows)
+    anomalous = score_candidates(
+        model, [f.as_clip() for f in fakes], update_threshold, device, error_windows, distance_windows
+    )
+    labels = [f.labels[window - 1 :] for f in fakes]
+    weights = (fixed.weight,) if fixed else WEIGHTS
+    benign = [f.kind in synthetic.BENIGN for f in fakes]
+    table = choose(normal, anomalous, labels, error_windows, distance_windows, weights, benign)
+    best, calibration = pick(table)
+    psnr_only = max((c for c, _ in table if c.weight == 1.0), key=lambda c: c.auc, default=best)
+    distance_only = max((c for c, _ in table if c.weight == 0.0), key=lambda c: c.auc, default=best)
+    paper = next(
+        (c for c, _ in table if c.error_window == 0 and c.distance_window == 0 and c.weight == paper_weight), best
+    )
+    scores = [calibration.score(*s.measures(*_index(calibration, error_windows, distance_windows))) for s in anomalous]
+    policy = AlertPolicy(calibration.alert_on, calibration.alert_off)  # the service's default on/off frame counts
+    report = events.evaluate_events(labels, scores, policy, fps).to_dict()
+    kinds: dict[str, float] = {}
+    for kind in synthetic.KINDS:  # AUC of each kind's events against its own clips' normal frames
+        members = [k for k, f in enumerate(fakes) if f.kind == kind]
+        y = np.concatenate([labels[k] for k in members])
+        if members and 0 < y.sum() < len(y):
+            kinds[kind] = float(roc_auc_score(y, np.concatenate([scores[k] for k in members])))
+    for kind in synthetic.BENIGN:  # share of benign frames at or above alert_on: false alarms from normal variation
+        members = [k for k, f in enumerate(fakes) if f.kind == kind]
+        if members:
+            kinds[f"{kind}_above_on"] = float(np.mean(np.concatenate([scores[k] for k in members]) >= policy.on))
+    return ValidationReport(
+        best, calibration, psnr_only, distance_only, paper, report, kinds, sum(len(x) for x in labels)
+    )
+
+
+def _index(calibration: Calibration, error_windows: Sequence[int], distance_windows: Sequence[int]) -> tuple[int, int]:
+    return error_windows.index(calibration.error_window), distance_windows.index(calibration.distance_window)

@@ -1,0 +1,38 @@
+"""Choosing the scoring setting on synthetic events: AUC among settings that stay calm on benign variation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model.scoring import Calibration, ClipScores
+from model.validation import Choice, choose, pick
+
+
+def clip(name: str, psnr: np.ndarray, distance: np.ndarray) -> ClipScores:
+    """Scores for two error windows (columns) and one distance window."""
+    return ClipScores(name, psnr[:, 0], distance[:, 0], 4, psnr, distance)
+
+
+def test_choose_scores_every_setting_and_finds_the_informative_window() -> None:
+    rng = np.random.default_rng(0)
+    n = 200
+    normal = clip("n", np.stack([40 + rng.normal(0, 1, n), 30 + rng.normal(0, 1, n)], 1), rng.normal(1, 0.1, (n, 1)))
+    y = np.zeros(100, bool)
+    y[40:60] = True
+    psnr = np.stack([40 + rng.normal(0, 1, 100), 30 + rng.normal(0, 1, 100) - 8 * y], 1)  # only window 2 sees it
+    events = clip("e", psnr, rng.normal(1, 0.1, (100, 1)))
+    table = choose([normal], [events], [y], error_windows=(0, 16), distance_windows=(0,), weights=(0.0, 0.5, 1.0))
+    assert len(table) == 2 * 1 * 3
+    best, calibration = pick(table)
+    assert (best.error_window, best.weight) == (16, 1.0) and best.auc > 0.99
+    assert calibration == Calibration.fit(normal.region_psnr[:, 1], normal.region_distance[:, 0], 1.0, best.regions)
+    blind = next(c for c, _ in table if c.error_window == 0 and c.weight == 1.0)
+    assert 0.3 < blind.auc < 0.7  # the whole-frame window sees nothing
+
+
+def test_pick_prefers_a_calm_setting_over_a_better_auc_that_alarms_on_normal_variation() -> None:
+    cal = Calibration(30, 1, 1, 1, 0.5, 0.9, 0.8, 100)
+    fragile, calm = Choice(0, 0, 0.3, 0.95, benign_above_on=0.40), Choice(12, 0, 1.0, 0.90, benign_above_on=0.02)
+    assert pick([(fragile, cal), (calm, cal)])[0] == calm
+    worse = Choice(8, 0, 1.0, 0.80, benign_above_on=0.30)
+    assert pick([(fragile, cal), (worse, cal)])[0] == worse  # none is calm: the calmest

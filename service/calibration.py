@@ -16,8 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from model.calibrate import MIN_FRAMES
-from model.scoring import Calibration
+from model.scoring import MIN_FRAMES, Calibration
 
 State = Literal["model", "collecting", "fitted"]
 
@@ -71,7 +70,7 @@ class StreamCalibration:
         self.last_frame = frame
         if self.count < self.target:
             return None
-        self.fitted = Calibration.fit(self._psnr, self._distance, self.model.weight)
+        self.fitted = Calibration.fit(self._psnr, self._distance, self.model.weight, self.model.regions)
         self.fitted_at, self.target = time.time(), 0
         self._psnr, self._distance = np.empty(0), np.empty(0)
         return self.fitted

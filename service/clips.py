@@ -102,7 +102,8 @@ class ClipJob:
         return round(min(0.999, len(self.scores) / max(1, total - self.model.config.window + 1)), 4)
 
     def on_scored(self, s: Scored) -> list[tuple[str, dict[str, Any]]]:
-        row = {"frame": s.frame.index, "score": s.score, "psnr": s.psnr, "distance": s.distance,
+        row = {"frame": s.frame.index, "score": s.score, "psnr": s.psnr, "distance": s.distance, "box": s.box,
+               "region_psnr": s.region_psnr, "region_distance": s.region_distance,
                "anomalous": s.score >= self.policy.on}  # fmt: skip
         if s.error is not None and self.maps is not None:
             self.maps.append(s.error)  # before the score is visible: whoever sees the score finds the map
@@ -172,11 +173,13 @@ class ClipManager:
         directory.mkdir(parents=True, exist_ok=True)
 
     def usage(self) -> int:
-        """Bytes stored under the clips folder (videos, error maps, results, uploads in flight)."""
+        """Bytes stored under the clips folder (videos, error maps, results); uploads being received are
+        counted by `receiving_bytes` instead, so they are not counted twice."""
         total = 0
         for p in self.directory.iterdir():
-            with contextlib.suppress(OSError):
-                total += p.stat().st_size
+            if not p.name.endswith(".upload"):
+                with contextlib.suppress(OSError):  # deleted meanwhile
+                    total += p.stat().st_size
         return total
 
     def recover(self) -> dict[str, int]:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from model.data import to_tensor
+from model.data import window_tensors
 from model.scoring import Calibration, score_step
 from service.buffer import Frame, FrameBuffer
 from service.heatmap import pixel_errors
@@ -30,13 +30,24 @@ from service.windows import SlidingWindow
 log = logging.getLogger(__name__)
 
 
+Box = tuple[float, float, float, float]  # x, y, width, height as fractions of the frame
+
+
 @dataclass(slots=True)
 class Scored:
     frame: Frame
-    psnr: float
-    distance: float
+    psnr: float  # whole frame (the paper's)
+    distance: float  # mean over query positions (the paper's)
     score: float
     error: np.ndarray | None = None  # (H, W) per-pixel prediction error (service.heatmap): where, not just how much
+    region_psnr: float = 0.0  # the measures the calibration scores (model.regions): the worst window's
+    region_distance: float = 0.0
+    box: Box = (
+        0.0,
+        0.0,
+        1.0,
+        1.0,
+    )  # the window that set the score: the error's or the distance's, whichever counted more
 
 
 class Owner(Protocol):
@@ -182,30 +193,43 @@ class Engine:
         for j, (_, _, window) in enumerate(entries):
             batch[j] = window
         started = time.perf_counter()
-        x = to_tensor(batch[:n], model.device)  # (n, window*ch, H, W)
-        if c.variant == "reconstruction":
-            inputs, target = x, x
-        else:
-            split = c.past_frames * c.channels
-            inputs, target = x[:, :split], x[:, split:]
+        inputs, target = window_tensors(batch[:n], c, model.device)  # (n, T*ch, H, W), (n, ch, H, W)
         items = torch.stack([lane.items for lane, _, _ in entries])
-        step = score_step(model.inference, inputs, target, items, model.update_threshold)
-        psnr = step.psnr.cpu().numpy()
-        distance = step.distance.cpu().numpy()
+        where = model.calibration.regions  # a stream's own fit keeps its model's windows
+        step = score_step(
+            model.inference,
+            inputs,
+            target,
+            items,
+            model.update_threshold,
+            (where.error_window,),
+            (where.distance_window,),
+        )
+        psnr, distance = step.psnr.cpu().numpy(), step.distance.cpu().numpy()
+        region_psnr, region_distance = step.region_psnr[:, 0].cpu().numpy(), step.region_distance[:, 0].cpu().numpy()
+        size = np.array([c.width, c.height, c.width, c.height], np.float64)
+        error_box = step.error_box[:, 0].cpu().numpy() / size  # (n, 4) fractions of the frame
+        distance_box = step.distance_box[:, 0].cpu().numpy() / size
         errors = pixel_errors(step.error)
         elapsed = time.perf_counter() - started
         for j, (lane, _, _) in enumerate(entries):
             lane.items = step.items[j]
         scores = np.empty(n, np.float64)
+        boxes = error_box
         rows: dict[Calibration, list[int]] = {}  # usually one calibration for the whole batch
         for j, (lane, _, _) in enumerate(entries):
             rows.setdefault(lane.calibration, []).append(j)
         for calibration, index in rows.items():
-            scores[index] = calibration.score(psnr[index], distance[index])
+            scores[index] = calibration.score(region_psnr[index], region_distance[index])
+            by_distance = calibration.distance_dominates(region_psnr[index], region_distance[index])
+            boxes[index] = np.where(by_distance[:, None], distance_box[index], error_box[index])
         if self._observe is not None:
             self._observe(model.name, n, elapsed)
         messages: list[tuple[str, dict[str, Any]]] = []
         for j, (lane, frame, _) in enumerate(entries):
-            scored = Scored(frame, float(psnr[j]), float(distance[j]), float(scores[j]), errors[j])
+            scored = Scored(
+                frame, float(psnr[j]), float(distance[j]), float(scores[j]), errors[j],
+                float(region_psnr[j]), float(region_distance[j]), tuple(boxes[j].tolist()),
+            )  # fmt: skip
             messages += lane.owner.on_scored(scored)
         return messages

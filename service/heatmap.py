@@ -102,10 +102,26 @@ def png_rgba(rgba: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def render(picture: np.ndarray, error: np.ndarray | None, width: int, overlaid: bool) -> np.ndarray:
-    """The picture as shown: BGR, at most `width` wide, heatmap blended in when asked and known."""
+def render(
+    picture: np.ndarray,
+    error: np.ndarray | None,
+    width: int,
+    overlaid: bool,
+    box: tuple[float, float, float, float] | None = None,
+) -> np.ndarray:
+    """The picture as shown: BGR, at most `width` wide, heatmap blended in when asked and known, and with
+    the heatmap the box of the region that set the score (fractions of the frame), so the two agree."""
     image = fit(to_bgr(picture), width)
-    return overlay(image, error) if overlaid and error is not None else image
+    if not overlaid or error is None:
+        return image
+    image = overlay(image, error)
+    if box is not None:
+        h, w = image.shape[:2]
+        x, y, bw, bh = box
+        top_left = (round(x * w), round(y * h))
+        bottom_right = (round((x + bw) * w) - 1, round((y + bh) * h) - 1)
+        cv2.rectangle(image, top_left, bottom_right, (255, 255, 255), max(1, w // 320), cv2.LINE_AA)
+    return image
 
 
 def render_heatmap(picture: np.ndarray, error: np.ndarray, width: int) -> bytes:

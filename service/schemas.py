@@ -109,6 +109,12 @@ class CalibrationValues(BaseModel):
     alert_on: float = Field(description="99th percentile of the fused score on the calibration frames")
     alert_off: float = Field(description="95th percentile")
     frames: int = Field(description="frames it was fitted on")
+    error_window: int = Field(
+        0, description="side of the worst error window P is measured in (px at model size; 0: frame)"
+    )
+    distance_window: int = Field(
+        0, description="side of the worst window of query positions D is measured in (0: frame)"
+    )
 
 
 class CalibrationOut(BaseModel):

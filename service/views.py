@@ -41,6 +41,7 @@ class View:
     score: float
     picture: np.ndarray  # decoded picture, or the model input when the source gave none
     error: np.ndarray | None  # (H, W) float32 pixel error at the model's size
+    box: tuple[float, float, float, float] | None = None  # the region that set the score, fractions of the frame
 
 
 class LiveView:

@@ -28,8 +28,12 @@ def reference_scores(models_dir: Path, frames: np.ndarray) -> dict[int, tuple[fl
     ckpt = checkpoint.load(next(models_dir.glob("*.safetensors")))
     net = ckpt.build("cpu")
     clip = Clip("ref", np.stack([preprocess(f, ckpt.config) for f in frames]), 10.0)
-    (scored,) = score_clips(net, [clip], UPDATE_THRESHOLD[ckpt.config.variant])
-    score = ckpt.calibration.score(scored.psnr, scored.distance)
+    where = ckpt.calibration.regions
+    (scored,) = score_clips(
+        net, [clip], UPDATE_THRESHOLD[ckpt.config.variant],
+        error_windows=(where.error_window,), distance_windows=(where.distance_window,),
+    )  # fmt: skip
+    score = ckpt.calibration.score(*scored.measures())
     return {
         scored.first_frame + i: (float(score[i]), float(scored.psnr[i]), float(scored.distance[i]))
         for i in range(len(score))

@@ -14,8 +14,7 @@ import pytest
 from support import wait_for
 from websockets.sync.client import connect
 
-from model.calibrate import MIN_FRAMES
-from model.scoring import Calibration
+from model.scoring import MIN_FRAMES, Calibration
 from service.buffer import Frame
 from service.calibration import CalibrationBusy, StreamCalibration
 from service.engine import Scored
@@ -73,7 +72,10 @@ def feed(s: Stream, psnr: np.ndarray, distance: np.ndarray, start: int = 0) -> l
     messages = []
     for i, (p, d) in enumerate(zip(psnr, distance), start):
         frame = Frame(i, 0, float(i), np.zeros((4, 4, 1), np.uint8))
-        messages += s.on_scored(Scored(frame, float(p), float(d), 0.99, None))
+        # the calibration fits the region measures, which the whole-frame ones equal for a checkpoint without windows
+        messages += s.on_scored(
+            Scored(frame, float(p), float(d), 0.99, None, region_psnr=float(p), region_distance=float(d))
+        )
     return messages
 
 
@@ -178,15 +180,17 @@ def test_calibrate_a_live_stream_end_to_end(serve_factory, h264_clip, tmp_path) 
     scores = {m["frame"]: m for m in out if m["type"] == "score"}
     collected = [m for f, m in sorted(scores.items()) if state["first_frame"] <= f <= state["last_frame"]]
     assert len(collected) == 20 and not any(m["type"] == "dropped" for m in out)
-    psnr, distance = np.array([m["psnr"] for m in collected]), np.array([m["distance"] for m in collected])
-    expected = Calibration.fit(psnr, distance, model_cal["weight"])
+    # ... of the measures the model's calibration scores (its region windows), which a stream's fit keeps
+    psnr = np.array([m["region_psnr"] for m in collected])
+    distance = np.array([m["region_distance"] for m in collected])
+    expected = Calibration.fit(psnr, distance, model_cal["weight"], Calibration(**model_cal).regions)
     assert cal == pytest.approx(expected.to_dict(), rel=1e-12)
     assert cal["psnr_mean"] != pytest.approx(model_cal["psnr_mean"], abs=1e-6)
     assert (stream["alert"]["on"], stream["alert"]["off"]) == (cal["alert_on"], cal["alert_off"])
     assert stream["calibration"] == "fitted"
     fitted = Calibration(**cal)
     for m in after_calibrated(out, 5):  # scored with the stream's own calibration from the next frame on
-        assert abs(m["score"] - fitted.score(m["psnr"], m["distance"])) < 1e-6
+        assert abs(m["score"] - fitted.score(m["region_psnr"], m["region_distance"])) < 1e-6
         assert m["anomalous"] == (m["score"] >= cal["alert_on"])
     assert f'mnad_calibrations_total{{stream="{sid}"}} 1.0' in metrics
     assert json.loads(stored_calibration(data, sid)[0]) == cal
@@ -212,7 +216,7 @@ def test_calibrate_a_live_stream_end_to_end(serve_factory, h264_clip, tmp_path) 
             out = ws_messages(ws, lambda out: sum(m["type"] == "score" for m in out) >= 3, 30)
         restored = Calibration(**second["calibration"])
         for m in (m for m in out if m["type"] == "score"):
-            assert abs(m["score"] - restored.score(m["psnr"], m["distance"])) < 1e-6
+            assert abs(m["score"] - restored.score(m["region_psnr"], m["region_distance"])) < 1e-6
         # bad requests
         for body in ({"seconds": 1}, {"seconds": 3601}, {}, {"seconds": 2, "fps": 5}, {"seconds": "soon"}):
             assert c.post(f"/api/streams/{sid}/calibration", json=body).status_code == 422, body

@@ -90,8 +90,9 @@ def test_engine_restarts_the_window_after_dropped_frames(models_dir, clip_frames
 
 
 def test_each_lane_scores_with_its_own_calibration(models_dir, clip_frames) -> None:
-    """Two lanes of one model see the same frames in one batch: same PSNR and distance, and each score is its own
-    lane's calibration of them (a stream calibrated on its camera next to one using the checkpoint's)."""
+    """Two lanes of one model see the same frames in one batch: same measures, and each score is its own
+    lane's calibration of them (a stream calibrated on its camera next to one using the checkpoint's). Scores
+    use the region measures, and the box is the window of whichever term counted more."""
     torch.set_num_threads(1)
     model = ModelHost.load_dir(models_dir, torch.device("cpu")).get(None)
     own = dataclasses.replace(model.calibration, psnr_mean=model.calibration.psnr_mean - 3, distance_std=0.5)
@@ -105,8 +106,19 @@ def test_each_lane_scores_with_its_own_calibration(models_dir, clip_frames) -> N
             lane.buffer.put(Frame(i, 0, time.time(), preprocess(f, model.config)))
         engine.step(lanes)
     assert batches == [2] * (12 - model.config.window + 1)
-    (a, b) = (np.array([[r.psnr, r.distance, r.score] for r in o.rows]) for o in owners)
-    np.testing.assert_array_equal(a[:, :2], b[:, :2])
+    (a, b) = (
+        np.array([[r.region_psnr, r.region_distance, r.score, r.psnr, r.distance] for r in o.rows]) for o in owners
+    )
+    np.testing.assert_array_equal(a[:, [0, 1, 3, 4]], b[:, [0, 1, 3, 4]])
     np.testing.assert_allclose(a[:, 2], model.calibration.score(a[:, 0], a[:, 1]), rtol=0, atol=1e-12)
     np.testing.assert_allclose(b[:, 2], own.score(b[:, 0], b[:, 1]), rtol=0, atol=1e-12)
     assert np.all(np.abs(a[:, 2] - b[:, 2]) > 1e-3)
+    c = model.config
+    for rows, cal in ((owners[0].rows, model.calibration), (owners[1].rows, own)):
+        for r in rows:
+            x, y, w, h = r.box
+            assert 0 <= x < x + w <= 1 + 1e-9 and 0 <= y < y + h <= 1 + 1e-9
+            by_distance = bool(cal.distance_dominates(np.array([r.region_psnr]), np.array([r.region_distance]))[0])
+            side = cal.distance_window * 8 if by_distance else cal.error_window
+            if side and side < min(c.height, c.width):
+                assert (round(w * c.width), round(h * c.height)) == (side, side)

@@ -116,8 +116,10 @@ class Store:
     def update_alert_peak(self, id: int, peak: float, peak_frame: int) -> None:
         self._exec("UPDATE alerts SET peak_score = ?, peak_frame = ? WHERE id = ?", (peak, peak_frame, id))
 
-    def set_alert_snapshot(self, id: int, thumbnail: str, heatmap: str) -> None:
-        self._exec("UPDATE alerts SET thumbnail = ?, heatmap = ? WHERE id = ?", (thumbnail, heatmap, id))
+    def set_alert_snapshot(self, id: int, thumbnail: str, heatmap: str | None) -> bool:
+        """False when the alert is gone (deleted with its stream, or by retention, meanwhile)."""
+        cur = self._exec("UPDATE alerts SET thumbnail = ?, heatmap = ? WHERE id = ?", (thumbnail, heatmap, id))
+        return cur.rowcount > 0
 
     def close_open_alerts(self, end_time: float, reason: str) -> int:
         """At start-up: alerts a crash left open end now, with the reason (their last frame is unknown)."""

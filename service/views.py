@@ -78,7 +78,10 @@ class AlertSnapshots:
             if view.error is not None:
                 h, w = picture.shape[:2]
                 _write(self.directory / heat, heatmap.png_rgba(heatmap.heatmap_rgba(view.error, h, w)))
-            self.store.set_alert_snapshot(alert_id, thumb, heat if view.error is not None else None)
+            if not self.store.set_alert_snapshot(alert_id, thumb, heat if view.error is not None else None):
+                # the alert was deleted while this was written (its stream deleted on the engine's back)
+                for name in (thumb, heat):
+                    (self.directory / name).unlink(missing_ok=True)
         except (OSError, ValueError, cv2.error):  # a full disk must not stop scoring
             log.exception("could not store the snapshot of alert %s", alert_id)
 

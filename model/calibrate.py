@@ -89,8 +89,8 @@ def main(
     scored = score_clips(
         model, clips, threshold, batch_size, dev, progress, (where.error_window,), (where.distance_window,)
     )
-    psnr = np.concatenate([s.measures()[0] for s in scored])
-    distance = np.concatenate([s.measures()[1] for s in scored])
+    psnr = np.concatenate([s.measures(relative=where.distance_relative)[0] for s in scored])
+    distance = np.concatenate([s.measures(relative=where.distance_relative)[1] for s in scored])
     if len(psnr) < MIN_FRAMES:
         raise typer.BadParameter(
             f"only {len(psnr)} scored frames (clips shorter than {config.window} frames give none); "

@@ -63,7 +63,7 @@ def metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
 
 def streaming(scored: Sequence[ClipScores], calibration: Calibration) -> list[np.ndarray]:
     """What the service sends for each clip: the calibration's fused score of the region measures."""
-    return [np.asarray(calibration.score(*s.measures())) for s in scored]
+    return [np.asarray(calibration.score(*calibration.measures(s))) for s in scored]
 
 
 def report(scored: list[ClipScores], labels: np.ndarray, calibration: Calibration | None, weight: float) -> dict:
@@ -79,8 +79,8 @@ def report(scored: list[ClipScores], labels: np.ndarray, calibration: Calibratio
     }
     out = {"paper": {k: metrics(labels, v) for k, v in paper.items()}}
     if calibration is not None:
-        psnr = np.concatenate([s.measures()[0] for s in scored])
-        distance = np.concatenate([s.measures()[1] for s in scored])
+        psnr = np.concatenate([calibration.measures(s)[0] for s in scored])
+        distance = np.concatenate([calibration.measures(s)[1] for s in scored])
         streaming_scores = {
             "fused": calibration.score(psnr, distance),
             "psnr_only": 1 - calibration.normalize_psnr(psnr),
@@ -112,7 +112,7 @@ def event_report(
 
     def run(cal: Calibration, index: Sequence[int]) -> dict:
         policy = AlertPolicy(cal.alert_on, cal.alert_off, on_frames, off_frames)
-        scores = [np.asarray(cal.score(*scored[i].measures())) for i in index]
+        scores = [np.asarray(cal.score(*cal.measures(scored[i]))) for i in index]
         return events.evaluate_events([clip_labels[i] for i in index], scores, policy, fps).to_dict()
 
     everything = list(range(len(scored)))
@@ -120,7 +120,7 @@ def event_report(
     for fit_on in folds(clip_labels):
         if not fit_on:
             continue
-        normal = [(scored[i].measures(), ~np.asarray(clip_labels[i], bool)) for i in fit_on]
+        normal = [(calibration.measures(scored[i]), ~np.asarray(clip_labels[i], bool)) for i in fit_on]
         psnr = np.concatenate([m[0][keep] for m, keep in normal])
         distance = np.concatenate([m[1][keep] for m, keep in normal])
         camera = Calibration.fit(psnr, distance, calibration.weight, calibration.regions)
@@ -153,7 +153,7 @@ def plot_clip(
     )
     ax.plot(frames, paper_scores(clip.psnr, clip.distance, weight), lw=1.0, label="paper (per-clip min-max)")
     if calibration is not None:
-        score = np.asarray(calibration.score(*clip.measures()))
+        score = np.asarray(calibration.score(*calibration.measures(clip)))
         ax.plot(frames, score, lw=1.2, label="streaming (what the service sends)")
         ax.axhline(calibration.alert_on, color="gray", ls="--", lw=0.8, label="alert on")
         for i, e in enumerate(events.episodes(score, policy) if policy is not None else []):
@@ -246,12 +246,13 @@ def main(
             "psnr": s.psnr.tolist(),
             "distance": s.distance.tolist(),
             "paper_score": paper_scores(s.psnr, s.distance, weight).tolist(),
-            "region_psnr": s.measures()[0].tolist(),
-            "region_distance": s.measures()[1].tolist(),
+            "region_psnr": s.region_psnr[:, 0].tolist(),
+            "region_distance": s.region_distance[:, 0].tolist(),
+            "distance_floor": s.distance_floor.tolist(),
             "labels": y.astype(int).tolist(),
         }
         if ckpt.calibration is not None:
-            entry["streaming_score"] = np.asarray(ckpt.calibration.score(*s.measures())).tolist()
+            entry["streaming_score"] = np.asarray(ckpt.calibration.score(*ckpt.calibration.measures(s))).tolist()
         per_clip.append(entry)
         if plots:
             plot_clip(out / f"clip_{s.name}.png", s, y, ckpt.calibration, weight, policy)

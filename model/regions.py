@@ -24,6 +24,9 @@ class Regions:
 
     error_window: int = 0  # pixels at the model's input size
     distance_window: int = 0  # query positions (each covers QUERY_STRIDE x QUERY_STRIDE pixels)
+    # D relative to the frame's own typical distance (its median over query positions): a change that
+    # moves every query (light, weather, another day) cancels out, a local one does not
+    distance_relative: bool = False
 
     def __post_init__(self) -> None:
         if self.error_window < 0 or self.distance_window < 0:
@@ -52,6 +55,11 @@ def worst_window(values: Tensor, size: int) -> Worst:
     y, x = index // columns * stride, index % columns * stride
     size_t = torch.tensor([kw, kh], device=values.device).expand(batch, 2)
     return Worst(value, torch.cat([torch.stack([x, y], dim=1), size_t], dim=1))
+
+
+def relative(distance: Tensor, floor: Tensor) -> Tensor:
+    """A window's distance over the frame's median distance (both (B,) or broadcastable)."""
+    return distance / floor.clamp_min(1e-12)
 
 
 def position_distance(queries: Tensor, nearest: Tensor, height: int, width: int) -> Tensor:

@@ -58,6 +58,7 @@ class StepScores(NamedTuple):
     distance: Tensor  # (B,) mean feature distance to the nearest memory item (the paper's)
     region_psnr: Tensor  # (B, Ke) PSNR of the worst error window, one column per error window side
     region_distance: Tensor  # (B, Kd) mean feature distance in the worst window, one column per side
+    distance_floor: Tensor  # (B,) the frame's median distance over query positions (regions.relative)
     error_box: Tensor  # (B, Ke, 4) x, y, w, h of each worst error window, model pixels
     distance_box: Tensor  # (B, Kd, 4) the same for the distance windows, model pixels
     frame: Tensor  # (B, ch, H, W) predicted frame in [-1, 1]
@@ -105,6 +106,7 @@ def score_step(
         distance_map.mean(dim=(1, 2)),
         _to_psnr(torch.stack([r.value for r in worst_error], dim=1)),
         torch.stack([r.value for r in worst_distance], dim=1),
+        distance_map.flatten(1).median(dim=1).values,
         torch.stack([r.box for r in worst_error], dim=1),
         torch.stack([r.box for r in worst_distance], dim=1) * regions.QUERY_STRIDE,
         pred,
@@ -153,10 +155,15 @@ class Calibration:
     # than the region scores have none and keep the whole-frame measures
     error_window: int = 0
     distance_window: int = 0
+    distance_relative: bool = False
 
     @property
     def regions(self) -> regions.Regions:
-        return regions.Regions(self.error_window, self.distance_window)
+        return regions.Regions(self.error_window, self.distance_window, self.distance_relative)
+
+    def measures(self, scored: ClipScores) -> tuple[np.ndarray, np.ndarray]:
+        """This calibration's (P, D) of a clip scored with its windows (one column each)."""
+        return scored.measures(0, 0, self.distance_relative)
 
     def normalize_psnr(self, values: np.ndarray | float) -> np.ndarray | float:
         return _logistic((np.asarray(values, dtype=np.float64) - self.psnr_mean) / self.psnr_std)
@@ -192,6 +199,7 @@ class Calibration:
             len(psnr_values),
             where.error_window,
             where.distance_window,
+            where.distance_relative,
         )
         normal = base.score(psnr_values, distance)
         return cls(
@@ -214,10 +222,16 @@ class ClipScores:
     first_frame: int  # index of the clip frame the first score belongs to
     region_psnr: np.ndarray  # (T - window + 1, Ke): one column per error window asked for
     region_distance: np.ndarray  # (T - window + 1, Kd)
+    distance_floor: np.ndarray  # (T - window + 1,) each frame's median distance
 
-    def measures(self, error_column: int = 0, distance_column: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """The (P, D) pair a calibration scores: one column of each region measure."""
-        return self.region_psnr[:, error_column], self.region_distance[:, distance_column]
+    def measures(
+        self, error_column: int = 0, distance_column: int = 0, relative: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The (P, D) pair a calibration scores: one column of each region measure, D relative if asked."""
+        distance = self.region_distance[:, distance_column]
+        return self.region_psnr[:, error_column], distance / np.maximum(
+            self.distance_floor, 1e-12
+        ) if relative else distance
 
 
 def score_clips(
@@ -243,7 +257,7 @@ def score_clips(
     total = sum(max(0, len(c.frames) - window + 1) for c in clips)
     bar = tqdm(total=total, desc="score", unit="frame", disable=not progress)
     results: list[ClipScores] = []
-    columns = 2 + len(error_windows) + len(distance_windows)
+    columns = 3 + len(error_windows) + len(distance_windows)
     for start in range(0, len(clips), batch_size):
         group = clips[start : start + batch_size]
         steps = [len(c.frames) - window + 1 for c in group]
@@ -257,14 +271,25 @@ def score_clips(
             step = score_step(model, inputs, target, items[index], update_threshold, error_windows, distance_windows)
             items[index] = step.items
             row = (
-                torch.cat([step.psnr[:, None], step.distance[:, None], step.region_psnr, step.region_distance], dim=1)
+                torch.cat(
+                    [
+                        step.psnr[:, None],
+                        step.distance[:, None],
+                        step.distance_floor[:, None],
+                        step.region_psnr,
+                        step.region_distance,
+                    ],
+                    dim=1,
+                )
                 .cpu()
                 .numpy()
             )
             for j, i in enumerate(active):
                 out[i][t] = row[j]
             bar.update(len(active))
-        ke = 2 + len(error_windows)
-        results += [ClipScores(c.name, o[:, 0], o[:, 1], window - 1, o[:, 2:ke], o[:, ke:]) for c, o in zip(group, out)]
+        ke = 3 + len(error_windows)
+        results += [
+            ClipScores(c.name, o[:, 0], o[:, 1], window - 1, o[:, 3:ke], o[:, ke:], o[:, 2]) for c, o in zip(group, out)
+        ]
     bar.close()
     return results

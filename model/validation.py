@@ -38,11 +38,12 @@ class Choice:
     distance_window: int
     weight: float
     auc: float
+    distance_relative: bool = False
     benign_above_on: float = 0.0  # share of benign (normal, varied) frames at or above the alert threshold
 
     @property
     def regions(self) -> Regions:
-        return Regions(self.error_window, self.distance_window)
+        return Regions(self.error_window, self.distance_window, self.distance_relative)
 
 
 @dataclass
@@ -60,7 +61,8 @@ class ValidationReport:
         b, e = self.best, self.events
         return (
             f"validation AUC {100 * b.auc:.2f} % (error window {b.error_window}, distance window "
-            f"{b.distance_window}, λ {b.weight}); PSNR alone {100 * self.psnr_only.auc:.2f}, distance alone "
+            f"{b.distance_window}{' relative' if b.distance_relative else ''}, λ {b.weight}); "
+            f"PSNR alone {100 * self.psnr_only.auc:.2f}, distance alone "
             f"{100 * self.distance_only.auc:.2f}, paper's measures {100 * self.paper_measures.auc:.2f}; events "
             f"{e['detected']}/{e['events']}, false episodes {e['false_episodes']}; benign frames above alert_on: "
             + ", ".join(f"{k.removesuffix('_above_on')} {100 * v:.1f} %" for k, v in self.kinds.items() if "above" in k)
@@ -83,11 +85,9 @@ def usable(clips: Sequence[Clip], window: int) -> bool:
     return any(len(c.frames) >= synthetic.min_frames(window) for c in clips)
 
 
-def _columns(scored: Sequence[ClipScores], i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
-    return (
-        np.concatenate([s.region_psnr[:, i] for s in scored]),
-        np.concatenate([s.region_distance[:, j] for s in scored]),
-    )
+def _columns(scored: Sequence[ClipScores], i: int, j: int, relative: bool) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [s.measures(i, j, relative) for s in scored]
+    return np.concatenate([p for p, _ in pairs]), np.concatenate([d for _, d in pairs])
 
 
 def score_candidates(
@@ -111,20 +111,21 @@ def choose(
     distance_windows: Sequence[int] = DISTANCE_WINDOWS,
     weights: Sequence[float] = WEIGHTS,
     benign: Sequence[bool] | None = None,
+    relative: Sequence[bool] = (False, True),
 ) -> list[tuple[Choice, Calibration]]:
     """Every (error window, distance window, λ): its calibration on `normal`, AUC on `anomalous`, and the
     share of the `benign` clips' frames (normal variation) that would raise the alert."""
     y = np.concatenate(labels)
     calm = np.concatenate([np.full(len(x), bool(b)) for x, b in zip(labels, benign or [False] * len(labels))])
     out = []
-    for (i, e), (j, d) in product(enumerate(error_windows), enumerate(distance_windows)):
-        p_normal, d_normal = _columns(normal, i, j)
-        p_test, d_test = _columns(anomalous, i, j)
+    for (i, e), (j, d), rel in product(enumerate(error_windows), enumerate(distance_windows), relative):
+        p_normal, d_normal = _columns(normal, i, j, rel)
+        p_test, d_test = _columns(anomalous, i, j, rel)
         for w in weights:
-            calibration = Calibration.fit(p_normal, d_normal, w, Regions(e, d))
+            calibration = Calibration.fit(p_normal, d_normal, w, Regions(e, d, rel))
             score = calibration.score(p_test, d_test)
             above = float(np.mean(score[calm] >= calibration.alert_on)) if calm.any() else 0.0
-            out.append((Choice(e, d, w, float(roc_auc_score(y, score)), above), calibration))
+            out.append((Choice(e, d, w, float(roc_auc_score(y, score)), rel, above), calibration))
     return out
 
 
@@ -172,14 +173,21 @@ def validate(
     labels = [f.labels[window - 1 :] for f in fakes]
     weights = (fixed.weight,) if fixed else WEIGHTS
     benign = [f.kind in synthetic.BENIGN for f in fakes]
-    table = choose(normal, anomalous, labels, error_windows, distance_windows, weights, benign)
+    relative = (fixed.distance_relative,) if fixed else (False, True)
+    table = choose(normal, anomalous, labels, error_windows, distance_windows, weights, benign, relative)
     best, calibration = pick(table)
     psnr_only = max((c for c, _ in table if c.weight == 1.0), key=lambda c: c.auc, default=best)
     distance_only = max((c for c, _ in table if c.weight == 0.0), key=lambda c: c.auc, default=best)
     paper = next(
-        (c for c, _ in table if c.error_window == 0 and c.distance_window == 0 and c.weight == paper_weight), best
+        (
+            c
+            for c, _ in table
+            if c.error_window == 0 and c.distance_window == 0 and not c.distance_relative and c.weight == paper_weight
+        ),
+        best,
     )
-    scores = [calibration.score(*s.measures(*_index(calibration, error_windows, distance_windows))) for s in anomalous]
+    columns = _index(calibration, error_windows, distance_windows)
+    scores = [calibration.score(*s.measures(*columns, calibration.distance_relative)) for s in anomalous]
     policy = AlertPolicy(calibration.alert_on, calibration.alert_off)  # the service's default on/off frame counts
     report = events.evaluate_events(labels, scores, policy, fps).to_dict()
     kinds: dict[str, float] = {}

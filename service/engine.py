@@ -207,6 +207,8 @@ class Engine:
         )
         psnr, distance = step.psnr.cpu().numpy(), step.distance.cpu().numpy()
         region_psnr, region_distance = step.region_psnr[:, 0].cpu().numpy(), step.region_distance[:, 0].cpu().numpy()
+        if where.distance_relative:
+            region_distance = region_distance / np.maximum(step.distance_floor.cpu().numpy(), 1e-12)
         size = np.array([c.width, c.height, c.width, c.height], np.float64)
         error_box = step.error_box[:, 0].cpu().numpy() / size  # (n, 4) fractions of the frame
         distance_box = step.distance_box[:, 0].cpu().numpy() / size

@@ -69,8 +69,8 @@ def test_calibrate_refits_on_the_footage_and_keeps_everything_else(tiny, footage
         before.build("cpu"), clips, UPDATE_THRESHOLD[before.config.variant],
         error_windows=(where.error_window,), distance_windows=(where.distance_window,),
     )  # fmt: skip
-    psnr = np.concatenate([s.measures()[0] for s in scored])
-    distance = np.concatenate([s.measures()[1] for s in scored])
+    psnr = np.concatenate([before.calibration.measures(s)[0] for s in scored])
+    distance = np.concatenate([before.calibration.measures(s)[1] for s in scored])
     expected = Calibration.fit(psnr, distance, before.calibration.weight, where)
     assert after.calibration == returned
     assert asdict(after.calibration) == pytest.approx(asdict(expected), rel=1e-9, abs=1e-12)

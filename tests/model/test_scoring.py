@@ -101,3 +101,36 @@ def test_feature_distance_grows_for_queries_far_from_memory() -> None:
     near = torch.nn.functional.normalize(torch.tensor([[[1.0, 0.05, 0, 0]]]), dim=-1)
     far = torch.nn.functional.normalize(torch.tensor([[[1.0, 1.0, 1.0, 1.0]]]), dim=-1)
     assert memory.feature_distance(far, items) > memory.feature_distance(near, items)
+
+
+def test_score_step_region_measures_come_from_the_same_error_map_and_matching() -> None:
+    """Worst-window PSNR and distance, the distance floor and the boxes, against the maps computed by hand."""
+    torch.manual_seed(0)
+    model = MemoryAE(SMALL).eval()
+    x, target = torch.rand(3, 4, 16, 24) * 2 - 1, torch.rand(3, 1, 16, 24) * 2 - 1
+    items = model.items.expand(3, -1, -1).clone()
+    step = score_step(model, x, target, items, 0.0, error_windows=(0, 8), distance_windows=(0, 1))
+    out = model(x, items)
+    error = ((out.frame - target) / 2).square()[:, 0]  # (3, 16, 24)
+    torch.testing.assert_close(step.region_psnr[:, 0], step.psnr)  # window 0: the whole frame
+    worst = torch.nn.functional.avg_pool2d(error[:, None], 8, 4).flatten(1).amax(1)
+    torch.testing.assert_close(step.region_psnr[:, 1], 10 * torch.log10(1 / worst))
+    queries = out.queries
+    nearest = memory.nearest_item(queries, items)
+    per_position = (queries - nearest).pow(2).mean(-1)  # (3, N)
+    torch.testing.assert_close(step.region_distance[:, 0], step.distance)
+    torch.testing.assert_close(step.region_distance[:, 1], per_position.amax(1))
+    torch.testing.assert_close(step.distance_floor, per_position.median(1).values)
+    assert step.error_box.shape == (3, 2, 4) and step.distance_box.shape == (3, 2, 4)
+    assert step.distance_box[:, 1, 2:].eq(8).all()  # one query position covers 8x8 pixels
+
+
+def test_relative_distance_divides_by_the_frames_median() -> None:
+    from model.scoring import ClipScores
+
+    s = ClipScores("c", np.array([30.0, 31]), np.array([1.0, 2]), 4, np.array([[30.0], [31]]), np.array([[4.0], [6]]),
+                   np.array([2.0, 3.0]))  # fmt: skip
+    np.testing.assert_allclose(s.measures(relative=True)[1], [2.0, 2.0])
+    np.testing.assert_allclose(s.measures()[1], [4.0, 6.0])
+    cal = Calibration.fit(np.array([30.0, 31, 32]), np.array([1.0, 2, 3]), 0.5)
+    assert cal.measures(s)[1].tolist() == [4.0, 6.0]  # an absolute calibration takes the plain column

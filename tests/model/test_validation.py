@@ -10,7 +10,7 @@ from model.validation import Choice, choose, pick
 
 def clip(name: str, psnr: np.ndarray, distance: np.ndarray) -> ClipScores:
     """Scores for two error windows (columns) and one distance window."""
-    return ClipScores(name, psnr[:, 0], distance[:, 0], 4, psnr, distance)
+    return ClipScores(name, psnr[:, 0], distance[:, 0], 4, psnr, distance, np.ones(len(psnr)))
 
 
 def test_choose_scores_every_setting_and_finds_the_informative_window() -> None:
@@ -22,11 +22,12 @@ def test_choose_scores_every_setting_and_finds_the_informative_window() -> None:
     psnr = np.stack([40 + rng.normal(0, 1, 100), 30 + rng.normal(0, 1, 100) - 8 * y], 1)  # only window 2 sees it
     events = clip("e", psnr, rng.normal(1, 0.1, (100, 1)))
     table = choose([normal], [events], [y], error_windows=(0, 16), distance_windows=(0,), weights=(0.0, 0.5, 1.0))
-    assert len(table) == 2 * 1 * 3
+    assert len(table) == 2 * 1 * 3 * 2  # windows x λ x (absolute, relative distance)
     best, calibration = pick(table)
     assert (best.error_window, best.weight) == (16, 1.0) and best.auc > 0.99
     assert calibration == Calibration.fit(normal.region_psnr[:, 1], normal.region_distance[:, 0], 1.0, best.regions)
     blind = next(c for c, _ in table if c.error_window == 0 and c.weight == 1.0)
+    assert not best.distance_relative  # ties keep the first, absolute, setting
     assert 0.3 < blind.auc < 0.7  # the whole-frame window sees nothing
 
 

@@ -33,7 +33,7 @@ def reference_scores(models_dir: Path, frames: np.ndarray) -> dict[int, tuple[fl
         net, [clip], UPDATE_THRESHOLD[ckpt.config.variant],
         error_windows=(where.error_window,), distance_windows=(where.distance_window,),
     )  # fmt: skip
-    score = ckpt.calibration.score(*scored.measures())
+    score = ckpt.calibration.score(*ckpt.calibration.measures(scored))
     return {
         scored.first_frame + i: (float(score[i]), float(scored.psnr[i]), float(scored.distance[i]))
         for i in range(len(score))

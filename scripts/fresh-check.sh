@@ -102,7 +102,7 @@ trap 'exit 130' INT TERM
 
 rm -rf --one-file-system "$run"
 cp -a "$base" "$run"
-# What a new machine has beside the OS: Debian's full sources, DNS, and the machine's CA bundle
+# What a new machine has beside the OS: Debian's full sources, DNS, hosts, and the machine's CA bundle
 # (kept apart from Debian's, which its ca-certificates package may write over).
 cat >"$run/etc/apt/sources.list" <<EOF
 deb $mirror $suite main
@@ -110,6 +110,7 @@ deb $mirror $suite-updates main
 deb ${mirror%/debian}/debian-security $suite-security main
 EOF
 cp /etc/resolv.conf "$run/etc/resolv.conf"
+cp /etc/hosts "$run/etc/hosts"  # localhost: debootstrap writes no /etc/hosts, every installed machine has one
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
   mkdir -p "$run/etc/ssl" && cp /etc/ssl/certs/ca-certificates.crt "$run/etc/ssl/host-ca.crt"
 fi

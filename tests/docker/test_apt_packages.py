@@ -50,7 +50,7 @@ def test_reader_lists_groups_and_refuses_unknown_ones() -> None:
     listed = packages("test")
     assert listed.returncode == 0, listed.stderr
     # The packages the RTSP camera and dashboard tests failed without on a fresh machine or rootfs.
-    needed = {"chromium", "libatomic1", "python3-gi", "gir1.2-gst-rtsp-server-1.0", "gstreamer1.0-plugins-bad"}
+    needed = {"chromium", "libatomic1", "g++", "python3-dev", "python3-gi", "gir1.2-gst-rtsp-server-1.0"}
     assert needed <= set(listed.stdout.split())
     assert "libglib2.0-0" not in listed.stdout.split(), "groups leak into each other"
     typo = packages("service", "tset")

@@ -115,6 +115,10 @@ class CalibrationValues(BaseModel):
     distance_window: int = Field(
         0, description="side of the worst window of query positions D is measured in (0: frame)"
     )
+    distance_relative: bool = Field(
+        False,
+        description="D is measured relative to the frame's median distance (a change moving every query cancels out)",
+    )
 
 
 class CalibrationOut(BaseModel):

@@ -19,6 +19,7 @@ from model.data import preprocess
 from service.alerts import AlertMachine, AlertPolicy
 from service.buffer import Frame
 from service.engine import Engine, Scored
+from service.messages import ClipDone, ClipScoreMessage, Published
 from service.metrics import Metrics
 from service.models import HostedModel
 from service.store import Store
@@ -101,7 +102,7 @@ class ClipJob:
         total = max(self.frames_total, self.frames_decoded, 1)
         return round(min(0.999, len(self.scores) / max(1, total - self.model.config.window + 1)), 4)
 
-    def on_scored(self, s: Scored) -> list[tuple[str, dict[str, Any]]]:
+    def on_scored(self, s: Scored) -> Published:
         row = {"frame": s.frame.index, "score": s.score, "psnr": s.psnr, "distance": s.distance, "box": s.box,
                "region_psnr": s.region_psnr, "region_distance": s.region_distance,
                "anomalous": s.score >= self.policy.on}  # fmt: skip
@@ -111,12 +112,12 @@ class ClipJob:
         event = self.machine.update(s.frame.index, s.frame.captured, s.score)
         if event is not None and event[0] == "close":
             self.segments.append(event[1].as_dict())
-        messages = [(clip_topic(self.id), {"type": "score", "clip": self.id, **row, "progress": self.progress})]
+        messages: Published = [(clip_topic(self.id), ClipScoreMessage(clip=self.id, **row, progress=self.progress))]
         if self.decode_done and len(self.scores) >= self.expected_scores:
             messages += self.finish()
         return messages
 
-    def finish(self, error: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    def finish(self, error: str | None = None) -> Published:
         with self._finish_lock:  # the decoder and the engine thread may both get here
             if self.finished.is_set():
                 return []
@@ -129,7 +130,7 @@ class ClipJob:
             self.finished.set()
         if self.on_finish is not None:
             self.on_finish(self)
-        return [(clip_topic(self.id), {"type": "done", "clip": self.id, **self.describe(scores=False)})]
+        return [(clip_topic(self.id), ClipDone(clip=self.id, **self.describe(scores=False)))]
 
     def warnings(self) -> list[str]:
         """What makes these scores less trustworthy than the model's usual ones (shown in the summary)."""

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from model.data import window_tensors
 from model.scoring import Calibration, score_step
 from service.buffer import Frame, FrameBuffer
 from service.heatmap import pixel_errors
+from service.messages import Published
 from service.models import HostedModel
 from service.windows import SlidingWindow
 
@@ -51,7 +52,7 @@ class Scored:
 
 
 class Owner(Protocol):
-    def on_scored(self, scored: Scored) -> list[tuple[str, dict[str, Any]]]:
+    def on_scored(self, scored: Scored) -> Published:
         """Handle one scored frame (engine thread); return (topic, message) pairs to publish."""
         ...
 
@@ -83,7 +84,7 @@ class Engine:
         self,
         max_batch: int,
         max_wait_s: float,
-        publish: Callable[[list[tuple[str, dict[str, Any]]]], None],
+        publish: Callable[[Published], None],
         observe: BatchObserver | None = None,
     ) -> None:
         self.max_batch = max_batch
@@ -175,14 +176,14 @@ class Engine:
             window = lane.window.push(frame.pixels, frame.segment)
             if window is not None:
                 groups.setdefault(lane.model.name, []).append((lane, frame, window))
-        messages: list[tuple[str, dict[str, Any]]] = []
+        messages: Published = []
         for entries in groups.values():
             for start in range(0, len(entries), self.max_batch):
                 messages += self._score(entries[start : start + self.max_batch])
         if messages:
             self._publish(messages)
 
-    def _score(self, entries: list[tuple[Lane, Frame, np.ndarray]]) -> list[tuple[str, dict[str, Any]]]:
+    def _score(self, entries: list[tuple[Lane, Frame, np.ndarray]]) -> Published:
         model = entries[0][0].model
         c = model.config
         n = len(entries)
@@ -227,7 +228,7 @@ class Engine:
             boxes[index] = np.where(by_distance[:, None], distance_box[index], error_box[index])
         if self._observe is not None:
             self._observe(model.name, n, elapsed)
-        messages: list[tuple[str, dict[str, Any]]] = []
+        messages: Published = []
         for j, (lane, frame, _) in enumerate(entries):
             scored = Scored(
                 frame, float(psnr[j]), float(distance[j]), float(scores[j]), errors[j],

@@ -7,16 +7,18 @@ Runs on the event loop; the engine thread hands it messages with loop.call_soon_
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from service.messages import Dropped, Message, Published
+
+Item = tuple[str, Message]  # (the JSON text sent, the message it says)
 
 
 @dataclass(eq=False)
 class Subscriber:
     topic: str
-    queue: asyncio.Queue[tuple[str, float | None]]
+    queue: asyncio.Queue[Item]
     dropped: int = 0  # total messages this subscriber lost
     unreported: int = 0  # lost since it was last told
 
@@ -45,15 +47,14 @@ class Hub:
             return len(self._topics.get(topic, ()))
         return sum(len(s) for s in self._topics.values())
 
-    def publish(self, topic: str, message: dict[str, Any]) -> None:
+    def publish(self, topic: str, message: Message) -> None:
         """Number the message per topic (gaps = drops), serialize once, enqueue for every subscriber."""
         seq = self._seq.get(topic, 0)
         self._seq[topic] = seq + 1
         subs = self._topics.get(topic)
         if not subs:
             return
-        message["seq"] = seq
-        item = (json.dumps(message), message.get("captured"))
+        item = (message.wire(seq), message)
         for sub in subs:
             if sub.queue.full():
                 sub.queue.get_nowait()
@@ -63,17 +64,27 @@ class Hub:
                     self.on_drop(topic, 1)
             sub.queue.put_nowait(item)
 
-    def publish_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+    def publish_many(self, messages: Published) -> None:
         for topic, message in messages:
             self.publish(topic, message)
 
-    async def next(self, sub: Subscriber) -> list[tuple[str, float | None]]:
+    def discard(self, sub: Subscriber, stale: Callable[[Message], bool]) -> None:
+        """Remove the queued messages `stale` says the subscriber already has (e.g. sent from a backlog)."""
+        kept = []
+        while not sub.queue.empty():
+            item = sub.queue.get_nowait()
+            if not stale(item[1]):
+                kept.append(item)
+        for item in kept:
+            sub.queue.put_nowait(item)
+
+    async def next(self, sub: Subscriber) -> list[Item]:
         """The next message for `sub`, preceded by a drop notice when it lost some since the last one."""
-        text, captured = await sub.queue.get()
-        out: list[tuple[str, float | None]] = []
+        item = await sub.queue.get()
+        out: list[Item] = []
         if sub.unreported:
-            notice = {"type": "dropped", "topic": sub.topic, "dropped": sub.unreported, "total_dropped": sub.dropped}
-            out.append((json.dumps(notice), None))
+            notice = Dropped(topic=sub.topic, dropped=sub.unreported, total_dropped=sub.dropped)
+            out.append((notice.wire(), notice))
             sub.unreported = 0
-        out.append((text, captured))
+        out.append(item)
         return out

@@ -11,7 +11,6 @@ import logging
 import os
 import threading
 import time
-from typing import Any
 
 import torch
 
@@ -19,6 +18,7 @@ from model.inference import pick_device
 from service.clips import ClipManager
 from service.engine import Engine
 from service.hub import Hub
+from service.messages import Published
 from service.metrics import Metrics
 from service.models import ModelHost
 from service.settings import Settings
@@ -51,7 +51,7 @@ class Runtime:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._janitor: asyncio.Task | None = None
 
-    def publish(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+    def publish(self, messages: Published) -> None:
         """From any thread: hand messages to the hub on the event loop."""
         if messages and self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.hub.publish_many, messages)

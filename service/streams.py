@@ -15,6 +15,7 @@ from model.scoring import Calibration
 from service.alerts import AlertMachine, AlertPolicy
 from service.calibration import StreamCalibration
 from service.engine import Engine, Lane, Scored
+from service.messages import AlertClose, AlertOpen, AlertThresholds, Calibrated, Published, StreamScore
 from service.metrics import Metrics
 from service.models import HostedModel
 from service.policy import SourcePolicy
@@ -89,7 +90,7 @@ class Stream:
             elif self._candidate is None or view.score > self._candidate.score:
                 self._candidate = view
 
-    def on_scored(self, s: Scored) -> list[tuple[str, dict[str, Any]]]:
+    def on_scored(self, s: Scored) -> Published:
         """Engine thread: count, run the alert machine, and build the messages for subscribers."""
         self.frames_scored += 1
         self.last_score = s.score
@@ -104,12 +105,12 @@ class Stream:
         self.metrics.anomaly_score.labels(self.id).set(s.score)
         self.metrics.alert_open.labels(self.id).set(0 if self.machine.episode is None else 1)
         topic = stream_topic(self.id)
-        messages: list[tuple[str, dict[str, Any]]] = [(topic, {
-            "type": "score", "stream": self.id, "frame": s.frame.index, "captured": s.frame.captured,
-            "score": s.score, "psnr": s.psnr, "distance": s.distance,
-            "region_psnr": s.region_psnr, "region_distance": s.region_distance, "box": s.box,
-            "anomalous": s.score >= self.policy.on, "in_alert": self.machine.episode is not None,
-        })]  # fmt: skip
+        messages: Published = [(topic, StreamScore(
+            stream=self.id, frame=s.frame.index, captured=s.frame.captured,
+            score=s.score, psnr=s.psnr, distance=s.distance,
+            region_psnr=s.region_psnr, region_distance=s.region_distance, box=s.box,
+            anomalous=s.score >= self.policy.on, in_alert=self.machine.episode is not None,
+        ))]  # fmt: skip
         if event is not None:
             messages += self._alert_event(*event)
         if self.calibration is not None:
@@ -124,7 +125,7 @@ class Stream:
             raise LookupError(f"stream {self.id} has no calibration of its own")
         return self.calibration
 
-    def _use_calibration(self) -> list[tuple[str, dict[str, Any]]]:
+    def _use_calibration(self) -> Published:
         """Score and alert with the calibration now in force, store it (or its removal), tell subscribers.
         Caller holds the calibration lock; the frame that completed a fit was scored with the previous one."""
         own = self._own()
@@ -140,8 +141,8 @@ class Stream:
                      self.policy.on, self.policy.off)  # fmt: skip
         else:
             self.store.delete_calibration(self.id)
-        alert = {"on": self.policy.on, "off": self.policy.off}
-        return [(stream_topic(self.id), {"type": "calibrated", "stream": self.id, **own.describe(), "alert": alert})]
+        alert = AlertThresholds(on=self.policy.on, off=self.policy.off)
+        return [(stream_topic(self.id), Calibrated(stream=self.id, **own.describe(), alert=alert))]
 
     def calibration_state(self) -> dict[str, Any]:
         with self._calibration_lock:
@@ -155,13 +156,13 @@ class Stream:
             own.start(math.ceil(seconds * self.sample_fps))
             return own.describe()
 
-    def reset_calibration(self) -> list[tuple[str, dict[str, Any]]]:
+    def reset_calibration(self) -> Published:
         """Back to the checkpoint's calibration and thresholds (a collection in progress is dropped)."""
         with self._calibration_lock:
             self._own().reset()
             return self._use_calibration()
 
-    def _alert_event(self, kind: str, episode) -> list[tuple[str, dict[str, Any]]]:
+    def _alert_event(self, kind: str, episode) -> Published:
         if kind == "open":
             episode.id = self.store.open_alert(
                 self.id,
@@ -188,8 +189,9 @@ class Stream:
         if stored:
             urls = {"thumbnail_url": f"/api/alerts/{episode.id}/thumbnail.jpg",
                     "heatmap_url": f"/api/alerts/{episode.id}/heatmap.png"}  # fmt: skip
-        message = {"type": f"alert_{kind}", "stream": self.id, "name": self.name, **episode.as_dict(), **urls}
-        return [(stream_topic(self.id), message), (ALERTS_TOPIC, dict(message))]
+        event = AlertOpen if kind == "open" else AlertClose
+        message = event(stream=self.id, name=self.name, **episode.as_dict(), **urls)
+        return [(stream_topic(self.id), message), (ALERTS_TOPIC, message)]
 
     def _refresh_peak(self, now: float) -> None:
         """While an episode lasts, its row and picture follow a rising peak, at most every PEAK_REFRESH_S."""

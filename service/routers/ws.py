@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -12,6 +11,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from service.auth import accepted_subprotocol, websocket_allowed
 from service.clips import clip_topic
 from service.hub import Subscriber
+from service.messages import ClipDone, ClipScoreMessage, Message, StreamScore
 from service.runtime import Runtime
 from service.streams import ALERTS_TOPIC, stream_topic
 
@@ -35,11 +35,11 @@ async def _pump(websocket: WebSocket, rt: Runtime, sub: Subscriber, stop_on_done
             if getter not in done:
                 getter.cancel()
                 break
-            for text, captured in getter.result():
+            for text, message in getter.result():
                 await websocket.send_text(text)
-                if captured is not None:
-                    rt.metrics.end_to_end_seconds.observe(max(0.0, time.time() - captured))
-                if stop_on_done and text.startswith('{"type": "done"'):
+                if isinstance(message, StreamScore):
+                    rt.metrics.end_to_end_seconds.observe(max(0.0, time.time() - message.captured))
+                if stop_on_done and isinstance(message, ClipDone):
                     return
     except (WebSocketDisconnect, RuntimeError):
         pass
@@ -98,28 +98,24 @@ async def clip_feed(websocket: WebSocket, clip_id: str) -> None:
         final = final if final is not None else rt.clips.describe_row(row)
         await websocket.accept(subprotocol=accepted_subprotocol(websocket))
         for score in final.pop("scores", None) or []:
-            await websocket.send_text(json.dumps({"type": "score", "clip": clip_id, **score}))
-        await websocket.send_text(json.dumps({"type": "done", "clip": clip_id, **final}))
+            await _send(websocket, ClipScoreMessage(clip=clip_id, **score))
+        await _send(websocket, ClipDone(clip=clip_id, **final))
         await websocket.close()
         return
     await websocket.accept(subprotocol=accepted_subprotocol(websocket))
     sub = rt.hub.subscribe(clip_topic(clip_id))  # subscribe before the snapshot: nothing falls in between
     backlog = list(job.scores)
     for row in backlog:
-        await websocket.send_text(json.dumps({"type": "score", "clip": clip_id, **row}))
+        await _send(websocket, ClipScoreMessage(clip=clip_id, **row))  # no progress: a backlog row has none
     if job.finished.is_set():
-        await websocket.send_text(json.dumps({"type": "done", "clip": clip_id, **job.describe(scores=False)}))
+        await _send(websocket, ClipDone(clip=clip_id, **job.describe(scores=False)))
         rt.hub.unsubscribe(sub)
         await websocket.close()
         return
     last = backlog[-1]["frame"] if backlog else -1
-    # drop live messages already sent from the backlog
-    pending = []
-    while not sub.queue.empty():
-        text, captured = sub.queue.get_nowait()
-        message = json.loads(text)
-        if message.get("type") != "score" or message["frame"] > last:
-            pending.append((text, captured))
-    for item in pending:
-        sub.queue.put_nowait(item)
+    rt.hub.discard(sub, lambda m: isinstance(m, ClipScoreMessage) and m.frame <= last)  # sent from the backlog
     await _pump(websocket, rt, sub, stop_on_done=True)
+
+
+async def _send(websocket: WebSocket, message: Message) -> None:
+    await websocket.send_text(message.wire())

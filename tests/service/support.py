@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -38,3 +39,13 @@ def reference_scores(models_dir: Path, frames: np.ndarray) -> dict[int, tuple[fl
         scored.first_frame + i: (float(score[i]), float(scored.psnr[i]), float(scored.distance[i]))
         for i in range(len(score))
     }
+
+
+def typed_message(text: str) -> dict:
+    """A received WebSocket message, checked against its model (service.messages): it validates, and the model
+    writes it back to the very same text (field names, values and order), so the wire is the model's."""
+    from service.messages import parse
+
+    message = parse(text)
+    assert message.wire() == text, f"{type(message).__name__} does not write back {text}"
+    return json.loads(text)

@@ -11,13 +11,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from support import wait_for
+from support import typed_message, wait_for
 from websockets.sync.client import connect
 
 from model.scoring import MIN_FRAMES, Calibration
 from service.buffer import Frame
 from service.calibration import CalibrationBusy, StreamCalibration
 from service.engine import Scored
+from service.messages import Published
 from service.metrics import Metrics
 from service.settings import Settings
 from service.store import Store
@@ -68,7 +69,7 @@ def stream(m: StreamManager, model: SimpleNamespace, alerts: dict | None = None)
                   policy_for=lambda c: m.policy(model, alerts, c))  # fmt: skip
 
 
-def feed(s: Stream, psnr: np.ndarray, distance: np.ndarray, start: int = 0) -> list[tuple[str, dict]]:
+def feed(s: Stream, psnr: np.ndarray, distance: np.ndarray, start: int = 0) -> Published:
     messages = []
     for i, (p, d) in enumerate(zip(psnr, distance), start):
         frame = Frame(i, 0, float(i), np.zeros((4, 4, 1), np.uint8))
@@ -87,14 +88,14 @@ def test_stream_switches_to_its_fit_stores_it_and_reverts(tmp_path: Path) -> Non
     assert s.start_calibration(2.5)["target_frames"] == 25
     psnr, distance = normal_frames(25)
     messages = feed(s, psnr, distance)
-    calibrated = [msg for topic, msg in messages if msg["type"] == "calibrated"]
+    calibrated = [msg for topic, msg in messages if msg.type == "calibrated"]
     assert len(calibrated) == 1 and messages[-1][1] is calibrated[0]  # with the frame that completed it
     fitted = Calibration.fit(psnr.astype(np.float64), distance.astype(np.float64), MODEL.weight)
-    assert calibrated[0]["calibration"] == fitted.to_dict() and calibrated[0]["state"] == "fitted"
+    assert calibrated[0].calibration == fitted.to_dict() and calibrated[0].state == "fitted"
     assert (s.policy.on, s.policy.off) == (fitted.alert_on, fitted.alert_off) == (s.machine.policy.on,
                                                                                    s.machine.policy.off)  # fmt: skip
-    assert calibrated[0]["alert"] == {"on": fitted.alert_on, "off": fitted.alert_off}
-    assert calibrated[0]["first_frame"] == 0 and calibrated[0]["last_frame"] == 24
+    assert calibrated[0].alert.model_dump() == {"on": fitted.alert_on, "off": fitted.alert_off}
+    assert calibrated[0].first_frame == 0 and calibrated[0].last_frame == 24
     assert store.calibration("s")["calibration"] == fitted.to_dict() and store.calibration("s")["model"] == "ped2"
     assert metrics.registry.get_sample_value("mnad_calibrations_total", {"stream": "s"}) == 1
     assert s.describe()["calibration"] == "fitted"
@@ -105,7 +106,7 @@ def test_stream_switches_to_its_fit_stores_it_and_reverts(tmp_path: Path) -> Non
     assert store.calibration("s") is None  # a fit for another model is stale: dropped
     store.set_calibration("s", "ped2", fitted.to_dict(), 1.0)
     (reverted,) = s.reset_calibration()
-    assert reverted[1]["state"] == "model" and reverted[1]["calibration"] == MODEL.to_dict()
+    assert reverted[1].state == "model" and reverted[1].calibration == MODEL.to_dict()
     assert s.policy.on == MODEL.alert_on and store.calibration("s") is None
     store.close()
 
@@ -132,7 +133,7 @@ def ws_messages(ws, until, timeout: float) -> list[dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not until(out):
         try:
-            out.append(json.loads(ws.recv(timeout=1)))
+            out.append(typed_message(ws.recv(timeout=1)))  # validated against its model
         except TimeoutError:
             continue
     assert until(out), "timed out waiting for WebSocket messages"

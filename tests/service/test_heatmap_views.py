@@ -123,10 +123,10 @@ def test_stream_stores_the_peak_frame_of_each_episode(tmp_path: Path) -> None:
     for i, s in enumerate(scores):
         frame = Frame(i, 0, float(i), np.zeros((4, 4, 1), np.uint8), np.full((8, 8, 3), i, np.uint8))
         messages += stream.on_scored(Scored(frame, 30.0, 0.1, s, np.zeros((4, 4), np.float32)))
-    opens = [m for topic, m in messages if m["type"] == "alert_open" and topic == "alerts"]
-    assert [m["peak_frame"] for m in opens] == [2, 9]
+    opens = [m for topic, m in messages if m.type == "alert_open" and topic == "alerts"]
+    assert [m.peak_frame for m in opens] == [2, 9]
     assert snapshots.saved == [(1, 2), (1, 4), (2, 9)]  # second episode's peak never moved: stored once
-    assert opens[0]["thumbnail_url"] == "/api/alerts/1/thumbnail.jpg"
+    assert opens[0].thumbnail_url == "/api/alerts/1/thumbnail.jpg"
     assert stream.live.latest.picture[0, 0, 0] == len(scores) - 1  # the decoded picture, not the model input
     store.close()
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from pydantic_settings import CliApp
 
 from service.hub import Hub
+from service.messages import Dropped
 from service.settings import Settings
 
 
@@ -20,14 +21,14 @@ def test_slow_subscriber_loses_oldest_is_told_and_does_not_affect_others() -> No
         fast, slow = hub.subscribe("s"), hub.subscribe("s")
         received = []
         for i in range(20):
-            hub.publish("s", {"type": "score", "frame": i})
+            hub.publish("s", Dropped(topic="t", dropped=i, total_dropped=i))  # any message
             received += [json.loads(t) for t, _ in await hub.next(fast)]  # fast keeps up
-        assert [m["frame"] for m in received] == list(range(20))
+        assert [m["dropped"] for m in received] == list(range(20))
         assert slow.dropped == 16 and sum(drops) == 16
         first = [json.loads(t) for t, _ in await hub.next(slow)]
         assert first[0] == {"type": "dropped", "topic": "s", "dropped": 16, "total_dropped": 16}
         rest = [first[1]] + [json.loads((await hub.next(slow))[0][0]) for _ in range(3)]
-        assert [m["frame"] for m in rest] == [16, 17, 18, 19]
+        assert [m["dropped"] for m in rest] == [16, 17, 18, 19]
         assert [m["seq"] for m in rest] == [16, 17, 18, 19]  # gap in seq == the dropped count
         hub.unsubscribe(slow)
         hub.unsubscribe(fast)

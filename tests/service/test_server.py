@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
 import httpx
 import numpy as np
 import pytest
-from support import reference_scores, wait_for
+from support import reference_scores, typed_message, wait_for
 from websockets.sync.client import connect
 
 from service.policy import SOURCE_UNAVAILABLE
@@ -18,12 +17,13 @@ pytestmark = pytest.mark.ped2
 
 
 def collect_ws(url: str, headers: dict, stop, timeout: float) -> list[dict]:
+    """Messages until stop(messages) or the timeout, each validated against its model (service.messages)."""
     out: list[dict] = []
     with connect(url, additional_headers=headers, open_timeout=10) as ws:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not stop(out):
             try:
-                out.append(json.loads(ws.recv(timeout=1)))
+                out.append(typed_message(ws.recv(timeout=1)))
             except TimeoutError:
                 continue
     return out
@@ -69,11 +69,18 @@ def test_uploaded_clip_scores_equal_evaluate(serve_factory, ffv1_clip, clip_fram
         result = wait_for(lambda: (j := c.get(f"/api/clips/{clip_id}").json())["status"] == "done" and j, 60,
                           message="clip job done")  # fmt: skip
         csv_text = c.get(f"/api/clips/{clip_id}", params={"format": "csv"}).text
+        replay = collect_ws(f"{server.ws_base}/ws/clips/{clip_id}", server.headers(),
+                            lambda out: any(m["type"] == "done" for m in out), 30)  # fmt: skip
         metrics = c.get("/metrics").text
     assert result["progress"] == 1.0 and result["frames_decoded"] == len(clip_frames)
     assert [s["frame"] for s in result["scores"]] == sorted(ref)
     assert_parity(result["scores"], ref)
     assert [m["frame"] for m in live if m["type"] == "score"] == sorted(ref)  # WebSocket: each score once
+    assert all("progress" in m for m in live if m["type"] == "score")
+    # a finished job's WebSocket: its scores (without progress), then done; each message validated by collect_ws
+    assert [m["frame"] for m in replay if m["type"] == "score"] == sorted(ref)
+    assert not any("progress" in m for m in replay if m["type"] == "score") and replay[-1]["type"] == "done"
+    assert replay[-1]["status"] == "done" and replay[-1]["frames_scored"] == len(ref)
     assert "anomalous_segments" in result["summary"]
     lines = csv_text.strip().splitlines()
     assert lines[0] == "frame,score,psnr,distance,anomalous" and len(lines) == len(ref) + 1
@@ -134,7 +141,7 @@ def test_fan_out_slow_subscriber_does_not_slow_others(serve_factory, h264_clip) 
         out = []
         with connect(url, max_queue=1) as ws:
             for _ in range(16):
-                out.append(json.loads(ws.recv(timeout=10)))
+                out.append(typed_message(ws.recv(timeout=10)))
                 time.sleep(0.5)
         results["slow"] = out
 

@@ -1,0 +1,153 @@
+"""The WebSocket protocol: one model per message type the service publishes (README, "WebSocket messages").
+
+Managers build these; the hub serializes each once (`wire`), numbering it per topic (`seq`). `parse` reads a
+message back into its model (tests, and any Python client)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+Box = tuple[float, float, float, float]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ()  # fields left off the wire while None (not sent as null)
+
+    seq: int | None = Field(None, description="per-topic number given by the hub; a gap = messages dropped")
+
+    def wire(self, seq: int | None = None) -> str:
+        """The JSON text sent: the fields in declaration order, `seq` last, optional fields only when set."""
+        data = self.model_dump()
+        data.pop("seq")
+        for name in self.OPTIONAL:
+            if data[name] is None:
+                del data[name]
+        seq = self.seq if seq is None else seq
+        if seq is not None:
+            data["seq"] = seq
+        return json.dumps(data)
+
+
+class StreamScore(Message):
+    """A live stream's scored frame."""
+
+    type: Literal["score"] = "score"
+    stream: str
+    frame: int
+    captured: float = Field(description="unix time the frame was read")
+    score: float
+    psnr: float = Field(description="whole-frame PSNR, dB")
+    distance: float = Field(description="mean feature distance to the nearest memory item")
+    region_psnr: float = Field(description="PSNR of the worst error window: the measure the score uses")
+    region_distance: float = Field(description="feature distance of the worst window of query positions")
+    box: Box = Field(description="x, y, w, h (fractions) of the region that set the score")
+    anomalous: bool = Field(description="score >= the stream's alert `on` threshold")
+    in_alert: bool = Field(description="an alert episode is open")
+
+
+class ClipScoreMessage(Message):
+    """An uploaded clip's scored frame (the backlog sent on connect carries no `progress`)."""
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("progress",)
+
+    type: Literal["score"] = "score"
+    clip: str
+    frame: int
+    score: float
+    psnr: float
+    distance: float
+    box: Box
+    region_psnr: float
+    region_distance: float
+    anomalous: bool
+    progress: float | None = None
+
+
+class AlertEvent(Message):
+    stream: str
+    name: str = Field(description="the stream's name")
+    id: int | None = Field(description="the alert's id (GET /api/alerts/{id})")
+    start_frame: int
+    start_time: float
+    end_frame: int | None
+    end_time: float | None
+    peak_score: float
+    peak_frame: int
+    thumbnail_url: str | None
+    heatmap_url: str | None
+
+
+class AlertOpen(AlertEvent):
+    """An alert episode opened (on the stream's topic and the alerts topic)."""
+
+    type: Literal["alert_open"] = "alert_open"
+
+
+class AlertClose(AlertEvent):
+    """An alert episode closed."""
+
+    type: Literal["alert_close"] = "alert_close"
+
+
+class AlertThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    on: float
+    off: float
+
+
+class Calibrated(Message):
+    """A stream's own calibration is in force (a fit, or a reset to the checkpoint's)."""
+
+    type: Literal["calibrated"] = "calibrated"
+    stream: str
+    state: Literal["model", "collecting", "fitted"]
+    progress: float
+    frames: int
+    target_frames: int
+    first_frame: int | None
+    last_frame: int | None
+    calibration: dict[str, Any] = Field(description="model.scoring.Calibration's fields")
+    fitted_at: float | None
+    alert: AlertThresholds
+
+
+class Dropped(Message):
+    """This subscriber was too slow: it lost `dropped` messages (the oldest) since the last notice."""
+
+    type: Literal["dropped"] = "dropped"
+    topic: str
+    dropped: int
+    total_dropped: int
+
+
+class ClipDone(Message):
+    """An uploaded clip's job ended (done or failed): its summary, as GET /api/clips/{id}?scores=false."""
+
+    type: Literal["done"] = "done"
+    clip: str
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    error: str | None
+    progress: float
+    model: str
+    fps: float | None
+    frames_decoded: int
+    frames_scored: int
+    summary: dict[str, Any]
+
+
+AnyMessage = StreamScore | ClipScoreMessage | AlertOpen | AlertClose | Calibrated | Dropped | ClipDone
+Published = list[tuple[str, Message]]  # (topic, message) pairs handed to the hub
+
+_ANY: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)
+
+
+def parse(text: str | bytes) -> Message:
+    """A received message as its model; pydantic.ValidationError if it matches none."""
+    return _ANY.validate_python(json.loads(text))  # json.loads: the NaN a score may be, as json.dumps wrote it

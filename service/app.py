@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.auth import require_origin, require_token
-from service.errors import responses
+from service.errors import ErrorOut, responses, status_for
+from service.exceptions import DomainError
 from service.routers import alerts, clips, dashboard, health, models, streams, ws
 from service.runtime import Runtime
 from service.settings import Settings
@@ -47,6 +48,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         come back in the error's `input` and make the error response itself fail with a 500."""
         runtime.metrics.refused.labels("invalid").inc()
         return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        """Every error a manager raises (unknown model, stream not found, stream limit, unreadable video...),
+        as its status (service.errors.STATUS) and the error body."""
+        return JSONResponse(ErrorOut(detail=str(exc)).model_dump(), status_code=status_for(exc))
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:

@@ -17,11 +17,12 @@ from typing import Any, Literal
 import numpy as np
 
 from model.scoring import MIN_FRAMES, Calibration
+from service.exceptions import Conflict
 
 State = Literal["model", "collecting", "fitted"]
 
 
-class CalibrationBusy(RuntimeError):
+class CalibrationBusy(Conflict):
     """A collection is already running on this stream."""
 
 

@@ -19,6 +19,7 @@ from model.data import preprocess
 from service.alerts import AlertMachine, AlertPolicy
 from service.buffer import Frame
 from service.engine import Engine, Scored
+from service.exceptions import NotAVideo, UnreadableVideo
 from service.messages import ClipDone, ClipScoreMessage, Published
 from service.metrics import Metrics
 from service.models import HostedModel
@@ -39,25 +40,19 @@ def clip_topic(clip_id: str) -> str:
     return f"clip:{clip_id}"
 
 
-class ProbeError(ValueError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def probe(path: Path, min_frames: int) -> tuple[float | None, int]:
-    """(native fps, frame count estimate) of a video, or ProbeError saying what is wrong with it."""
+    """(native fps, frame count estimate) of a video; NotAVideo or UnreadableVideo saying what is wrong with it."""
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
-            raise ProbeError(415, "not a video OpenCV/FFmpeg can open (expected e.g. MP4, MKV, AVI, WebM)")
+            raise NotAVideo("not a video OpenCV/FFmpeg can open (expected e.g. MP4, MKV, AVI, WebM)")
         decoded = 0
         while decoded < min_frames and capture.read()[0]:
             decoded += 1
         if decoded == 0:
-            raise ProbeError(422, "corrupt or empty video: the container opened but no frame could be decoded")
+            raise UnreadableVideo("corrupt or empty video: the container opened but no frame could be decoded")
         if decoded < min_frames:
-            raise ProbeError(422, f"video too short: {decoded} frame(s), the model needs at least {min_frames}")
+            raise UnreadableVideo(f"video too short: {decoded} frame(s), the model needs at least {min_frames}")
         fps = capture.get(cv2.CAP_PROP_FPS)
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         return (fps if 0 < fps < 1000 else None), max(count, 0)

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from service.exceptions import Conflict, DomainError, Invalid, NotAVideo, NotFound
+
 
 class ErrorOut(BaseModel):
     detail: str | list[dict[str, Any]] = Field(
@@ -32,3 +34,14 @@ WHY = {
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error statuses, all with the ErrorOut body."""
     return {code: {"model": ErrorOut, "description": WHY[code]} for code in codes}
+
+
+STATUS: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, Invalid: 422, NotAVideo: 415}
+
+
+def status_for(error: DomainError) -> int:
+    """The HTTP status of a domain error: that of its nearest kind in STATUS (500 if none)."""
+    for kind in type(error).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return 500

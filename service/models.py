@@ -16,6 +16,7 @@ from model.inference import InferencePath
 from model.inference import build as build_inference
 from model.network import MemoryAE
 from model.scoring import UPDATE_THRESHOLD, Calibration, score_step
+from service.exceptions import UnknownModel
 
 log = logging.getLogger(__name__)
 
@@ -108,5 +109,5 @@ class ModelHost:
     def get(self, name: str | None) -> HostedModel:
         name = name or self.default
         if name not in self.models:
-            raise KeyError(f"unknown model {name!r}; available: {sorted(self.models)}")
+            raise UnknownModel(name, sorted(self.models))
         return self.models[name]

@@ -15,6 +15,7 @@ from model.scoring import Calibration
 from service.alerts import AlertMachine, AlertPolicy
 from service.calibration import StreamCalibration
 from service.engine import Engine, Lane, Scored
+from service.exceptions import StreamLimit, StreamNotFound
 from service.messages import AlertClose, AlertOpen, AlertThresholds, Calibrated, Published, StreamScore
 from service.metrics import Metrics
 from service.models import HostedModel
@@ -277,7 +278,7 @@ class StreamManager:
     ) -> Stream:  # fmt: skip
         with self._lock:
             if len(self.streams) >= self.settings.max_streams:
-                raise OverflowError(f"stream limit reached ({self.settings.max_streams}, setting max_streams)")
+                raise StreamLimit(self.settings.max_streams)
             id = id or uuid.uuid4().hex[:12]
             own = self._own_calibration(id, model)
             policy = self.policy(model, alerts, own.current)
@@ -311,8 +312,12 @@ class StreamManager:
         return stream
 
     def delete(self, id: str) -> None:
+        """Stop the stream and remove it with its alerts, pictures, calibration and metric series.
+        StreamNotFound if there is none."""
         with self._lock:
-            stream = self.streams.pop(id)
+            stream = self.streams.pop(id, None)
+        if stream is None:
+            raise StreamNotFound(id)
         if stream.reader is not None:
             stream.reader.stop()
         self.engine.remove_lane(f"stream:{id}")

@@ -16,8 +16,9 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from model.data import VIDEO_SUFFIXES
 from service import heatmap
-from service.clips import ProbeError, probe
+from service.clips import probe
 from service.errors import responses
+from service.exceptions import NotAVideo, UnreadableVideo
 from service.routers.deps import ready_runtime, runtime
 from service.runtime import Runtime
 from service.schemas import ClipCreated, ClipItem, ClipOut
@@ -144,10 +145,7 @@ def _no_room_message(rt: Runtime) -> str:
 async def upload_clip(request: Request, model: str | None = Query(None), rt: Runtime = Depends(ready_runtime)) -> dict:
     limit = rt.settings.max_upload_bytes
     rejected = rt.metrics.upload_rejected
-    try:
-        hosted = rt.host.get(model)
-    except KeyError as e:
-        raise HTTPException(422, str(e.args[0])) from None
+    hosted = rt.host.get(model)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit + 64 * 1024:
         rejected.labels("too_large").inc()
@@ -206,10 +204,10 @@ async def upload_clip(request: Request, model: str | None = Query(None), rt: Run
     path.rename(final)
     try:
         fps, count = await asyncio.to_thread(probe, final, hosted.config.window)
-    except ProbeError as e:
+    except UnreadableVideo as e:
         final.unlink(missing_ok=True)
-        rejected.labels("not_video" if e.status == 415 else "corrupt").inc()
-        raise HTTPException(e.status, f"{part.filename}: {e}") from None
+        rejected.labels("not_video" if isinstance(e, NotAVideo) else "corrupt").inc()
+        raise type(e)(f"{part.filename}: {e}") from None
     job = rt.clips.submit(clip_id, final, part.filename, part.size, hosted, rt.streams.policy(hosted), fps, count)
     return {"id": job.id, "status": job.status}
 

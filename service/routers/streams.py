@@ -6,7 +6,6 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from service import heatmap
-from service.calibration import CalibrationBusy
 from service.errors import responses
 from service.policy import SOURCE_REFUSED, SourceRefused, Unresolved
 from service.routers.deps import ready_runtime, runtime
@@ -42,15 +41,10 @@ def _check_source(rt: Runtime, url: str) -> None:
 
 @router.post("", response_model=StreamCreated, status_code=201, responses=responses(409))
 def create_stream(body: StreamCreate, rt: Runtime = Depends(ready_runtime)) -> dict:
-    try:
-        model = rt.host.get(body.model)
-    except KeyError as e:
-        raise HTTPException(422, str(e.args[0])) from None
+    model = rt.host.get(body.model)
     _check_source(rt, body.url)
     try:
         stream = rt.streams.start(body.url, body.name, model, body.fps_cap, body.alert_overrides())
-    except OverflowError as e:
-        raise HTTPException(409, str(e)) from None
     except ValueError as e:  # e.g. inconsistent thresholds with the calibration defaults
         raise HTTPException(422, str(e)) from None
     return {"id": stream.id}
@@ -71,10 +65,7 @@ def get_stream(stream_id: str, rt: Runtime = Depends(runtime)) -> dict:
 
 @router.delete("/{stream_id}", status_code=204)
 def delete_stream(stream_id: str, rt: Runtime = Depends(runtime)) -> Response:
-    try:
-        rt.streams.delete(stream_id)
-    except KeyError:
-        raise HTTPException(404, f"no stream {stream_id!r}") from None
+    rt.streams.delete(stream_id)
     return Response(status_code=204)
 
 
@@ -132,11 +123,7 @@ def start_calibration(stream_id: str, body: CalibrationStart, rt: Runtime = Depe
     feature distance fit the stream's own score normalizer and alert thresholds (unless set explicitly).
     Poll GET for progress; the stream's WebSocket says `{"type": "calibrated", ...}` when it is in force.
     409 while one is collecting."""
-    stream = _stream(rt, stream_id)
-    try:
-        return stream.start_calibration(body.seconds)
-    except CalibrationBusy as e:
-        raise HTTPException(409, str(e)) from None
+    return _stream(rt, stream_id).start_calibration(body.seconds)
 
 
 @router.get("/{stream_id}/calibration", response_model=CalibrationOut)

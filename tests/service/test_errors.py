@@ -1,0 +1,66 @@
+"""Domain errors: raised by the managers, mapped to HTTP statuses and the error body in one handler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from model.scoring import Calibration
+from service.app import create_app
+from service.calibration import CalibrationBusy
+from service.errors import status_for
+from service.exceptions import (
+    ClipNotFound,
+    DomainError,
+    FrameNotFound,
+    NotAVideo,
+    StreamLimit,
+    StreamNotFound,
+    UnknownModel,
+    UnreadableVideo,
+)
+from service.metrics import Metrics
+from service.models import ModelHost
+from service.settings import Settings
+from service.store import Store
+from service.streams import Stream, StreamManager
+
+MODEL = Calibration(44.1, 0.6, 0.01, 0.002, 0.6, 0.9, 0.8, 400)
+
+
+def test_each_domain_error_has_its_status() -> None:
+    assert status_for(StreamNotFound("s")) == status_for(ClipNotFound("c")) == status_for(FrameNotFound("f")) == 404
+    assert status_for(StreamLimit(4)) == status_for(CalibrationBusy("busy")) == 409
+    assert status_for(UnknownModel("x", ["ped2"])) == status_for(UnreadableVideo("too short")) == 422
+    assert status_for(NotAVideo("zeros")) == 415
+    assert status_for(DomainError("unclassified")) == 500
+    assert str(StreamLimit(4)) == "stream limit reached (4, setting max_streams)"
+
+
+def test_managers_raise_domain_errors_not_key_or_overflow_errors(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    m = StreamManager(Settings(_env_file=None, max_streams=1), store, None, Metrics())
+    model = SimpleNamespace(name="ped2", calibration=MODEL, fps=10.0)
+    with pytest.raises(StreamNotFound, match="no stream 'nope'"):
+        m.delete("nope")
+    m.streams["s"] = Stream("s", "rtsp://x/y", "cam", model, None, m.policy(model), "api", store, Metrics())
+    with pytest.raises(StreamLimit):
+        m.start("rtsp://x/z", "two", model)
+    with pytest.raises(UnknownModel, match="unknown model 'nope'"):
+        ModelHost(torch.device("cpu")).get("nope")
+    store.close()
+
+
+def test_the_app_answers_domain_errors_with_their_status_and_the_error_body(tmp_path: Path) -> None:
+    app = create_app(Settings(_env_file=None, data_dir=tmp_path, models_dir=tmp_path))
+    client = TestClient(app)  # no lifespan: no models needed for these routes
+    r = client.delete("/api/streams/nope")
+    assert r.status_code == 404 and r.json() == {"detail": "no stream 'nope'"}
+    r = client.post("/api/streams/nope/calibration", json={"seconds": 5})
+    assert r.status_code == 404 and r.json() == {"detail": "no stream 'nope'"}
+    r = client.get("/api/clips/nope")
+    assert r.status_code == 404 and r.json() == {"detail": "no clip 'nope'"}

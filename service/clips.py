@@ -3,9 +3,11 @@ live streams (its own lane and memory copy), without dropping frames, with progr
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import logging
+import shutil
 import threading
 import time
 import uuid
@@ -19,12 +21,12 @@ from model.data import preprocess
 from service.alerts import AlertMachine, AlertPolicy
 from service.buffer import Frame
 from service.engine import Engine, Scored
-from service.exceptions import NotAVideo, UnreadableVideo
+from service.exceptions import ClipNotFound, FrameNotFound, NotAVideo, UnreadableVideo
 from service.messages import ClipDone, ClipScoreMessage, Published
 from service.metrics import Metrics
 from service.models import HostedModel
 from service.store import Store
-from service.views import ClipMaps
+from service.views import ClipMaps, decode_frame
 from service.windows import FpsSampler
 
 log = logging.getLogger(__name__)
@@ -157,22 +159,75 @@ class ClipJob:
 
 class ClipManager:
     def __init__(self, directory: Path, store: Store, engine: Engine, metrics: Metrics, publish, fallback_fps) -> None:
-        self.directory = directory
+        self._directory = directory
         self.store = store
         self.engine = engine
         self.metrics = metrics
         self.publish = publish  # list of (topic, message) -> hub, from any thread
         self.fallback_fps = fallback_fps
-        self.jobs: dict[str, ClipJob] = {}
+        self._jobs: dict[str, ClipJob] = {}
         self.receiving = 0  # uploads being received now (bounded by max_concurrent_uploads)
         self.receiving_bytes = 0  # bytes they have written so far
         directory.mkdir(parents=True, exist_ok=True)
+
+    def get(self, id: str) -> ClipJob | None:
+        """The clip's job if it was submitted in this run (running or finished), else None."""
+        return self._jobs.get(id)
+
+    def stored(self, id: str) -> dict[str, Any] | None:
+        """A clip known only from disk (its result, with scores) or its database row (failed, e.g. interrupted by
+        a restart); None if there is no such clip."""
+        result = self.load_result(id)
+        if result is None and (row := self.store.clip(id)) is not None:
+            result = self.describe_row(row)
+        return result
+
+    def result(self, id: str, scores: bool = True) -> dict[str, Any]:
+        """What GET /api/clips/{id} answers (scores included or not); ClipNotFound if there is no such clip."""
+        job = self._jobs.get(id)
+        if job is not None:
+            return job.describe(scores=scores)
+        result = self.stored(id)
+        if result is None:
+            raise ClipNotFound(id)
+        if not scores:
+            result.pop("scores", None)
+        return result
+
+    def scored_frame(self, id: str, frame: int) -> tuple[Any, Any]:
+        """(picture, error map or None) of a scored frame, decoded again from the stored video;
+        ClipNotFound or FrameNotFound."""
+        job = self._jobs.get(id)
+        if job is not None:
+            video, scores = job.path, list(job.scores)
+        else:
+            row, result = self.store.clip(id), self.load_result(id)
+            if row is None:
+                raise ClipNotFound(id)
+            if result is None:
+                raise FrameNotFound(f"clip {id!r} has no scored frames ({row['status']}: {row['error']})")
+            video, scores = self._directory / row["filename"], result.get("scores", [])
+        frames = [s["frame"] for s in scores]
+        k = bisect.bisect_left(frames, frame)
+        if k == len(frames) or frames[k] != frame:
+            raise FrameNotFound(f"frame {frame} of clip {id!r} has no score (yet)")
+        picture = decode_frame(video, frame)
+        if picture is None:
+            raise FrameNotFound(f"frame {frame} could not be decoded from clip {id!r}")
+        return picture, ClipMaps.read(self._directory, id, k)
+
+    def free_bytes(self) -> int:
+        """Free space on the clips' file system (0 if it cannot be read)."""
+        try:
+            return shutil.disk_usage(self._directory).free
+        except OSError:
+            return 0
 
     def usage(self) -> int:
         """Bytes stored under the clips folder (videos, error maps, results); uploads being received are
         counted by `receiving_bytes` instead, so they are not counted twice."""
         total = 0
-        for p in self.directory.iterdir():
+        for p in self._directory.iterdir():
             if not p.name.endswith(".upload"):
                 with contextlib.suppress(OSError):  # deleted meanwhile
                     total += p.stat().st_size
@@ -184,16 +239,16 @@ class ClipManager:
         every route answers for them until retention); a 'done' clip whose result never reached the disk too."""
         known = self.store.clip_ids()
         removed = 0
-        for p in list(self.directory.iterdir()):
+        for p in list(self._directory.iterdir()):
             if p.name.endswith((".upload", ".tmp")) or p.name.split(".", 1)[0] not in known:
                 p.unlink(missing_ok=True)
                 removed += 1
         failed = 0
         for row in self.store.clips_in(("queued", "running", "done")):
-            if row["status"] == "done" and (self.directory / f"{row['id']}.scores.json").is_file():
+            if row["status"] == "done" and (self._directory / f"{row['id']}.scores.json").is_file():
                 continue
             self.store.set_clip_status(row["id"], "failed", RESULT_LOST if row["status"] == "done" else INTERRUPTED)
-            for f in self.directory.glob(f"{row['id']}.*"):
+            for f in self._directory.glob(f"{row['id']}.*"):
                 f.unlink(missing_ok=True)
                 removed += 1
             failed += 1
@@ -209,7 +264,7 @@ class ClipManager:
 
     def new_path(self, suffix: str) -> tuple[str, Path]:
         id = uuid.uuid4().hex[:16]
-        return id, self.directory / f"{id}{suffix}"
+        return id, self._directory / f"{id}{suffix}"
 
     def _count_states(self) -> None:
         """From the database: jobs in memory and clips known only by their row (after a restart) alike."""
@@ -221,7 +276,7 @@ class ClipManager:
                fps: float | None, frames_total: int) -> ClipJob:  # fmt: skip
         job = ClipJob(id, path, model, policy, frames_total, fps or self.fallback_fps or model.fps, fps is not None)
         job.on_finish = self._finished
-        self.jobs[id] = job
+        self._jobs[id] = job
         self.store.add_clip(id, path.name, original, size, model.name)
         self._count_states()
         threading.Thread(target=self._decode, args=(job,), name=f"clip-{id}", daemon=True).start()
@@ -273,20 +328,20 @@ class ClipManager:
 
     def load_result(self, id: str) -> dict[str, Any] | None:
         """A finished job's result after a restart (jobs in memory are answered directly)."""
-        path = self.directory / f"{id}.scores.json"
+        path = self._directory / f"{id}.scores.json"
         return json.loads(path.read_text()) if path.is_file() else None
 
     def expire(self, older_than_s: float) -> int:
         """Remove clips (files, rows, jobs) past the retention time; running jobs are left alone."""
         removed = 0
         for row in self.store.clips_older_than(time.time() - older_than_s):
-            job = self.jobs.get(row["id"])
+            job = self._jobs.get(row["id"])
             if job is not None and not job.finished.is_set():
                 continue
-            for f in self.directory.glob(f"{row['id']}*"):
+            for f in self._directory.glob(f"{row['id']}*"):
                 f.unlink(missing_ok=True)
             self.store.delete_clip(row["id"])
-            self.jobs.pop(row["id"], None)
+            self._jobs.pop(row["id"], None)
             removed += 1
         if removed:
             self._count_states()

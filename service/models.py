@@ -106,6 +106,12 @@ class ModelHost:
         host.default = default or ("ped2" if "ped2" in host.models else next(iter(host.models), None))
         return host
 
+    def names(self) -> list[str]:
+        return sorted(self.models)
+
+    def list(self) -> list[HostedModel]:
+        return list(self.models.values())
+
     def get(self, name: str | None) -> HostedModel:
         name = name or self.default
         if name not in self.models:

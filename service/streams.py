@@ -163,6 +163,17 @@ class Stream:
             self._own().reset()
             return self._use_calibration()
 
+    def end(self) -> None:
+        """The stream is being deleted (reader and lane already gone): an open episode ends, stored with its
+        picture (nothing is published), and the stream's own calibration is dropped, under the calibration
+        lock, so a fit in flight on the engine thread cannot store after the delete."""
+        if self.machine.episode is not None:
+            self._alert_event(*self.machine.flush())
+        with self._calibration_lock:
+            if self.calibration is not None:
+                self.calibration.reset()
+            self.store.delete_calibration(self.id)
+
     def _alert_event(self, kind: str, episode) -> Published:
         if kind == "open":
             episode.id = self.store.open_alert(
@@ -233,9 +244,20 @@ class StreamManager:
         self.engine = engine
         self.metrics = metrics
         self.snapshots = snapshots
-        self.streams: dict[str, Stream] = {}
+        self._streams: dict[str, Stream] = {}
         self._lock = threading.Lock()
         self.source_policy = SourcePolicy.parse(settings.source_networks, settings.source_schemes)
+
+    def get(self, id: str) -> Stream:
+        """The stream with this id; StreamNotFound if there is none."""
+        stream = self._streams.get(id)
+        if stream is None:
+            raise StreamNotFound(id)
+        return stream
+
+    def list(self) -> list[Stream]:
+        """Every stream, in the order they were started."""
+        return list(self._streams.values())
 
     def policy(
         self, model: HostedModel, overrides: dict[str, Any] | None = None, calibration: Calibration | None = None
@@ -277,7 +299,7 @@ class StreamManager:
         alerts: dict[str, Any] | None = None, origin: str = "api", id: str | None = None, persist: bool = True,
     ) -> Stream:  # fmt: skip
         with self._lock:
-            if len(self.streams) >= self.settings.max_streams:
+            if len(self._streams) >= self.settings.max_streams:
                 raise StreamLimit(self.settings.max_streams)
             id = id or uuid.uuid4().hex[:12]
             own = self._own_calibration(id, model)
@@ -286,7 +308,7 @@ class StreamManager:
                             calibration=own, policy_for=lambda c: self.policy(model, alerts, c))  # fmt: skip
             if persist:
                 self.store.add_stream(id, url, name, model.name, fps_cap, alerts or {})
-            self.streams[id] = stream
+            self._streams[id] = stream
         s, m = self.settings, self.metrics
         stream.lane = self.engine.add_lane(f"stream:{id}", model, s.frame_buffer, stream, own.current)
         hooks = ReaderHooks(
@@ -315,18 +337,13 @@ class StreamManager:
         """Stop the stream and remove it with its alerts, pictures, calibration and metric series.
         StreamNotFound if there is none."""
         with self._lock:
-            stream = self.streams.pop(id, None)
+            stream = self._streams.pop(id, None)
         if stream is None:
             raise StreamNotFound(id)
         if stream.reader is not None:
             stream.reader.stop()
         self.engine.remove_lane(f"stream:{id}")
-        if stream.machine.episode is not None:
-            stream._alert_event(*stream.machine.flush())
-        with stream._calibration_lock:  # a fit in flight on the engine thread must not store after the delete
-            if stream.calibration is not None:
-                stream.calibration.reset()
-            self.store.delete_calibration(id)
+        stream.end()
         if stream.origin == "api":
             self.store.delete_stream(id)
         removed = self.store.delete_alerts(stream_id=id)  # its alerts and their pictures go with it
@@ -335,7 +352,7 @@ class StreamManager:
         self.metrics.forget_stream(id)
 
     def stop_all(self) -> None:
-        for stream in list(self.streams.values()):
+        for stream in list(self._streams.values()):
             if stream.reader is not None:
                 stream.reader.stop()
 
@@ -343,7 +360,7 @@ class StreamManager:
         """On a clean stop (after the engine stopped): open episodes end at their last frame above `off`, with
         the reason, instead of staying open in the database until the next start."""
         closed = 0
-        for stream in list(self.streams.values()):
+        for stream in list(self._streams.values()):
             event = stream.machine.flush()
             if event is not None and event[1].id is not None:
                 e = event[1]

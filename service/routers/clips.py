@@ -4,12 +4,9 @@ while receiving, so an oversized upload is refused without ever being held in me
 from __future__ import annotations
 
 import asyncio
-import bisect
 import csv
 import io
-import shutil
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -22,7 +19,6 @@ from service.exceptions import NotAVideo, UnreadableVideo
 from service.routers.deps import ready_runtime, runtime
 from service.runtime import Runtime
 from service.schemas import ClipCreated, ClipItem, ClipOut
-from service.views import ClipMaps, decode_frame
 
 router = APIRouter(prefix="/api/clips", tags=["clips"])
 
@@ -127,11 +123,7 @@ def _room(rt: Runtime, used: int) -> int:
     """Bytes an upload may still write: under the quota (`used` at its start plus what every upload in flight
     wrote since) and above the free-space floor."""
     s, clips = rt.settings, rt.clips
-    try:
-        free = shutil.disk_usage(clips.directory).free
-    except OSError:
-        free = 0
-    return min(s.upload_quota_bytes - used - clips.receiving_bytes, free - s.min_free_bytes)
+    return min(s.upload_quota_bytes - used - clips.receiving_bytes, clips.free_bytes() - s.min_free_bytes)
 
 
 def _no_room_message(rt: Runtime) -> str:
@@ -219,14 +211,9 @@ def get_clip(
     scores: bool = Query(True, description="Include per-frame scores"),
     rt: Runtime = Depends(runtime),
 ):
-    job = rt.clips.jobs.get(clip_id)
-    result = job.describe(scores=scores) if job is not None else rt.clips.load_result(clip_id)
-    if result is None and (row := rt.store.clip(clip_id)) is not None:
-        result = rt.clips.describe_row(row)  # failed, e.g. interrupted by a restart: say so, not 404
-    if result is None:
-        raise HTTPException(404, f"no clip {clip_id!r}")
+    result = rt.clips.result(clip_id, scores=scores or format == "csv")  # a failed clip says so, not 404
     if format == "csv":
-        rows = job.describe()["scores"] if job is not None else result.get("scores", [])
+        rows = result.get("scores", [])
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(["frame", "score", "psnr", "distance", "anomalous"])
@@ -239,28 +226,6 @@ def get_clip(
     return result
 
 
-def _clip_frame(rt: Runtime, clip_id: str, frame: int) -> tuple[Any, Any]:
-    """(picture, error map or None) of a scored frame of an upload."""
-    job = rt.clips.jobs.get(clip_id)
-    if job is not None:
-        video, scores = job.path, list(job.scores)
-    else:
-        row, result = rt.store.clip(clip_id), rt.clips.load_result(clip_id)
-        if row is None:
-            raise HTTPException(404, f"no clip {clip_id!r}")
-        if result is None:
-            raise HTTPException(404, f"clip {clip_id!r} has no scored frames ({row['status']}: {row['error']})")
-        video, scores = rt.clips.directory / row["filename"], result.get("scores", [])
-    frames = [s["frame"] for s in scores]
-    k = bisect.bisect_left(frames, frame)
-    if k == len(frames) or frames[k] != frame:
-        raise HTTPException(404, f"frame {frame} of clip {clip_id!r} has no score (yet)")
-    picture = decode_frame(video, frame)
-    if picture is None:
-        raise HTTPException(404, f"frame {frame} could not be decoded from clip {clip_id!r}")
-    return picture, ClipMaps.read(rt.clips.directory, clip_id, k)
-
-
 @router.get("/{clip_id}/frames/{frame}.jpg", responses={200: {"content": {"image/jpeg": {}}}})
 def clip_frame(
     clip_id: str,
@@ -270,7 +235,7 @@ def clip_frame(
     rt: Runtime = Depends(runtime),
 ) -> Response:
     """A scored frame of an upload (decoded again from the stored video) as JPEG."""
-    picture, error = _clip_frame(rt, clip_id, frame)
+    picture, error = rt.clips.scored_frame(clip_id, frame)
     image = heatmap.render(picture, error, width, overlay)
     return Response(heatmap.jpeg(image), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
@@ -280,7 +245,7 @@ def clip_heatmap(
     clip_id: str, frame: int, width: int = Query(640, ge=16, le=4096), rt: Runtime = Depends(runtime)
 ) -> Response:
     """Where that frame was anomalous: the stored error map, colour-mapped RGBA PNG, the frame's size."""
-    picture, error = _clip_frame(rt, clip_id, frame)
+    picture, error = rt.clips.scored_frame(clip_id, frame)
     if error is None:
         raise HTTPException(404, f"no error map stored for frame {frame}")
     data = heatmap.render_heatmap(picture, error, width)

@@ -12,4 +12,4 @@ router = APIRouter(prefix="/api/models", tags=["models"])
 @router.get("", response_model=ModelsOut)
 def list_models(rt: Runtime = Depends(ready_runtime)) -> dict:
     host = rt.host
-    return {"default": host.default, "models": [m.describe() for m in host.models.values()], "errors": host.errors}
+    return {"default": host.default, "models": [m.describe() for m in host.list()], "errors": host.errors}

@@ -7,12 +7,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from service import heatmap
 from service.errors import responses
+from service.exceptions import FrameNotFound
 from service.policy import SOURCE_REFUSED, SourceRefused, Unresolved
 from service.routers.deps import ready_runtime, runtime
 from service.runtime import Runtime
 from service.schemas import CalibrationOut, CalibrationStart, ScorePoint, StreamCreate, StreamCreated, StreamOut
 from service.sources import redact
-from service.streams import Stream
 from service.views import View
 
 log = logging.getLogger(__name__)
@@ -52,15 +52,12 @@ def create_stream(body: StreamCreate, rt: Runtime = Depends(ready_runtime)) -> d
 
 @router.get("", response_model=list[StreamOut])
 def list_streams(rt: Runtime = Depends(runtime)) -> list[dict]:
-    return [s.describe() for s in list(rt.streams.streams.values())]
+    return [s.describe() for s in rt.streams.list()]
 
 
 @router.get("/{stream_id}", response_model=StreamOut)
 def get_stream(stream_id: str, rt: Runtime = Depends(runtime)) -> dict:
-    stream = rt.streams.streams.get(stream_id)
-    if stream is None:
-        raise HTTPException(404, f"no stream {stream_id!r}")
-    return stream.describe()
+    return rt.streams.get(stream_id).describe()
 
 
 @router.delete("/{stream_id}", status_code=204)
@@ -69,17 +66,10 @@ def delete_stream(stream_id: str, rt: Runtime = Depends(runtime)) -> Response:
     return Response(status_code=204)
 
 
-def _stream(rt: Runtime, stream_id: str) -> Stream:
-    stream = rt.streams.streams.get(stream_id)
-    if stream is None:
-        raise HTTPException(404, f"no stream {stream_id!r}")
-    return stream
-
-
 def _latest(rt: Runtime, stream_id: str) -> View:
-    view = _stream(rt, stream_id).live.latest
+    view = rt.streams.get(stream_id).live.latest
     if view is None:
-        raise HTTPException(404, "no frame scored yet")
+        raise FrameNotFound("no frame scored yet")
     return view
 
 
@@ -91,7 +81,7 @@ def _picture_headers(view: View) -> dict[str, str]:
 @router.get("/{stream_id}/scores", response_model=list[ScorePoint])
 def recent_scores(stream_id: str, limit: int = Query(600, ge=1, le=5000), rt: Runtime = Depends(runtime)) -> list[dict]:
     """The stream's latest scores, oldest first (what a chart opened now starts from)."""
-    return _stream(rt, stream_id).live.recent(limit)
+    return rt.streams.get(stream_id).live.recent(limit)
 
 
 @router.get("/{stream_id}/frame.jpg", responses={200: {"content": {"image/jpeg": {}}}})
@@ -112,7 +102,7 @@ def latest_heatmap(stream_id: str, width: int = Query(640, ge=16, le=4096), rt: 
     """The latest scored frame's per-pixel prediction error, colour-mapped RGBA PNG, frame.jpg's size."""
     view = _latest(rt, stream_id)
     if view.error is None:
-        raise HTTPException(404, "no error map for this frame")
+        raise FrameNotFound("no error map for this frame")
     data = heatmap.render_heatmap(view.picture, view.error, width)
     return Response(data, media_type="image/png", headers=_picture_headers(view))
 
@@ -123,18 +113,18 @@ def start_calibration(stream_id: str, body: CalibrationStart, rt: Runtime = Depe
     feature distance fit the stream's own score normalizer and alert thresholds (unless set explicitly).
     Poll GET for progress; the stream's WebSocket says `{"type": "calibrated", ...}` when it is in force.
     409 while one is collecting."""
-    return _stream(rt, stream_id).start_calibration(body.seconds)
+    return rt.streams.get(stream_id).start_calibration(body.seconds)
 
 
 @router.get("/{stream_id}/calibration", response_model=CalibrationOut)
 def get_calibration(stream_id: str, rt: Runtime = Depends(runtime)) -> dict:
     """The calibration scoring the stream (the checkpoint's or its own) and any collection's progress."""
-    return _stream(rt, stream_id).calibration_state()
+    return rt.streams.get(stream_id).calibration_state()
 
 
 @router.delete("/{stream_id}/calibration", response_model=CalibrationOut)
 def reset_calibration(stream_id: str, rt: Runtime = Depends(runtime)) -> dict:
     """Back to the checkpoint's calibration and thresholds; a collection in progress is dropped."""
-    stream = _stream(rt, stream_id)
+    stream = rt.streams.get(stream_id)
     rt.publish(stream.reset_calibration())
     return stream.calibration_state()

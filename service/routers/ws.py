@@ -10,6 +10,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from service.auth import accepted_subprotocol, websocket_allowed
 from service.clips import clip_topic
+from service.exceptions import ClipNotFound, StreamNotFound
 from service.hub import Subscriber
 from service.messages import ClipDone, ClipScoreMessage, Message, StreamScore
 from service.runtime import Runtime
@@ -66,8 +67,10 @@ async def stream_feed(websocket: WebSocket, stream_id: str) -> None:
     rt: Runtime = websocket.app.state.runtime
     if not await websocket_allowed(websocket):
         return
-    if stream_id not in rt.streams.streams:
-        await _not_found(websocket, f"no stream {stream_id!r}")
+    try:
+        rt.streams.get(stream_id)
+    except StreamNotFound as e:
+        await _not_found(websocket, str(e))
         return
     await websocket.accept(subprotocol=accepted_subprotocol(websocket))
     await _pump(websocket, rt, rt.hub.subscribe(stream_topic(stream_id)))
@@ -88,14 +91,12 @@ async def clip_feed(websocket: WebSocket, clip_id: str) -> None:
     rt: Runtime = websocket.app.state.runtime
     if not await websocket_allowed(websocket):
         return
-    job = rt.clips.jobs.get(clip_id)
+    job = rt.clips.get(clip_id)
     if job is None:  # finished before a restart, or interrupted by one: its stored state, then close
-        final = rt.clips.load_result(clip_id)
-        row = rt.store.clip(clip_id) if final is None else None
-        if final is None and row is None:
-            await _not_found(websocket, f"no clip {clip_id!r}")
+        final = rt.clips.stored(clip_id)
+        if final is None:
+            await _not_found(websocket, str(ClipNotFound(clip_id)))
             return
-        final = final if final is not None else rt.clips.describe_row(row)
         await websocket.accept(subprotocol=accepted_subprotocol(websocket))
         for score in final.pop("scores", None) or []:
             await _send(websocket, ClipScoreMessage(clip=clip_id, **score))

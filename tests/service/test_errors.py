@@ -47,7 +47,7 @@ def test_managers_raise_domain_errors_not_key_or_overflow_errors(tmp_path: Path)
     model = SimpleNamespace(name="ped2", calibration=MODEL, fps=10.0)
     with pytest.raises(StreamNotFound, match="no stream 'nope'"):
         m.delete("nope")
-    m.streams["s"] = Stream("s", "rtsp://x/y", "cam", model, None, m.policy(model), "api", store, Metrics())
+    m._streams["s"] = Stream("s", "rtsp://x/y", "cam", model, None, m.policy(model), "api", store, Metrics())
     with pytest.raises(StreamLimit):
         m.start("rtsp://x/z", "two", model)
     with pytest.raises(UnknownModel, match="unknown model 'nope'"):

@@ -21,6 +21,7 @@ from service.alerts import AlertPolicy
 from service.auth import WS_PROTOCOL, accepted_subprotocol, subprotocol_token
 from service.buffer import Frame
 from service.engine import Engine, Scored
+from service.messages import parse
 from service.metrics import Metrics
 from service.models import ModelHost
 from service.store import Store
@@ -127,6 +128,8 @@ def test_stream_stores_the_peak_frame_of_each_episode(tmp_path: Path) -> None:
     assert [m.peak_frame for m in opens] == [2, 9]
     assert snapshots.saved == [(1, 2), (1, 4), (2, 9)]  # second episode's peak never moved: stored once
     assert opens[0].thumbnail_url == "/api/alerts/1/thumbnail.jpg"
+    assert {m.type for _, m in messages} == {"score", "alert_open", "alert_close"}
+    assert all(parse(m.wire()) == m for _, m in messages)  # each model reads back what it writes
     assert stream.live.latest.picture[0, 0, 0] == len(scores) - 1  # the decoded picture, not the model input
     store.close()
 

@@ -89,6 +89,18 @@ def test_uploaded_clip_scores_equal_evaluate(serve_factory, ffv1_clip, clip_fram
     assert all(p.name.startswith(clip_id) for p in stored) and not any("ped2-01" in p.name for p in stored)
 
 
+def test_alert_messages_match_their_model(serve_factory, rtsp_factory, h264_clip) -> None:
+    """alert_open on the all-streams feed, as a real server sends it, validated against its model."""
+    rtsp = rtsp_factory(h264_clip)
+    server = serve_factory()
+    with server.client() as c, connect(f"{server.ws_base}/ws/alerts", open_timeout=10) as ws:
+        body = {"url": rtsp.url, "name": "gate", "alert_on": 0, "alert_off": 0}  # every frame is above: it opens
+        sid = c.post("/api/streams", json=body).json()["id"]
+        message = typed_message(ws.recv(timeout=30))
+    assert message["type"] == "alert_open" and message["stream"] == sid and message["name"] == "gate"
+    assert message["end_frame"] is None and message["id"] >= 1 and message["seq"] == 0
+
+
 def metric(text: str, name: str, stream: str) -> float:
     for line in text.splitlines():
         if line.startswith(f'{name}{{stream="{stream}"}}'):

@@ -40,23 +40,48 @@ def report(ped2: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
+def card_value(name: str) -> float:
+    """A number from the card's event table, e.g. `| events alerted (of 12) | 12 | ...`."""
+    match = re.search(rf"^\| {re.escape(name)} \| \**([0-9.]+)", CARD.read_text(), re.MULTILINE)
+    assert match, f"model card has no row '{name}'"
+    return float(match.group(1))
+
+
 def test_shipped_auc_matches_model_card(report: dict) -> None:
     m = report["metrics"]
     assert report["speed"]["frames"] == 2010 - 12 * 4
-    assert 100 * m["paper"]["fused"]["auc"] >= card_auc("fused, paper normalization") - 0.5
-    assert 100 * m["streaming"]["fused"]["auc"] >= card_auc("fused, streaming normalization") - 0.5
-    assert 100 * m["paper"]["psnr_only"]["auc"] >= card_auc("PSNR only, paper normalization") - 0.5
-    assert 100 * m["paper"]["distance_only"]["auc"] >= card_auc("feature distance only, paper normalization") - 0.5
+    for mode in ("paper", "streaming"):
+        for term, row in (("fused", "fused"), ("psnr_only", "PSNR only"), ("distance_only", "feature distance only")):
+            assert 100 * m[mode][term]["auc"] >= card_auc(f"{row}, {mode} normalization") - 0.5, (mode, term)
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall, see weights/README.md: 92.6 % paper, 87.2 % streaming")
+def test_shipped_alerts_match_model_card(report: dict) -> None:
+    """The operator's view with the checkpoint's own calibration, as the card states it."""
+    e = report["events"]["checkpoint"]
+    assert e["detected"] >= card_value("events alerted (of 12)")
+    assert e["false_episodes"] <= card_value("alert episodes on normal-only footage")
+    assert 100 * e["normal_above_on_share"] <= card_value("normal frames above alert_on (%)") + 0.5
+    assert e["median_delay_s"] <= card_value("median delay (s)") + 0.05
+
+
+@pytest.mark.xfail(strict=True, reason="known shortfall, see weights/README.md: paper 92.7 %, streaming 85.8 %")
 def test_shipped_auc_clears_the_bars(report: dict) -> None:
     m = report["metrics"]
     assert m["paper"]["fused"]["auc"] >= 0.930
-    assert m["streaming"]["fused"]["auc"] >= 0.910
+    assert m["streaming"]["fused"]["auc"] >= 0.920
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall, see weights/README.md: the distance term lowers the AUC")
+@pytest.mark.xfail(strict=True, reason="known shortfall, see weights/README.md: 48 % of normal test frames alarm")
+def test_shipped_alerts_clear_the_bars(report: dict) -> None:
+    e = report["events"]["checkpoint"]
+    assert e["normal_above_on_share"] <= 0.05 and e["detected"] >= 11 and e["false_episodes"] == 0
+    assert e["median_delay_s"] <= 0.5
+
+
+@pytest.mark.xfail(
+    strict=True, reason="known shortfall, see weights/README.md: on the test camera the distance term lowers the AUC"
+)
 def test_memory_term_earns_its_place(report: dict) -> None:
-    m = report["metrics"]["paper"]
-    assert m["fused"]["auc"] > m["psnr_only"]["auc"]
+    for mode in ("paper", "streaming"):
+        m = report["metrics"][mode]
+        assert m["fused"]["auc"] > max(m["psnr_only"]["auc"], m["distance_only"]["auc"]), mode

@@ -34,13 +34,13 @@ def redact(url: str) -> str:
     """The URL with any password replaced: stream listings must not leak camera credentials."""
     try:
         parts = urlsplit(url)
-    except ValueError:  # unparsable (say an unbalanced '['): show none of it, it may hold a password
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port:  # .port raises on a port that is not a number
+            host += f":{parts.port}"
+    except ValueError:  # unparsable (an unbalanced '[', a port 'A'): show none of it, it may hold a password
         return "(unparsable URL)"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import string
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,7 +25,11 @@ from service.schemas import StreamCreate
 from service.settings import Settings
 from service.sources import is_local_file, redact
 
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# CI replays the same examples every run (a found case becomes a named test, as below); locally they vary
+FAST = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+    derandomize=os.environ.get("CI") == "true",
+)  # fmt: skip
 NO_DNS = SourcePolicy.parse(["private", "public"], ["rtsp", "rtsps", "http", "https"], resolver=lambda h, p: [])
 LOOPBACK_V4 = st.integers(0x7F000000, 0x7FFFFFFF).map(lambda n: str(ipaddress.IPv4Address(n)))
 LINK_LOCAL_V4 = st.integers(0xA9FE0000, 0xA9FEFFFF).map(lambda n: str(ipaddress.IPv4Address(n)))
@@ -170,7 +175,14 @@ def test_origin_checks_never_crash_and_deny_other_hosts(origin, host, allowed) -
     result = origin_ok(origin, host, allowed)
     if origin is None:
         assert result
-    assume(origin is not None and host)
+    if origin is None or not host:  # nothing more to compare (no filtering: hypothesis health checks fail on it)
+        return
     if result and origin.strip().rstrip("/").lower() not in [a.strip().rstrip("/").lower() for a in allowed]:
         netloc = origin.strip().rstrip("/").lower().partition("://")[2]
         assert netloc.split(":")[0] == host.strip().lower().split(":")[0]
+
+
+def test_redact_hides_a_url_whose_port_is_not_a_number() -> None:
+    """Found by the property test above: urlsplit's .port raises on 'rtsp://u:p@h:A/'."""
+    assert redact("rtsp://user:secret@cam:A/x") == "(unparsable URL)"
+    assert redact("rtsp://user:secret@cam:554/x") == "rtsp://user:***@cam:554/x"

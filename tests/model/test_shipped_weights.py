@@ -64,14 +64,14 @@ def test_shipped_alerts_match_model_card(report: dict) -> None:
     assert e["median_delay_s"] <= card_value("median delay (s)") + 0.05
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall, see weights/README.md: paper 92.7 %, streaming 85.8 %")
+@pytest.mark.xfail(strict=True, reason="known shortfall, see weights/README.md: paper 92.7 %, streaming 77.3 %")
 def test_shipped_auc_clears_the_bars(report: dict) -> None:
     m = report["metrics"]
     assert m["paper"]["fused"]["auc"] >= 0.930
     assert m["streaming"]["fused"]["auc"] >= 0.920
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall, see weights/README.md: 48 % of normal test frames alarm")
+@pytest.mark.xfail(strict=True, reason="known shortfall, see weights/README.md: 56 % of normal test frames alarm")
 def test_shipped_alerts_clear_the_bars(report: dict) -> None:
     e = report["events"]["checkpoint"]
     assert e["normal_above_on_share"] <= 0.05 and e["detected"] >= 11 and e["false_episodes"] == 0

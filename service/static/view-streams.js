@@ -24,7 +24,7 @@ export async function streamsView(root) {
     modelSelect.append(...models.models.map((m) => h("option", { value: m.name }, m.name)));
   }).catch(() => {});
   const form = h("form", { class: "inline panel", id: "add-stream" },
-    h("label", {}, "Camera URL (rtsp, http)", h("input", { name: "url", required: true, placeholder: "rtsp://camera/stream" })),
+    h("label", {}, "Camera URL (rtsp, rtsps)", h("input", { name: "url", required: true, placeholder: "rtsp://camera/stream" })),
     h("label", {}, "Name", h("input", { name: "name", required: true, placeholder: "entrance" })),
     h("label", {}, "Model", modelSelect),
     h("label", {}, "fps cap", h("input", { name: "fps_cap", class: "num", type: "number", step: "any", min: "0" })),

@@ -15,7 +15,13 @@ Normal footage varies too, and a score that alarms on that variation is useless 
 So validation also gets a *benign* copy of each normal clip, labelled normal throughout:
 
 - ``exposure``: the whole clip up to 10 % brighter or darker, with a little more contrast or less
-  (another hour of the day, an auto-exposure step).
+  (another hour of the day, an auto-exposure step);
+- ``reframe``: the camera aimed a few pixels off and zoomed 1-3 % (re-mounted after maintenance);
+- ``compression``: every frame through JPEG at quality 25-45 (a camera streaming at a lower bitrate);
+- ``sensor``: faint pixel noise over the whole frame (more gain at dusk).
+
+None of these moves anything in the scene, so a setting that alarms on them alarms on the camera,
+not on what it sees.
 
 (Extra people pasted in at walking speed were tried as a "busier day" and dropped: at the model's
 scale the paste's edges are themselves an anomaly, so such clips alarm for the wrong reason.)
@@ -34,7 +40,7 @@ import numpy as np
 from model.data import Clip
 
 KINDS: tuple[str, ...] = ("paste", "skip", "blur", "noise")
-BENIGN: tuple[str, ...] = ("exposure",)
+BENIGN: tuple[str, ...] = ("exposure", "reframe", "compression", "sensor")
 
 
 @dataclass
@@ -147,10 +153,32 @@ def _region(frames: np.ndarray, span: tuple[int, int], rng: np.random.Generator,
 
 
 def _benign(frames: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
-    if kind != "exposure":
-        raise ValueError(f"unknown benign kind {kind!r}")
-    gain, offset = float(rng.uniform(0.9, 1.1)), float(rng.uniform(-8, 8))
-    return np.clip(frames.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
+    if kind == "exposure":
+        gain, offset = float(rng.uniform(0.9, 1.1)), float(rng.uniform(-8, 8))
+        return np.clip(frames.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
+    if kind == "reframe":  # one fixed affine map for the whole clip: the camera moved once, then stayed
+        height, width = frames.shape[1:3]
+        zoom = float(rng.uniform(1.01, 1.03))
+        shift = rng.uniform(2, 4, 2) * rng.choice([-1, 1], 2)
+        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, zoom)
+        matrix[:, 2] += shift
+        return np.stack(
+            [
+                cv2.warpAffine(
+                    f, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+                ).reshape(f.shape)
+                for f in frames
+            ]
+        )
+    if kind == "compression":
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 46))]
+        return np.stack(
+            [cv2.imdecode(cv2.imencode(".jpg", f, params)[1], cv2.IMREAD_UNCHANGED).reshape(f.shape) for f in frames]
+        )
+    if kind == "sensor":
+        noise = rng.normal(0, float(rng.uniform(2, 4)), frames.shape)
+        return np.clip(frames.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    raise ValueError(f"unknown benign kind {kind!r}")
 
 
 def benign(clips: Sequence[Clip], seed: int = 0) -> list[SyntheticClip]:

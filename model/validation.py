@@ -39,7 +39,7 @@ class Choice:
     weight: float
     auc: float
     distance_relative: bool = False
-    benign_above_on: float = 0.0  # share of benign (normal, varied) frames at or above the alert threshold
+    benign_above_on: float = 0.0  # share of benign frames at or above the alert threshold, worst benign kind
 
     @property
     def regions(self) -> Regions:
@@ -110,13 +110,21 @@ def choose(
     error_windows: Sequence[int] = ERROR_WINDOWS,
     distance_windows: Sequence[int] = DISTANCE_WINDOWS,
     weights: Sequence[float] = WEIGHTS,
-    benign: Sequence[bool] | None = None,
+    benign: Sequence[str | None] | None = None,
     relative: Sequence[bool] = (False, True),
 ) -> list[tuple[Choice, Calibration]]:
     """Every (error window, distance window, λ): its calibration on `normal`, AUC on `anomalous`, and the
-    share of the `benign` clips' frames (normal variation) that would raise the alert."""
+    share of benign frames (normal variation) that would raise the alert, for the worst benign kind.
+
+    `benign`: per anomalous clip, its benign kind (all its frames normal), or None for a clip with an event.
+    The worst kind counts, not the mean: a camera that alarms whenever its bitrate drops is unusable even
+    if it is calm under every other change."""
     y = np.concatenate(labels)
-    calm = np.concatenate([np.full(len(x), bool(b)) for x, b in zip(labels, benign or [False] * len(labels))])
+    kinds = list(benign or [None] * len(labels))
+    masks = [
+        np.concatenate([np.full(len(x), k == kind) for x, k in zip(labels, kinds)])
+        for kind in dict.fromkeys(k for k in kinds if k is not None)
+    ]
     out = []
     for (i, e), (j, d), rel in product(enumerate(error_windows), enumerate(distance_windows), relative):
         p_normal, d_normal = _columns(normal, i, j, rel)
@@ -124,7 +132,7 @@ def choose(
         for w in weights:
             calibration = Calibration.fit(p_normal, d_normal, w, Regions(e, d, rel))
             score = calibration.score(p_test, d_test)
-            above = float(np.mean(score[calm] >= calibration.alert_on)) if calm.any() else 0.0
+            above = max((float(np.mean(score[m] >= calibration.alert_on)) for m in masks), default=0.0)
             out.append((Choice(e, d, w, float(roc_auc_score(y, score)), rel, above), calibration))
     return out
 
@@ -133,7 +141,7 @@ MAX_BENIGN_ALARMS = 0.05  # the operator's bar: at most 5 % of normal frames abo
 
 
 def pick(table: Sequence[tuple[Choice, Calibration]]) -> tuple[Choice, Calibration]:
-    """The best AUC among settings that alarm on at most 5 % of benign frames; if none does, the calmest.
+    """The best AUC among settings that alarm on at most 5 % of each benign kind's frames; else the calmest.
 
     AUC alone rewards a term that separates the synthetic events but jumps on any change of the normal
     footage (the memory distance of a collapsed memory does: its normal values sit near 1e-6)."""
@@ -172,7 +180,7 @@ def validate(
     )
     labels = [f.labels[window - 1 :] for f in fakes]
     weights = (fixed.weight,) if fixed else WEIGHTS
-    benign = [f.kind in synthetic.BENIGN for f in fakes]
+    benign = [f.kind if f.kind in synthetic.BENIGN else None for f in fakes]
     relative = (fixed.distance_relative,) if fixed else (False, True)
     table = choose(normal, anomalous, labels, error_windows, distance_windows, weights, benign, relative)
     best, calibration = pick(table)

@@ -59,11 +59,36 @@ def test_clips_too_short_for_an_event_are_left_out() -> None:
     assert synthetic.make([walkers(synthetic.min_frames(5) - 1)], window=5) == []
 
 
-def test_benign_copies_are_normal_throughout_and_only_change_exposure() -> None:
+def test_benign_copies_are_normal_throughout_seeded_and_move_nothing() -> None:
     clip = walkers()
-    (a,), (b,) = synthetic.benign([clip], seed=5), synthetic.benign([clip], seed=5)
-    np.testing.assert_array_equal(a.frames, b.frames)
-    assert a.kind == "exposure" and not a.labels.any() and a.frames.shape == clip.frames.shape
-    # a global gain and offset: the frame's ranking of pixels is kept, their level is not
-    diff = a.frames.astype(int) - clip.frames.astype(int)
-    assert diff.any() and np.abs(diff).max() <= 0.1 * 255 + 8 + 1
+    a, b = synthetic.benign([clip], seed=5), synthetic.benign([clip], seed=5)
+    assert [x.kind for x in a] == list(synthetic.BENIGN)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x.frames, y.frames)
+        assert not x.labels.any() and x.frames.shape == clip.frames.shape and x.frames.dtype == np.uint8
+        assert not np.array_equal(x.frames, clip.frames)
+        # the scene's own motion is kept: frame-to-frame change is the original's, give or take the change itself
+        moved = np.abs(np.diff(x.frames.astype(int), axis=0)).mean()
+        original = np.abs(np.diff(clip.frames.astype(int), axis=0)).mean()
+        assert moved <= original + 8, x.kind
+    exposure, reframe, compression, sensor = a
+    # exposure: a global gain and offset
+    diff = exposure.frames.astype(int) - clip.frames.astype(int)
+    assert np.abs(diff).max() <= 0.1 * 255 + 8 + 1
+    # reframe: one fixed shift/zoom for the whole clip, so the first frame's content reappears a few pixels off
+    best = min(
+        np.abs(np.roll(reframe.frames[0].astype(int), (dy, dx), axis=(0, 1)) - clip.frames[0])[8:-8, 8:-8].mean()
+        for dy in range(-6, 7)
+        for dx in range(-6, 7)
+    )
+    assert best < np.abs(reframe.frames[0].astype(int) - clip.frames[0]).mean()
+    # compression and sensor noise: small changes everywhere, no large ones
+    for x in (compression, sensor):
+        assert np.abs(x.frames.astype(int) - clip.frames.astype(int)).mean() < 6, x.kind
+
+
+def test_an_unknown_benign_kind_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown benign kind"):
+        synthetic._benign(walkers().frames, "rain", np.random.default_rng(0))

@@ -37,3 +37,20 @@ def test_pick_prefers_a_calm_setting_over_a_better_auc_that_alarms_on_normal_var
     assert pick([(fragile, cal), (calm, cal)])[0] == calm
     worse = Choice(8, 0, 1.0, 0.80, benign_above_on=0.30)
     assert pick([(fragile, cal), (worse, cal)])[0] == worse  # none is calm: the calmest
+
+
+def test_the_worst_benign_kind_counts_not_the_mean() -> None:
+    """A setting calm under three kinds of benign change but alarming under the fourth is not calm."""
+    rng = np.random.default_rng(1)
+    n = 300
+    normal = clip("n", np.stack([30 + rng.normal(0, 1, n)], 1), rng.normal(1, 0.1, (n, 1)))
+    calm = [clip(f"b{k}", np.stack([30 + rng.normal(0, 1, 100)], 1), rng.normal(1, 0.1, (100, 1))) for k in range(3)]
+    shifted = clip("b3", np.stack([30 + rng.normal(0, 1, 100)], 1), rng.normal(3, 0.1, (100, 1)))  # distance moves
+    event = clip("e", np.stack([30 - 8 * (np.arange(100) >= 50)], 1).astype(float), rng.normal(1, 0.1, (100, 1)))
+    labels = [np.zeros(100, bool)] * 4 + [np.arange(100) >= 50]
+    kinds = ["exposure", "reframe", "compression", "sensor", None]
+    table = choose(normal=[normal], anomalous=[*calm, shifted, event], labels=labels, error_windows=(0,),
+                   distance_windows=(0,), weights=(0.0, 1.0), benign=kinds, relative=(False,))  # fmt: skip
+    by_weight = {c.weight: c for c, _ in table}
+    assert by_weight[0.0].benign_above_on > 0.9  # distance alone alarms on every frame of the shifted kind
+    assert by_weight[1.0].benign_above_on <= 0.05  # PSNR alone stays calm under all four

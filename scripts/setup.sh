@@ -2,7 +2,8 @@
 # Installs everything the project needs on a fresh Debian/Ubuntu machine with Python 3.11:
 # Debian packages (as root), then a virtual environment in .venv with the package and its deps.
 #   bash scripts/setup.sh          # to run the service
-#   bash scripts/setup.sh test     # plus the test tools (GStreamer RTSP server, ffmpeg, pytest, ruff)
+#   bash scripts/setup.sh test     # plus the test tools (GStreamer RTSP server, ffmpeg, pytest, ruff) and the
+#                                  # cluster extra with PostgreSQL and Redis, which the cluster tests run for real
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
@@ -18,7 +19,8 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned (pyproject) to the CPU build; CUDA machines get the GPU build from the Dockerfile.cuda.
 if [ "$extra" = "test" ]; then
-  .venv/bin/python -m pip install -q -e '.[test,fast]'  # fast: the optional inference backends, tested too
+  # fast: the optional inference backends; cluster: Ray, psycopg, redis (cluster mode); both tested too
+  .venv/bin/python -m pip install -q -e '.[test,fast,cluster]'
 else
   .venv/bin/python -m pip install -q -e .
 fi

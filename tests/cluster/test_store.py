@@ -1,0 +1,77 @@
+"""PostgresStore on a real PostgreSQL: epoch fencing, checkpoints, alerts written once."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def store(pg_dsn: str):
+    from service.cluster.store import PostgresStore
+
+    s = PostgresStore(pg_dsn)
+    yield s
+    s.close()
+
+
+def checkpoint(stream: str, epoch: int, frame: int, episode=None):
+    from service.cluster.store import Checkpoint
+
+    items = np.arange(20, dtype=np.float32).reshape(10, 2) + frame
+    return Checkpoint(stream, epoch, frame, items, episode, time.time())
+
+
+def test_epochs_fence_writes_of_a_moved_camera(store) -> None:
+    from service.cluster.store import StaleEpoch
+
+    assert store.assign("cam", "shard-a") == 1
+    store.checkpoint(checkpoint("cam", 1, 10))
+    assert store.assign("cam", "shard-b") == 2  # moved: shard-a's epoch 1 is stale now
+    with pytest.raises(StaleEpoch):
+        store.checkpoint(checkpoint("cam", 1, 11))
+    with pytest.raises(StaleEpoch):
+        store.open_alert_fenced("cam", 1, "m", 1.0, 11, 0.9, 11, checkpoint("cam", 1, 11, {"id": None}))
+    saved = store.load_checkpoint("cam")
+    assert saved.frame == 10 and saved.epoch == 1  # the stale writes changed nothing
+    assert store.alerts(None, None, None, 10, 0)[1] == 0
+    assert [r["what"] for r in store.refused()] == ["checkpoint", "open_alert"]
+    store.checkpoint(checkpoint("cam", 2, 12))
+    assert store.load_checkpoint("cam").frame == 12
+
+
+def test_alert_and_its_checkpoint_land_together_and_close_once(store) -> None:
+    store.assign("cam", "a")
+    episode = {"start_frame": 5, "start_time": 1.0, "peak_score": 0.9, "peak_frame": 6, "id": None}
+    alert = store.open_alert_fenced("cam", 1, "m", 1.0, 5, 0.9, 6, checkpoint("cam", 1, 7, episode))
+    saved = store.load_checkpoint("cam")
+    assert saved.episode["id"] == alert and saved.frame == 7
+    np.testing.assert_array_equal(saved.items, checkpoint("cam", 1, 7).items)
+    store.close_alert_fenced("cam", 1, alert, 2.0, 9, 0.95, 8, checkpoint("cam", 1, 19))
+    store.close_alert_fenced("cam", 1, alert, 3.0, 12, 0.99, 8, checkpoint("cam", 1, 20))  # closed once
+    row = store.alert(alert)
+    assert (row["end_frame"], row["end_time"], row["epoch"]) == (9, 2.0, 1)
+    assert store.load_checkpoint("cam").episode is None
+
+
+def test_a_move_waits_for_a_fenced_write_in_flight(store, pg_dsn: str) -> None:
+    """The assignment row is held FOR SHARE during a fenced write, so the move is ordered after it."""
+    from service.cluster.store import PostgresStore
+
+    store.assign("cam", "a")
+    other = PostgresStore(pg_dsn)
+    with store._lock, store._db.transaction():
+        store._fence("cam", 1, "test")
+        moved = threading.Thread(target=other.assign, args=("cam", "b"))
+        moved.start()
+        moved.join(0.5)
+        assert moved.is_alive(), "the move did not wait for the write in flight"
+        store._write_checkpoint(checkpoint("cam", 1, 3))
+    moved.join(10)
+    assert store.assignments()["cam"]["epoch"] == 2 and store.load_checkpoint("cam").frame == 3
+    other.close()

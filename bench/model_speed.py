@@ -8,8 +8,8 @@ engine with one stream, for the shipped setting and the paper's.
   engine run per batch) on fixed random inputs, batch 1 and `--batch`; speed does not depend on the
   weights, so the paper's setting (width 64, 256x256) uses a random-init network.
 - `--settings checkpoint`: the --weights checkpoint's own config (e.g. a wider model than the shipped one).
-- engine rows (shipped or checkpoint setting): one lane of service.engine.Engine fed Ped2 frames as fast as it scores
-  them, Engine.step called in a loop: window, tensor, score_step, heatmap, calibration, per frame.
+- engine rows (shipped or checkpoint setting): one lane of service.pipeline.engine.Engine fed Ped2 frames as fast
+  as it scores them, Engine.step called in a loop: window, tensor, score_step, heatmap, calibration, per frame.
 Every path is compared with fp32 eager of the same setting and batch, in the same run.
 """
 
@@ -136,9 +136,9 @@ def engine_rows(
     device: torch.device,
 ):  # fmt: skip
     """One stream through the real engine: Engine.step([lane]) in a loop, one frame per step."""
-    from service.buffer import Frame
-    from service.engine import Engine
-    from service.models import HostedModel
+    from service.capture.buffer import Frame
+    from service.pipeline.engine import Engine
+    from service.pipeline.host import HostedModel
 
     calibration = (ckpt.calibration if ckpt else None) or Calibration(30.0, 1.0, 0.01, 0.001, 0.6, 0.9, 0.8, 2)
     ckpt = ckpt or checkpoint.Checkpoint(config, {}, 10.0, calibration)

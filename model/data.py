@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from model.camera import BENIGN, camera_change
 from model.network import ModelConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
@@ -144,12 +145,19 @@ def split_holdout(clips: Sequence[Clip], fraction: float) -> tuple[list[Clip], l
 
 
 class WindowDataset(torch.utils.data.Dataset):
-    """Every window of `config.window` consecutive frames of every clip: (input, target) tensors."""
+    """Every window of `config.window` consecutive frames of every clip: (input, target) tensors.
 
-    def __init__(self, clips: Sequence[Clip], config: ModelConfig) -> None:
+    `augment` (a probability): that share of windows get one random benign camera change (exposure,
+    re-aim, compression, sensor noise; model.camera), the same on all their frames, so
+    motion is untouched and only the camera differs. Drawn from `seed`: the same order gives the same windows.
+    """
+
+    def __init__(self, clips: Sequence[Clip], config: ModelConfig, augment: float = 0.0, seed: int = 0) -> None:
         self.clips = list(clips)
         self.config = config
         self.index = [(i, t) for i, c in enumerate(self.clips) for t in range(len(c.frames) - config.window + 1)]
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -157,6 +165,8 @@ class WindowDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         clip, t = self.index[i]
         window = self.clips[clip].frames[t : t + self.config.window]  # (window, H, W, ch)
+        if self.augment and self.rng.random() < self.augment:
+            window = camera_change(window, str(self.rng.choice(BENIGN)), self.rng)
         return window_tensors(window, self.config)
 
 

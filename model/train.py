@@ -79,6 +79,10 @@ def main(
     validate_every: Annotated[
         int, typer.Option(min=0, help="Epochs between validations on synthetic anomalies (0: last epoch only)")
     ] = 4,
+    augment: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of training windows given a random benign camera change (0: none)"),
+    ] = 0.0,
     snapshot_every: Annotated[
         int, typer.Option(min=0, help="Epochs between weight snapshots OUT.epNN.safetensors (0: none)")
     ] = 0,
@@ -100,7 +104,7 @@ def main(
     can_validate = validation.usable(holdout_clips, config.window)
     if not can_validate:
         print("validation: the held-out clips are too short for synthetic anomalies; shipping the last epoch")
-    dataset = WindowDataset(train_clips, config)
+    dataset = WindowDataset(train_clips, config, augment, seed)
     if len(dataset) < batch_size:
         raise typer.BadParameter(f"{data}: only {len(dataset)} training windows, fewer than one batch")
     loader = torch.utils.data.DataLoader(
@@ -215,6 +219,7 @@ def main(
         "lr": lr,
         "lambda_c": lc,
         "lambda_s": ls,
+        "augment": augment,
         "seed": seed,
         "precision": "bf16" if use_bf16 else "fp32",
         "device": str(dev),

@@ -12,12 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.auth import require_origin, require_token
-from service.errors import ErrorOut, responses, status_for
-from service.exceptions import DomainError
-from service.routers import alerts, clips, dashboard, health, models, streams, ws
+from service.api.auth import require_origin, require_token
+from service.api.errors import ErrorOut, responses, status_for
+from service.api.routers import alerts, clips, dashboard, health, models, streams, ws
+from service.core.exceptions import DomainError
+from service.core.settings import Settings
 from service.runtime import Runtime
-from service.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
         """Every error a manager raises (unknown model, stream not found, stream limit, unreadable video...),
-        as its status (service.errors.STATUS) and the error body."""
+        as its status (service.api.errors.STATUS) and the error body."""
         return JSONResponse(ErrorOut(detail=str(exc)).model_dump(), status_code=status_for(exc))
 
     @app.get("/metrics", include_in_schema=False)

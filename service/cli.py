@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from pydantic_settings import CliApp
 
 from service.app import create_app
-from service.policy import SourcePolicy, SourceRefused
-from service.settings import Settings
-from service.sources import check_local_file, is_local_file, redact
+from service.capture.sources import check_local_file, is_local_file, redact
+from service.core.policy import SourcePolicy, SourceRefused
+from service.core.settings import Settings
 
 
 def cli(argv: list[str] | None = None) -> None:

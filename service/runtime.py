@@ -15,17 +15,17 @@ import time
 import torch
 
 from model.inference import pick_device
-from service.clips import ClipManager
-from service.engine import Engine
-from service.hub import Hub
-from service.messages import Published
-from service.metrics import Metrics
-from service.models import ModelHost
-from service.settings import Settings
-from service.sources import is_local_file
-from service.store import Store
-from service.streams import StreamManager, cli_stream_id
-from service.views import AlertSnapshots
+from service.alerts.snapshots import AlertSnapshots
+from service.capture.sources import is_local_file
+from service.core.bus import Hub
+from service.core.messages import Published
+from service.core.metrics import Metrics
+from service.core.settings import Settings
+from service.core.store import Store
+from service.pipeline.clips import ClipManager
+from service.pipeline.engine import Engine
+from service.pipeline.host import ModelHost
+from service.pipeline.streams import StreamManager, cli_stream_id
 
 log = logging.getLogger(__name__)
 

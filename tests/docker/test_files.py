@@ -13,7 +13,7 @@ import pytest
 import yaml
 from deploy import DOCKER, DOCKERFILES, REPO, tool
 
-from service.settings import Settings
+from service.core.settings import Settings
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 SETTING_NAMES = {f"MNAD_{name.upper()}" for name in Settings.model_fields}

@@ -11,7 +11,7 @@ from pathlib import Path
 import annotated_types as at
 from deploy import DOCKER, REPO
 
-from service.settings import Settings
+from service.core.settings import Settings
 
 README = REPO / "README.md"
 BEGIN, END = "<!-- settings table: begin -->", "<!-- settings table: end -->"

@@ -91,4 +91,4 @@ def test_an_unknown_benign_kind_is_refused() -> None:
     import pytest
 
     with pytest.raises(ValueError, match="unknown benign kind"):
-        synthetic._benign(walkers().frames, "rain", np.random.default_rng(0))
+        synthetic.camera_change(walkers().frames, "rain", np.random.default_rng(0))

@@ -42,9 +42,9 @@ def reference_scores(models_dir: Path, frames: np.ndarray) -> dict[int, tuple[fl
 
 
 def typed_message(text: str) -> dict:
-    """A received WebSocket message, checked against its model (service.messages): it validates, and the model
+    """A received WebSocket message, checked against its model (service.core.messages): it validates, and the model
     writes it back to the very same text (field names, values and order), so the wire is the model's."""
-    from service.messages import parse
+    from service.core.messages import parse
 
     message = parse(text)
     assert message.wire() == text, f"{type(message).__name__} does not write back {text}"

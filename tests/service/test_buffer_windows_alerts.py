@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 
-from service.alerts import AlertMachine, AlertPolicy
-from service.buffer import Frame, FrameBuffer
-from service.windows import FpsSampler, SlidingWindow
+from service.alerts.machine import AlertMachine, AlertPolicy
+from service.capture.buffer import Frame, FrameBuffer
+from service.capture.windows import FpsSampler, SlidingWindow
 
 
 def frame(i: int, segment: int = 0) -> Frame:

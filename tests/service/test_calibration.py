@@ -15,14 +15,14 @@ from support import typed_message, wait_for
 from websockets.sync.client import connect
 
 from model.scoring import MIN_FRAMES, Calibration
-from service.buffer import Frame
-from service.calibration import CalibrationBusy, StreamCalibration
-from service.engine import Scored
-from service.messages import Published
-from service.metrics import Metrics
-from service.settings import Settings
-from service.store import Store
-from service.streams import Stream, StreamManager
+from service.capture.buffer import Frame
+from service.core.messages import Published
+from service.core.metrics import Metrics
+from service.core.settings import Settings
+from service.core.store import Store
+from service.pipeline.calibration import CalibrationBusy, StreamCalibration
+from service.pipeline.engine import Scored
+from service.pipeline.streams import Stream, StreamManager
 
 MODEL = Calibration(44.1, 0.6, 0.01, 0.002, 0.6, 0.9, 0.8, 400)  # a checkpoint's, fitted on another camera
 

@@ -12,9 +12,9 @@ import torch
 from support import reference_scores
 
 from model.data import preprocess
-from service.buffer import Frame
-from service.engine import Engine, Scored
-from service.models import ModelHost
+from service.capture.buffer import Frame
+from service.pipeline.engine import Engine, Scored
+from service.pipeline.host import ModelHost
 
 
 class Collect:

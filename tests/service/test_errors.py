@@ -10,10 +10,9 @@ import torch
 from fastapi.testclient import TestClient
 
 from model.scoring import Calibration
+from service.api.errors import status_for
 from service.app import create_app
-from service.calibration import CalibrationBusy
-from service.errors import status_for
-from service.exceptions import (
+from service.core.exceptions import (
     ClipNotFound,
     DomainError,
     FrameNotFound,
@@ -23,11 +22,12 @@ from service.exceptions import (
     UnknownModel,
     UnreadableVideo,
 )
-from service.metrics import Metrics
-from service.models import ModelHost
-from service.settings import Settings
-from service.store import Store
-from service.streams import Stream, StreamManager
+from service.core.metrics import Metrics
+from service.core.settings import Settings
+from service.core.store import Store
+from service.pipeline.calibration import CalibrationBusy
+from service.pipeline.host import ModelHost
+from service.pipeline.streams import Stream, StreamManager
 
 MODEL = Calibration(44.1, 0.6, 0.01, 0.002, 0.6, 0.9, 0.8, 400)
 

@@ -20,8 +20,8 @@ from support import wait_for
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from service.clips import INTERRUPTED
-from service.policy import SOURCE_REFUSED
+from service.core.policy import SOURCE_REFUSED
+from service.pipeline.clips import INTERRUPTED
 from service.runtime import RESTARTED, STOPPED
 
 pytestmark = pytest.mark.ped2
@@ -232,8 +232,8 @@ def test_deleting_a_stream_deletes_its_alerts_pictures_and_metric_series(serve_f
 def test_alert_retention_by_age_and_count(tmp_path: Path) -> None:
     """The janitor's sweep on a real database and picture folder: closed alerts past alert_retention_s go,
     then all but the max_alerts newest; open ones stay; their pictures go with them."""
+    from service.core.settings import Settings
     from service.runtime import Runtime
-    from service.settings import Settings
 
     rt = Runtime(Settings(data_dir=tmp_path, alert_retention_s=3600, max_alerts=3, _env_file=None))
     now = time.time()

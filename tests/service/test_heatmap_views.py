@@ -16,17 +16,19 @@ import torch
 
 from model.data import preprocess
 from model.scoring import squared_error
-from service import heatmap
-from service.alerts import AlertPolicy
-from service.auth import WS_PROTOCOL, accepted_subprotocol, subprotocol_token
-from service.buffer import Frame
-from service.engine import Engine, Scored
-from service.messages import parse
-from service.metrics import Metrics
-from service.models import ModelHost
-from service.store import Store
-from service.streams import Stream
-from service.views import AlertSnapshots, ClipMaps, LiveView, View, decode_frame
+from service.alerts import heatmap
+from service.alerts.machine import AlertPolicy
+from service.alerts.snapshots import AlertSnapshots
+from service.alerts.views import ClipMaps, LiveView, View
+from service.api.auth import WS_PROTOCOL, accepted_subprotocol, subprotocol_token
+from service.capture.buffer import Frame
+from service.capture.video import decode_frame
+from service.core.messages import parse
+from service.core.metrics import Metrics
+from service.core.store import Store
+from service.pipeline.engine import Engine, Scored
+from service.pipeline.host import ModelHost
+from service.pipeline.streams import Stream
 
 
 def test_pixel_errors_are_rms_over_channels_in_pixel_units() -> None:

@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import CliApp
 
-from service.hub import Hub
-from service.messages import Dropped
-from service.settings import Settings
+from service.core.bus import Hub
+from service.core.messages import Dropped
+from service.core.settings import Settings
 
 
 def test_slow_subscriber_loses_oldest_is_told_and_does_not_affect_others() -> None:

@@ -16,9 +16,9 @@ from support import reference_scores
 
 from model import inference
 from model.data import preprocess
-from service.buffer import Frame
-from service.engine import Engine
-from service.models import ModelHost
+from service.capture.buffer import Frame
+from service.pipeline.engine import Engine
+from service.pipeline.host import ModelHost
 
 PSNR_ATOL_DB, DISTANCE_RTOL = 0.2, 0.05  # as tests/model/test_inference.py, which says why
 

@@ -18,12 +18,12 @@ from pydantic import ValidationError
 from python_multipart.multipart import MultipartParser
 
 from model.data import VIDEO_SUFFIXES
-from service.auth import bearer, origin_ok, subprotocol_token, token_ok
-from service.policy import SourcePolicy, SourceRefused, parse_network
-from service.routers.clips import FilePart, NameTooLong, stored_suffix
-from service.schemas import StreamCreate
-from service.settings import Settings
-from service.sources import is_local_file, redact
+from service.api.auth import bearer, origin_ok, subprotocol_token, token_ok
+from service.api.routers.clips import FilePart, NameTooLong, stored_suffix
+from service.api.schemas import StreamCreate
+from service.capture.sources import is_local_file, redact
+from service.core.policy import SourcePolicy, SourceRefused, parse_network
+from service.core.settings import Settings
 
 # CI replays the same examples every run (a found case becomes a named test, as below); locally they vary
 FAST = settings(

@@ -11,13 +11,13 @@ import pytest
 from support import reference_scores, typed_message, wait_for
 from websockets.sync.client import connect
 
-from service.policy import SOURCE_UNAVAILABLE
+from service.core.policy import SOURCE_UNAVAILABLE
 
 pytestmark = pytest.mark.ped2
 
 
 def collect_ws(url: str, headers: dict, stop, timeout: float) -> list[dict]:
-    """Messages until stop(messages) or the timeout, each validated against its model (service.messages)."""
+    """Messages until stop(messages) or the timeout, each validated against its model (service.core.messages)."""
     out: list[dict] = []
     with connect(url, additional_headers=headers, open_timeout=10) as ws:
         deadline = time.monotonic() + timeout

@@ -19,9 +19,9 @@ from conftest import encode_ffv1
 from support import wait_for
 
 from model.network import ModelConfig
-from service.buffer import FrameBuffer
-from service.policy import SOURCE_UNAVAILABLE, SourcePolicy, SourceRefused, Unresolved, parse_network
-from service.sources import Reader, ReaderHooks
+from service.capture.buffer import FrameBuffer
+from service.capture.sources import Reader, ReaderHooks
+from service.core.policy import SOURCE_UNAVAILABLE, SourcePolicy, SourceRefused, Unresolved, parse_network
 
 CONFIG = ModelConfig(base_width=4, height=32, width=48)
 LOOPBACK = SourcePolicy.parse(["private", "public", "127.0.0.0/8"], ["rtsp", "rtsps", "http", "https"])

@@ -10,7 +10,7 @@ import re
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.routers import dashboard
+from service.api.routers import dashboard
 
 STATIC = dashboard.STATIC
 IMPORT = re.compile(r'^import \{([^}]*)\} from "\./([\w.-]+\.js)";$', re.M)

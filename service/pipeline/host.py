@@ -16,7 +16,7 @@ from model.inference import InferencePath
 from model.inference import build as build_inference
 from model.network import MemoryAE
 from model.scoring import UPDATE_THRESHOLD, Calibration, score_step
-from service.exceptions import UnknownModel
+from service.core.exceptions import UnknownModel
 
 log = logging.getLogger(__name__)
 

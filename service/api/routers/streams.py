@@ -5,15 +5,15 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
-from service import heatmap
-from service.errors import responses
-from service.exceptions import FrameNotFound
-from service.policy import SOURCE_REFUSED, SourceRefused, Unresolved
-from service.routers.deps import ready_runtime, runtime
+from service.alerts import heatmap
+from service.alerts.views import View
+from service.api.deps import ready_runtime, runtime
+from service.api.errors import responses
+from service.api.schemas import CalibrationOut, CalibrationStart, ScorePoint, StreamCreate, StreamCreated, StreamOut
+from service.capture.sources import redact
+from service.core.exceptions import FrameNotFound
+from service.core.policy import SOURCE_REFUSED, SourceRefused, Unresolved
 from service.runtime import Runtime
-from service.schemas import CalibrationOut, CalibrationStart, ScorePoint, StreamCreate, StreamCreated, StreamOut
-from service.sources import redact
-from service.views import View
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.policy import DEFAULT_SCHEMES, NETWORK_SCHEMES, parse_network
+from service.core.policy import DEFAULT_SCHEMES, NETWORK_SCHEMES, parse_network
 
 GiB = 2**30
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from service.exceptions import Conflict, DomainError, Invalid, NotAVideo, NotFound
+from service.core.exceptions import Conflict, DomainError, Invalid, NotAVideo, NotFound
 
 
 class ErrorOut(BaseModel):

@@ -8,13 +8,13 @@ import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from service.auth import accepted_subprotocol, websocket_allowed
-from service.clips import clip_topic
-from service.exceptions import ClipNotFound, StreamNotFound
-from service.hub import Subscriber
-from service.messages import ClipDone, ClipScoreMessage, Message, StreamScore
+from service.api.auth import accepted_subprotocol, websocket_allowed
+from service.core.bus import Subscriber
+from service.core.exceptions import ClipNotFound, StreamNotFound
+from service.core.messages import ClipDone, ClipScoreMessage, Message, StreamScore
+from service.pipeline.clips import clip_topic
+from service.pipeline.streams import ALERTS_TOPIC, stream_topic
 from service.runtime import Runtime
-from service.streams import ALERTS_TOPIC, stream_topic
 
 router = APIRouter(tags=["websocket"])
 

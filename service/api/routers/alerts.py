@@ -5,9 +5,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 
-from service.routers.deps import runtime
+from service.api.deps import runtime
+from service.api.schemas import AlertOut, AlertPage
 from service.runtime import Runtime
-from service.schemas import AlertOut, AlertPage
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 

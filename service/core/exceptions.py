@@ -1,4 +1,4 @@
-"""Domain errors: what went wrong, in the managers' words. No HTTP here: `service.errors.status_for` maps each
+"""Domain errors: what went wrong, in the managers' words. No HTTP here: `service.api.errors.status_for` maps each
 kind to a status code, and one handler in the app (service/app.py) answers with the error body."""
 
 from __future__ import annotations

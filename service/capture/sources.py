@@ -4,7 +4,7 @@ frame rate, converts to the model's input format and drops the frame into the la
 On end of stream or error it reconnects with capped exponential backoff and says so in `state`; the
 delay starts over only after a session delivered frames for `healthy_s` (a source that sends a few
 frames and ends must not be reopened twice a second forever). Every network (re)connect goes through the
-source policy (service/policy.py) first. A local file (operator's choice, at start only) loops forever
+source policy (service/core/policy.py) first. A local file (operator's choice, at start only) loops forever
 at its native frame rate.
 """
 
@@ -23,9 +23,10 @@ import cv2
 
 from model.data import preprocess
 from model.network import ModelConfig
-from service.buffer import Frame, FrameBuffer
-from service.policy import SOURCE_UNAVAILABLE, SourcePolicy, SourceRefused
-from service.windows import FpsSampler
+from service.capture.buffer import Frame, FrameBuffer
+from service.capture.video import decodes, native_fps
+from service.capture.windows import FpsSampler
+from service.core.policy import SOURCE_UNAVAILABLE, SourcePolicy, SourceRefused
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +203,7 @@ class Reader:
         try:
             if not capture.isOpened():
                 return self._unavailable("could not open")
-            native = capture.get(cv2.CAP_PROP_FPS)
-            native = native if 0 < native < 1000 else None
+            native = native_fps(capture)
             self.sampler.reset()
             # A source no faster than the model's rate keeps every frame: timestamp jitter must not cost frames.
             every_frame = native is not None and native <= 1.1 / self.sampler.period
@@ -259,10 +259,6 @@ def check_local_file(path: str) -> str | None:
     p = Path(path)
     if not p.is_file():
         return f"{path}: no such file"
-    capture = cv2.VideoCapture(str(p))
-    try:
-        if not capture.isOpened() or not capture.read()[0]:
-            return f"{path}: not a video OpenCV can decode"
-    finally:
-        capture.release()
+    if not decodes(p):
+        return f"{path}: not a video OpenCV can decode"
     return None

@@ -22,11 +22,11 @@ import torch
 
 from model.data import window_tensors
 from model.scoring import Calibration, score_step
-from service.buffer import Frame, FrameBuffer
-from service.heatmap import pixel_errors
-from service.messages import Published
-from service.models import HostedModel
-from service.windows import SlidingWindow
+from service.alerts.heatmap import pixel_errors
+from service.capture.buffer import Frame, FrameBuffer
+from service.capture.windows import SlidingWindow
+from service.core.messages import Published
+from service.pipeline.host import HostedModel
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,9 @@ class Scored:
     psnr: float  # whole frame (the paper's)
     distance: float  # mean over query positions (the paper's)
     score: float
-    error: np.ndarray | None = None  # (H, W) per-pixel prediction error (service.heatmap): where, not just how much
+    error: np.ndarray | None = (
+        None  # (H, W) per-pixel prediction error (service.alerts.heatmap): where, not just how much
+    )
     region_psnr: float = 0.0  # the measures the calibration scores (model.regions): the worst window's
     region_distance: float = 0.0
     box: Box = (

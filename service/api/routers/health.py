@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from service.routers.deps import runtime
+from service.api.deps import runtime
 from service.runtime import Runtime
 
 router = APIRouter(tags=["health"])

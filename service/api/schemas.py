@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from service.policy import NETWORK_SCHEMES
+from service.core.policy import NETWORK_SCHEMES
 
 
 class StreamCreate(BaseModel):

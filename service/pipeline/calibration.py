@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from model.scoring import MIN_FRAMES, Calibration
-from service.exceptions import Conflict
+from service.core.exceptions import Conflict
 
 State = Literal["model", "collecting", "fitted"]
 

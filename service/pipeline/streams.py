@@ -12,18 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model.scoring import Calibration
-from service.alerts import AlertMachine, AlertPolicy
-from service.calibration import StreamCalibration
-from service.engine import Engine, Lane, Scored
-from service.exceptions import StreamLimit, StreamNotFound
-from service.messages import AlertClose, AlertOpen, AlertThresholds, Calibrated, Published, StreamScore
-from service.metrics import Metrics
-from service.models import HostedModel
-from service.policy import SourcePolicy
-from service.settings import Settings
-from service.sources import Reader, ReaderHooks, redact
-from service.store import Store
-from service.views import AlertSnapshots, LiveView, View
+from service.alerts.machine import AlertMachine, AlertPolicy
+from service.alerts.snapshots import AlertSnapshots
+from service.alerts.views import LiveView, View
+from service.capture.sources import Reader, ReaderHooks, redact
+from service.core.exceptions import StreamLimit, StreamNotFound
+from service.core.messages import AlertClose, AlertOpen, AlertThresholds, Calibrated, Published, StreamScore
+from service.core.metrics import Metrics
+from service.core.policy import SourcePolicy
+from service.core.settings import Settings
+from service.core.store import Store
+from service.pipeline.calibration import StreamCalibration
+from service.pipeline.engine import Engine, Lane, Scored
+from service.pipeline.host import HostedModel
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class Stream:
                     messages += self._use_calibration()
         return messages
 
-    # calibration on the stream's own footage (service/calibration.py) -------------------------------------
+    # calibration on the stream's own footage (pipeline/calibration.py) ------------------------------------
     def _own(self) -> StreamCalibration:
         if self.calibration is None:
             raise LookupError(f"stream {self.id} has no calibration of its own")

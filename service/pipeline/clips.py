@@ -18,16 +18,18 @@ from typing import Any
 import cv2
 
 from model.data import preprocess
-from service.alerts import AlertMachine, AlertPolicy
-from service.buffer import Frame
-from service.engine import Engine, Scored
-from service.exceptions import ClipNotFound, FrameNotFound, NotAVideo, UnreadableVideo
-from service.messages import ClipDone, ClipScoreMessage, Published
-from service.metrics import Metrics
-from service.models import HostedModel
-from service.store import Store
-from service.views import ClipMaps, decode_frame
-from service.windows import FpsSampler
+from service.alerts.machine import AlertMachine, AlertPolicy
+from service.alerts.views import ClipMaps
+from service.capture.buffer import Frame
+from service.capture.video import decode_frame, frames
+from service.capture.windows import FpsSampler
+from service.core.exceptions import ClipNotFound, FrameNotFound
+from service.core.files import TMP_SUFFIX, write_atomic
+from service.core.messages import ClipDone, ClipScoreMessage, Published
+from service.core.metrics import Metrics
+from service.core.store import Store
+from service.pipeline.engine import Engine, Scored
+from service.pipeline.host import HostedModel
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +42,6 @@ TRUNCATED_RATIO = 0.95  # fewer frames decoded than this share of what the conta
 
 def clip_topic(clip_id: str) -> str:
     return f"clip:{clip_id}"
-
-
-def probe(path: Path, min_frames: int) -> tuple[float | None, int]:
-    """(native fps, frame count estimate) of a video; NotAVideo or UnreadableVideo saying what is wrong with it."""
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise NotAVideo("not a video OpenCV/FFmpeg can open (expected e.g. MP4, MKV, AVI, WebM)")
-        decoded = 0
-        while decoded < min_frames and capture.read()[0]:
-            decoded += 1
-        if decoded == 0:
-            raise UnreadableVideo("corrupt or empty video: the container opened but no frame could be decoded")
-        if decoded < min_frames:
-            raise UnreadableVideo(f"video too short: {decoded} frame(s), the model needs at least {min_frames}")
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        return (fps if 0 < fps < 1000 else None), max(count, 0)
-    finally:
-        capture.release()
 
 
 @dataclass(eq=False)
@@ -240,7 +222,7 @@ class ClipManager:
         known = self.store.clip_ids()
         removed = 0
         for p in list(self._directory.iterdir()):
-            if p.name.endswith((".upload", ".tmp")) or p.name.split(".", 1)[0] not in known:
+            if p.name.endswith((".upload", TMP_SUFFIX)) or p.name.split(".", 1)[0] not in known:
                 p.unlink(missing_ok=True)
                 removed += 1
         failed = 0
@@ -286,9 +268,7 @@ class ClipManager:
         self.engine.remove_lane(f"clip:{job.id}")
         if job.status == "done":  # the result first: a row says done only once its result is on disk
             result = job.describe()
-            tmp = job.path.with_name(job.id + ".scores.json.tmp")
-            tmp.write_text(json.dumps(result))
-            tmp.replace(job.path.with_name(job.id + ".scores.json"))
+            write_atomic(job.path.with_name(job.id + ".scores.json"), json.dumps(result))
         self.store.set_clip_status(job.id, job.status, job.error)
         self._count_states()
 
@@ -300,13 +280,9 @@ class ClipManager:
         lane = self.engine.add_lane(f"clip:{job.id}", job.model, 8, job)
         sampler = FpsSampler(job.model.fps)
         every_frame = job.fps <= 1.1 * job.model.fps  # same rule as live sources
-        capture = cv2.VideoCapture(str(job.path))
         error = None
         try:
-            while True:
-                ok, image = capture.read()
-                if not ok:
-                    break
+            for image in frames(job.path):
                 t = job.frames_decoded / job.fps
                 index = job.frames_decoded
                 job.frames_decoded += 1
@@ -319,8 +295,6 @@ class ClipManager:
                 job.frames_kept += 1
         except cv2.error as e:
             error = f"decoder error after {job.frames_decoded} frames: {e}"
-        finally:
-            capture.release()
         job.decode_done = True
         if error or len(job.scores) >= job.expected_scores:
             # nothing left in flight (or failure): finish here; otherwise the engine finishes on the last score

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from service.routers.deps import ready_runtime
+from service.api.deps import ready_runtime
+from service.api.schemas import ModelsOut
 from service.runtime import Runtime
-from service.schemas import ModelsOut
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from service.messages import Dropped, Message, Published
+from service.core.messages import Dropped, Message, Published
 
 Item = tuple[str, Message]  # (the JSON text sent, the message it says)
 

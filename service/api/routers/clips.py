@@ -12,13 +12,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from model.data import VIDEO_SUFFIXES
-from service import heatmap
-from service.clips import probe
-from service.errors import responses
-from service.exceptions import NotAVideo, UnreadableVideo
-from service.routers.deps import ready_runtime, runtime
+from service.alerts import heatmap
+from service.api.deps import ready_runtime, runtime
+from service.api.errors import responses
+from service.api.schemas import ClipCreated, ClipItem, ClipOut
+from service.capture.video import probe
+from service.core.exceptions import NotAVideo, UnreadableVideo
 from service.runtime import Runtime
-from service.schemas import ClipCreated, ClipItem, ClipOut
 
 router = APIRouter(prefix="/api/clips", tags=["clips"])
 

@@ -78,6 +78,23 @@ class AlertMachine:
             self._last_high = (frame, time)
         return None
 
+    def state(self) -> dict | None:
+        """The open episode and where it last stood above `off`, as plain data (a cluster's checkpoint), or None."""
+        if self.episode is None:
+            return None
+        return {**self.episode.as_dict(), "last_high": list(self._last_high or (self.episode.start_frame,
+                self.episode.start_time)), "below": self._below}  # fmt: skip
+
+    def resume(self, state: dict | None) -> None:
+        """Continue from `state()`: the same episode (with its stored id) stays open, nothing opens again."""
+        if state is None:
+            self.episode, self._below, self._last_high, self._run = None, 0, None, []
+            return
+        fields = {k: state[k] for k in ("start_frame", "start_time", "peak_score", "peak_frame", "id")}
+        self.episode = Episode(**fields)
+        self._last_high = (int(state["last_high"][0]), float(state["last_high"][1]))
+        self._below, self._run = int(state.get("below", 0)), []
+
     def flush(self) -> tuple[str, Episode] | None:
         """Close an open episode at the last frame seen above `off` (end of clip or stream deleted)."""
         if self.episode is None:

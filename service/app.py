@@ -22,7 +22,7 @@ from service.runtime import Runtime
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    runtime = Runtime(settings)
+    runtime = Runtime(settings) if settings.mode == "single" else _cluster_runtime(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -62,6 +62,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _cluster_runtime(settings: Settings) -> Runtime:
+    """An API node of cluster mode (docs/cluster.md); imported only then, as it needs the cluster extra."""
+    try:
+        from service.cluster.api import ClusterRuntime
+    except ImportError as e:
+        raise RuntimeError(f"MNAD_MODE=cluster needs the cluster extra (pip install '.[cluster]'): {e}") from e
+    return ClusterRuntime(settings)
 
 
 def _json_safe(value: Any) -> Any:

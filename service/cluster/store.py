@@ -47,6 +47,17 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     stream_id TEXT PRIMARY KEY, epoch BIGINT NOT NULL, frame BIGINT NOT NULL, items BYTEA NOT NULL,
     shape TEXT NOT NULL, episode TEXT, saved DOUBLE PRECISION NOT NULL
 );
+CREATE TABLE IF NOT EXISTS restores (
+    id BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL, epoch BIGINT NOT NULL, shard TEXT NOT NULL,
+    frame BIGINT NOT NULL, items_sha256 TEXT NOT NULL, episode_id BIGINT, at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS moves (
+    id BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL, from_shard TEXT, to_shard TEXT NOT NULL,
+    epoch BIGINT NOT NULL, reason TEXT NOT NULL, lost_at DOUBLE PRECISION, at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shards (
+    name TEXT PRIMARY KEY, status TEXT NOT NULL, seen DOUBLE PRECISION NOT NULL
+);
 CREATE TABLE IF NOT EXISTS refused_writes (
     id BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL, epoch BIGINT NOT NULL, current BIGINT,
     what TEXT NOT NULL, at DOUBLE PRECISION NOT NULL
@@ -371,6 +382,38 @@ class PostgresStore:
     def load_checkpoint(self, stream_id: str) -> Checkpoint | None:
         rows = self._all("SELECT * FROM checkpoints WHERE stream_id = %s", (stream_id,))
         return Checkpoint.from_row(rows[0]) if rows else None
+
+    def log_restore(
+        self, stream_id: str, epoch: int, shard: str, frame: int, items_sha256: str, episode_id: int | None
+    ) -> None:
+        """A shard resumed a camera from its checkpoint: which one (tests compare it with the checkpoint)."""
+        self._exec("INSERT INTO restores (stream_id, epoch, shard, frame, items_sha256, episode_id, at)"
+                   " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                   (stream_id, epoch, shard, frame, items_sha256, episode_id, time.time()))  # fmt: skip
+
+    def restores(self) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM restores ORDER BY id")
+
+    def set_shards(self, status: dict[str, dict[str, Any]]) -> None:
+        """The coordinator's view of its shards (API nodes and tests read it here, not from Ray)."""
+        now = time.time()
+        with self._lock, self._db.transaction():
+            self._db.execute("DELETE FROM shards")
+            for name, s in status.items():
+                self._db.execute("INSERT INTO shards VALUES (%s, %s, %s)", (name, json.dumps(s), now))
+
+    def shards(self) -> dict[str, dict[str, Any]]:
+        return {r["name"]: {**json.loads(r["status"]), "seen": r["seen"]} for r in self._all("SELECT * FROM shards")}
+
+    def log_move(
+        self, stream_id: str, from_shard: str | None, to_shard: str, epoch: int, reason: str, lost_at: float | None
+    ) -> None:
+        self._exec("INSERT INTO moves (stream_id, from_shard, to_shard, epoch, reason, lost_at, at)"
+                   " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                   (stream_id, from_shard, to_shard, epoch, reason, lost_at, time.time()))  # fmt: skip
+
+    def moves(self) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM moves ORDER BY id")
 
     def refused(self) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM refused_writes ORDER BY id")

@@ -96,6 +96,30 @@ class Settings(BaseSettings):
     )
     threads: int = Field(0, ge=0, le=1024, description="torch CPU threads (0: torch's default, all cores)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="uvicorn log level")
+    mode: Literal["single", "cluster"] = Field(
+        "single",
+        description="single: one process, SQLite and an in-process hub; cluster: an API node of a Ray cluster"
+        " (docs/cluster.md), with PostgreSQL (database_url) and Redis (bus_url); needs the cluster extra",
+    )
+    database_url: SecretStr | None = Field(
+        None, description="Cluster mode: PostgreSQL URL (postgresql://user:password@host:5432/db)"
+    )
+    bus_url: str | None = Field(None, description="Cluster mode: Redis URL of the bus (redis://host:6379/0)")
+    ray_address: str | None = Field(
+        None, description="Cluster mode: the Ray head's GCS address (host:6379) that `mnad-cluster start` joins"
+    )
+    checkpoint_s: float = Field(
+        2.0, gt=0, le=3600,
+        description="Cluster mode: each camera's memory, frame and open episode are checkpointed this often"
+        " (and at every alert open and close)",
+    )  # fmt: skip
+    shard_lost_s: float = Field(
+        3.0,
+        gt=0,
+        le=3600,
+        description="Cluster mode: a shard that answers no ping this long (paused, cut off) loses its cameras",
+    )
+    shard_capacity: int = Field(16, ge=1, le=1024, description="Cluster mode: cameras one shard runs at most")
 
     @field_validator("source_networks")
     @classmethod
@@ -124,6 +148,8 @@ class Settings(BaseSettings):
     def _thresholds(self) -> Settings:
         if self.alert_on is not None and self.alert_off is not None and self.alert_off > self.alert_on:
             raise ValueError(f"alert_off ({self.alert_off}) must not exceed alert_on ({self.alert_on})")
+        if self.mode == "cluster" and (self.database_url is None or self.bus_url is None):
+            raise ValueError("cluster mode needs database_url (PostgreSQL) and bus_url (Redis)")
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError("reconnect_max_s must be at least reconnect_initial_s")
         return self

@@ -22,8 +22,8 @@ def test_postgres_and_redis_answer(pg_dsn: str, redis_server: parts.Redis) -> No
     assert redis.Redis.from_url(redis_server.url).ping()
 
 
-def test_two_ray_nodes_on_loopback_only(ray_cluster: list[parts.RayNode], postgres, redis_server) -> None:
-    head, worker = ray_cluster
+def test_two_ray_nodes_on_loopback_only(ray_nodes, postgres, redis_server) -> None:
+    head, worker = ray_nodes("head"), ray_nodes("worker")
 
     def both_nodes() -> bool:
         status = subprocess.run([parts.RAY, "status", "--address", head.gcs_address], capture_output=True,

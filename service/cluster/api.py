@@ -1,0 +1,199 @@
+"""An API node of cluster mode: today's FastAPI app, stateless. Streams are rows in PostgreSQL (the coordinator
+runs what is there), alerts are read from PostgreSQL, and scores and alert events arrive from the Redis bus
+into the node's own hub, so every WebSocket on every API node sees every camera.
+
+Uploaded clips are still scored on the API node that received them (its own engine), stored under data_dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from typing import Any, cast
+
+import torch
+
+from model.inference import pick_device
+from service.alerts.snapshots import AlertSnapshots
+from service.alerts.views import LiveView
+from service.capture.sources import redact
+from service.cluster.bus import RedisSubscriber
+from service.cluster.store import PostgresStore
+from service.core.bus import Hub
+from service.core.exceptions import Conflict, StreamLimit, StreamNotFound
+from service.core.messages import AlertClose, AlertOpen, Published, StreamScore
+from service.core.metrics import Metrics
+from service.core.policy import SourcePolicy
+from service.core.settings import Settings
+from service.pipeline.clips import ClipManager
+from service.pipeline.engine import Engine
+from service.pipeline.host import HostedModel, ModelHost
+from service.pipeline.streams import StreamManager
+from service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+LIVE_S = 5.0  # a camera whose last score is older than this is reported "connecting"
+
+
+class NotInCluster(Conflict):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is not available in cluster mode yet (docs/cluster.md)")
+
+
+class ClusterStream:
+    """What the routers read of a stream on an API node: its row, and what the bus said of it lately."""
+
+    def __init__(self, row: dict[str, Any], seen: dict[str, Any], policy: dict[str, Any]) -> None:
+        self.row, self.seen, self.policy = row, seen, policy
+        self.id = row["id"]
+        self.live = LiveView()  # pictures stay on the shard: latest.jpg answers 404 here
+
+    def describe(self) -> dict[str, Any]:
+        r, seen = self.row, self.seen
+        live = seen.get("at") is not None and time.time() - seen["at"] < LIVE_S
+        return {
+            "id": r["id"], "name": r["name"], "url": redact(r["url"]), "model": r["model"], "origin": "api",
+            "fps_cap": r["fps_cap"], "state": "live" if live else "connecting", "last_error": None,
+            "fps_in": 0.0, "fps_out": 0.0, "frames_read": 0, "frames_scored": seen.get("frames", 0),
+            "frames_dropped": 0, "window_restarts": 0, "reconnects": 0, "reconnect_delay_s": 0.0,
+            "last_score": seen.get("score"), "calibration": "model",
+            "alert": {**self.policy, "open": bool(seen.get("in_alert"))},
+        }  # fmt: skip
+
+    def start_calibration(self, seconds: float) -> dict[str, Any]:
+        raise NotInCluster("calibration on a stream's own footage")
+
+    def calibration_state(self) -> dict[str, Any]:
+        raise NotInCluster("calibration on a stream's own footage")
+
+    def reset_calibration(self) -> Published:
+        raise NotInCluster("calibration on a stream's own footage")
+
+
+class ClusterStreams:
+    """StreamManager's methods for the routers, on the streams table; the coordinator does the running."""
+
+    def __init__(self, settings: Settings, store: PostgresStore, host: Any) -> None:
+        self.settings, self.store, self._host = settings, store, host
+        self.source_policy = SourcePolicy.parse(settings.source_networks, settings.source_schemes)
+        self._seen: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, messages: Published) -> None:
+        """Bus thread: remember each camera's last score and alert state (the list's live columns)."""
+        with self._lock:
+            for _, m in messages:
+                if isinstance(m, StreamScore):
+                    seen = self._seen.setdefault(m.stream, {"frames": 0})
+                    seen.update(frames=seen["frames"] + 1, score=m.score, frame=m.frame, in_alert=m.in_alert,
+                                at=time.time())  # fmt: skip
+                elif isinstance(m, AlertOpen | AlertClose):
+                    self._seen.setdefault(m.stream, {"frames": 0})["in_alert"] = isinstance(m, AlertOpen)
+
+    def _policy(self, row: dict[str, Any]) -> dict[str, Any]:
+        host = self._host()
+        model = host.models.get(row["model"]) if host is not None else None
+        if model is None:
+            return {"on": 1.0, "off": 1.0, "on_frames": self.settings.alert_on_frames,
+                    "off_frames": self.settings.alert_off_frames}  # fmt: skip
+        p = StreamManager.policy(cast(StreamManager, self), model, row["alerts"])  # it reads only .settings
+        return {"on": p.on, "off": p.off, "on_frames": p.on_frames, "off_frames": p.off_frames}
+
+    def _stream(self, row: dict[str, Any]) -> ClusterStream:
+        with self._lock:
+            seen = dict(self._seen.get(row["id"], {}))
+        return ClusterStream(row, seen, self._policy(row))
+
+    def get(self, id: str) -> ClusterStream:
+        row = self.store.stream(id)
+        if row is None:
+            raise StreamNotFound(id)
+        return self._stream(row)
+
+    def list(self) -> list[ClusterStream]:
+        return [self._stream(row) for row in self.store.streams()]
+
+    def start(
+        self, url: str, name: str, model: HostedModel, fps_cap: float | None = None,
+        alerts: dict[str, Any] | None = None, origin: str = "api", id: str | None = None, persist: bool = True,
+    ) -> ClusterStream:  # fmt: skip
+        """Add the camera to the streams table; the coordinator puts it on a shard within a moment."""
+        if len(self.store.streams()) >= self.settings.max_streams:
+            raise StreamLimit(self.settings.max_streams)
+        id = id or uuid.uuid4().hex[:12]
+        self.store.add_stream(id, url, name, model.name, fps_cap, alerts or {})
+        return self.get(id)
+
+    def delete(self, id: str) -> None:
+        """Remove the camera and its alerts; the coordinator fences and stops its shard's copy."""
+        if self.store.stream(id) is None:
+            raise StreamNotFound(id)
+        self.store.delete_stream(id)
+        self.store.delete_alerts(stream_id=id)
+        self.store.delete_calibration(id)
+
+    def stop_all(self) -> None:
+        """Nothing runs here."""
+
+    def close_episodes(self, reason: str) -> int:
+        """Open episodes belong to cameras that shards run on: an API node stopping closes none."""
+        return 0
+
+
+class ClusterRuntime(Runtime):
+    """Runtime of an API node: PostgreSQL store, the bus into the local hub, no cameras of its own."""
+
+    def __init__(self, settings: Settings) -> None:  # replaces Runtime.__init__: no SQLite file here
+        assert settings.database_url is not None and settings.bus_url is not None
+        self.settings = settings
+        self.metrics = Metrics()
+        self.store = PostgresStore(settings.database_url.get_secret_value())  # type: ignore[assignment]
+        self.hub = Hub(settings.ws_queue, on_drop=lambda topic, n: self.metrics.ws_dropped.inc(n))
+        self.engine = Engine(settings.max_batch, settings.max_wait_ms / 1000, self.publish, self.metrics.observe_batch)
+        self.snapshots = AlertSnapshots(settings.data_dir / "alerts", self.store)  # type: ignore[arg-type]
+        self.streams = ClusterStreams(settings, self.store, lambda: self.host)  # type: ignore[assignment]
+        self.clips = ClipManager(settings.clips_dir, self.store, self.engine, self.metrics, self.publish,  # type: ignore[arg-type]
+                                 settings.clip_fps)  # fmt: skip
+        self.host: ModelHost | None = None
+        self.ready = threading.Event()
+        self.startup_error: str | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._janitor: asyncio.Task | None = None
+        self.bus = RedisSubscriber(settings.bus_url, self._from_bus)
+
+    def _from_bus(self, messages: Published) -> None:
+        self.streams.observe(messages)
+        self.publish(messages)
+
+    def recover(self) -> None:
+        """Alerts open in PostgreSQL belong to cameras a shard runs (or will resume): an API node closes none."""
+
+    async def start(self) -> None:
+        await super().start()
+        self.bus.start()
+
+    def _load(self) -> None:
+        s = self.settings
+        try:
+            if s.threads:
+                torch.set_num_threads(s.threads)
+            self.host = ModelHost.load_dir(s.models_dir, pick_device(s.device), s.default_model, s.inference)
+            if not self.host.models:
+                raise RuntimeError(f"no usable checkpoint in {s.models_dir}: {self.host.errors or 'none found'}")
+            if not self.bus.subscribed.wait(30):
+                raise RuntimeError(f"bus {redact(s.bus_url or '')} not reachable")
+            self.ready.set()
+            log.info("API node ready: models %s, bus subscribed", sorted(self.host.models))
+        except Exception as e:
+            self.startup_error = str(e)
+            log.exception("startup failed")
+
+    async def stop(self) -> None:
+        if self._janitor is not None:
+            self._janitor.cancel()
+        self.bus.stop()
+        self.engine.stop()
+        self.store.close()

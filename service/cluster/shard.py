@@ -1,0 +1,288 @@
+"""A shard: what one process runs today (readers, frame buffers, windows, the engine with cross-stream
+batching, alert machines) for the cameras the coordinator gives it, plus what cluster mode adds:
+
+- each camera runs under an epoch; every write for it (alerts, calibration, checkpoints) is fenced by it;
+- each camera's memory items, frame index and open episode are checkpointed every `checkpoint_s` and with
+  every alert open and close (in the alert's transaction), so another shard continues where this one stopped;
+- scores and alerts go to the Redis bus with the camera's epoch instead of an in-process hub.
+
+Plain Python (tests drive it directly); service/cluster/actors.py wraps it in a Ray actor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from model.inference import pick_device
+from service.cluster.bus import RedisPublisher
+from service.cluster.store import Checkpoint, PostgresStore, StaleEpoch
+from service.core.messages import Published
+from service.core.metrics import Metrics
+from service.core.settings import Settings
+from service.pipeline.engine import Engine, Lane, Owner, Scored
+from service.pipeline.host import HostedModel, ModelHost
+from service.pipeline.streams import Stream, StreamManager
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Camera:
+    """One camera on this shard: its epoch, the frame index it continues from, the checkpoint it resumed."""
+
+    id: str
+    epoch: int
+    offset: int = 0  # added to the reader's frame count: a moved camera keeps numbering where it stopped
+    frame: int = -1  # last frame scored here
+    resumed: Checkpoint | None = None
+    saved_at: float = field(default_factory=time.monotonic)
+    stream: Stream | None = None
+    first_score: float | None = None  # wall clock of the first frame scored here (failover measurements)
+
+
+class CameraOwner:
+    """Between the engine and the Stream: numbers frames on from the checkpoint, checkpoints every few seconds,
+    and turns a refused (stale) write into releasing the camera instead of failing the whole batch."""
+
+    def __init__(self, shard: ShardCore, camera: Camera, stream: Owner) -> None:
+        self.shard, self.camera, self.stream = shard, camera, stream
+
+    def on_scored(self, scored: Scored) -> Published:
+        camera = self.camera
+        scored.frame.index += camera.offset
+        camera.frame = scored.frame.index
+        if camera.first_score is None:
+            camera.first_score = time.time()
+        try:
+            messages = self.stream.on_scored(scored)
+            if time.monotonic() - camera.saved_at >= self.shard.settings.checkpoint_s:
+                self.shard.store.checkpoint(self.shard.snapshot(camera))
+                camera.saved_at = time.monotonic()
+            return messages
+        except StaleEpoch as e:
+            self.shard.lost(camera.id, e)
+            return []
+
+
+class ShardStore:
+    """The store a shard's Streams write through: every write for a camera under its epoch, alert open and
+    close together with the camera's checkpoint. Reads go straight to PostgreSQL."""
+
+    def __init__(self, shard: ShardCore) -> None:
+        self.shard = shard
+        self.pg = shard.store
+        self._alert_stream: dict[int, str] = {}
+
+    def _epoch(self, stream_id: str) -> int:
+        camera = self.shard.cameras.get(stream_id)
+        if camera is None:
+            raise StaleEpoch(stream_id, -1, None)
+        return camera.epoch
+
+    def calibration(self, stream_id: str) -> dict[str, Any] | None:
+        return self.pg.calibration(stream_id)
+
+    def set_calibration(self, stream_id: str, model: str, calibration: dict, fitted_at: float) -> None:
+        import json
+
+        self.pg.fenced(stream_id, self._epoch(stream_id), "set_calibration",
+                       "INSERT INTO calibrations VALUES (%s, %s, %s, %s) ON CONFLICT (stream_id) DO UPDATE SET"
+                       " model = EXCLUDED.model, calibration = EXCLUDED.calibration, fitted_at = EXCLUDED.fitted_at",
+                       (stream_id, model, json.dumps(calibration), fitted_at))  # fmt: skip
+
+    def delete_calibration(self, stream_id: str) -> None:
+        self.pg.fenced(stream_id, self._epoch(stream_id), "delete_calibration",
+                       "DELETE FROM calibrations WHERE stream_id = %s", (stream_id,))  # fmt: skip
+
+    def open_alert(
+        self, stream_id: str, model: str, start_time: float, start_frame: int, peak: float, peak_frame: int
+    ) -> int:
+        camera = self.shard.cameras[stream_id]
+        alert = self.pg.open_alert_fenced(stream_id, camera.epoch, model, start_time, start_frame, peak,
+                                          peak_frame, self.shard.snapshot(camera))  # fmt: skip
+        camera.saved_at = time.monotonic()
+        self._alert_stream[alert] = stream_id
+        return alert
+
+    def close_alert(
+        self, id: int, end_time: float, end_frame: int, peak: float, peak_frame: int, reason: str | None = None
+    ) -> None:
+        stream_id = self._alert_stream.pop(id, None) or self._owner(id)
+        camera = self.shard.cameras.get(stream_id)
+        if camera is None:
+            raise StaleEpoch(stream_id, -1, None)
+        self.pg.close_alert_fenced(stream_id, camera.epoch, id, end_time, end_frame, peak, peak_frame,
+                                   self.shard.snapshot(camera), reason)  # fmt: skip
+        camera.saved_at = time.monotonic()
+
+    def update_alert_peak(self, id: int, peak: float, peak_frame: int) -> None:
+        stream_id = self._owner(id)
+        self.pg.fenced(stream_id, self._epoch(stream_id), "update_alert_peak",
+                       "UPDATE alerts SET peak_score = %s, peak_frame = %s WHERE id = %s AND end_time IS NULL",
+                       (peak, peak_frame, id))  # fmt: skip
+
+    def set_alert_snapshot(self, id: int, thumbnail: str, heatmap: str | None) -> bool:
+        stream_id = self._owner(id)
+        rows = self.pg.fenced(stream_id, self._epoch(stream_id), "set_alert_snapshot",
+                              "UPDATE alerts SET thumbnail = %s, heatmap = %s WHERE id = %s RETURNING id",
+                              (thumbnail, heatmap, id))  # fmt: skip
+        return bool(rows)
+
+    def _owner(self, alert_id: int) -> str:
+        stream_id = self._alert_stream.get(alert_id)
+        if stream_id is None:
+            row = self.pg.alert(alert_id)
+            stream_id = row["stream_id"] if row else ""
+            self._alert_stream[alert_id] = stream_id
+        return stream_id
+
+
+class ShardEngine(Engine):
+    """The engine, with each new lane wrapped in its camera's owner and given the checkpoint's memory
+    before its reader starts (StreamManager.start adds the lane, then starts the reader)."""
+
+    def __init__(self, shard: ShardCore, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shard = shard
+
+    def add_lane(self, key: str, model: HostedModel, buffer_capacity: int, owner: Owner, calibration=None) -> Lane:
+        camera = self.shard.cameras[key.removeprefix("stream:")]
+        if isinstance(owner, Stream):
+            camera.stream = owner
+            if camera.resumed is not None:
+                owner.machine.resume(camera.resumed.episode)
+        lane = super().add_lane(key, model, buffer_capacity, CameraOwner(self.shard, camera, owner), calibration)
+        if camera.resumed is not None:
+            lane.items = torch.from_numpy(camera.resumed.items).to(model.device)
+        return lane
+
+
+class ShardStreams(StreamManager):
+    def release(self, id: str) -> Stream | None:
+        """Stop running a camera without ending it: its open episode, alerts and calibration stay, for the
+        shard that runs it next."""
+        with self._lock:
+            stream = self._streams.pop(id, None)
+        if stream is None:
+            return None
+        if stream.reader is not None:
+            stream.reader.stop()
+        self.engine.remove_lane(f"stream:{id}")
+        self.metrics.forget_stream(id)
+        return stream
+
+
+def items_digest(items: Any) -> str:
+    array = items.detach().cpu().numpy() if isinstance(items, torch.Tensor) else items
+    return hashlib.sha256(array.astype("float32").tobytes()).hexdigest()
+
+
+class ShardCore:
+    def __init__(self, name: str, settings: Settings, host: ModelHost | None = None) -> None:
+        if settings.database_url is None or settings.bus_url is None:
+            raise ValueError("a shard needs MNAD_DATABASE_URL and MNAD_BUS_URL")
+        self.name, self.settings = name, settings
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        self.store = PostgresStore(settings.database_url.get_secret_value())
+        self.bus = RedisPublisher(settings.bus_url, name)
+        self.metrics = Metrics()
+        self.cameras: dict[str, Camera] = {}
+        self._lock = threading.RLock()
+        self.host = host or ModelHost.load_dir(settings.models_dir, pick_device(settings.device),
+                                               settings.default_model, settings.inference)  # fmt: skip
+        self.engine = ShardEngine(self, settings.max_batch, settings.max_wait_ms / 1000, self._publish,
+                                  self.metrics.observe_batch)  # fmt: skip
+        self.streams = ShardStreams(settings, ShardStore(self), self.engine, self.metrics, None)  # type: ignore[arg-type]
+        self.refused = 0
+        self.engine.start()
+
+    def _publish(self, messages: Published) -> None:
+        self.bus.publish(messages, {c.id: c.epoch for c in list(self.cameras.values())})
+
+    def snapshot(self, camera: Camera) -> Checkpoint:
+        """Engine thread: the camera's state after its last scored frame."""
+        stream = camera.stream
+        assert stream is not None and stream.lane is not None
+        items = stream.lane.items.detach().to("cpu", torch.float32).numpy().copy()
+        return Checkpoint(camera.id, camera.epoch, camera.frame, items, stream.machine.state(), time.time())
+
+    def run(self, stream_id: str, epoch: int) -> bool:
+        """Start (or keep) running a camera under `epoch`, from its last checkpoint. False if it is gone."""
+        with self._lock:
+            camera = self.cameras.get(stream_id)
+            if camera is not None:
+                camera.epoch = max(camera.epoch, epoch)
+                return True
+            row = self.store.stream(stream_id)
+            if row is None:
+                return False
+            resumed = self.store.load_checkpoint(stream_id)
+            camera = Camera(stream_id, epoch, resumed=resumed)
+            if resumed is not None:
+                camera.offset, camera.frame = resumed.frame + 1, resumed.frame
+                self.store.log_restore(stream_id, epoch, self.name, resumed.frame, items_digest(resumed.items),
+                                       (resumed.episode or {}).get("id"))  # fmt: skip
+            self.cameras[stream_id] = camera
+            try:
+                self.streams.start(row["url"], row["name"], self.host.get(row["model"]), row["fps_cap"],
+                                   row["alerts"], id=stream_id, persist=False)  # fmt: skip
+            except Exception:
+                self.cameras.pop(stream_id, None)
+                raise
+            log.info("shard %s runs %s under epoch %d from frame %d", self.name, stream_id, epoch, camera.offset)
+            return True
+
+    def release(self, stream_id: str, checkpoint: bool = False) -> None:
+        """Stop a camera here (it moved, or was deleted); with `checkpoint`, save its state first (handover)."""
+        with self._lock:
+            camera = self.cameras.get(stream_id)
+            if camera is None:
+                return
+            stream = self.streams.release(stream_id)
+            if checkpoint and stream is not None and stream.lane is not None and camera.frame >= 0:
+                try:
+                    self.store.checkpoint(self.snapshot(camera))
+                except StaleEpoch:
+                    self.refused += 1
+            self.cameras.pop(stream_id, None)
+
+    def lost(self, stream_id: str, error: StaleEpoch) -> None:
+        """A write was refused: the camera runs elsewhere now. Stop it here, off the engine thread."""
+        self.refused += 1
+        log.warning("shard %s: %s; releasing the camera", self.name, error)
+        camera = self.cameras.get(stream_id)
+        if camera is not None and camera.epoch == error.epoch:
+            threading.Thread(target=self.release, args=(stream_id,), daemon=True).start()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "shard": self.name,
+            "pid": os.getpid(),
+            "cameras": {c.id: {"epoch": c.epoch, "frame": c.frame, "first_score": c.first_score}
+                        for c in list(self.cameras.values())},
+            "refused": self.refused,
+            "engine_errors": self.engine.errors,
+        }  # fmt: skip
+
+    def handover(self) -> int:
+        """Clean stop (SIGTERM): checkpoint every camera and release it, so the next shard loses no state."""
+        ids = list(self.cameras)
+        for stream_id in ids:
+            self.release(stream_id, checkpoint=True)
+        return len(ids)
+
+    def stop(self) -> None:
+        for stream_id in list(self.cameras):
+            self.release(stream_id)
+        self.engine.stop()
+        self.bus.close()
+        self.store.close()

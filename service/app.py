@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
         rt: Runtime = request.app.state.runtime
-        rt.metrics.ws_clients.set(rt.hub.subscribers())
+        rt.metrics.ws_clients.set(rt.bus.subscribers())
         return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -17,11 +17,11 @@ import torch
 from model.inference import pick_device
 from service.alerts.snapshots import AlertSnapshots
 from service.capture.sources import is_local_file
-from service.core.bus import Hub
+from service.core.bus import Bus, LocalBus
 from service.core.messages import Published
 from service.core.metrics import Metrics
 from service.core.settings import Settings
-from service.core.store import Store
+from service.core.store import SqliteStore, Store
 from service.pipeline.clips import ClipManager
 from service.pipeline.engine import Engine
 from service.pipeline.host import ModelHost
@@ -37,8 +37,8 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.store = Store(settings.database)
-        self.hub = Hub(settings.ws_queue, on_drop=lambda topic, n: self.metrics.ws_dropped.inc(n))
+        self.store: Store = SqliteStore(settings.database)
+        self.bus: Bus = LocalBus(settings.ws_queue, on_drop=lambda topic, n: self.metrics.ws_dropped.inc(n))
         self.engine = Engine(settings.max_batch, settings.max_wait_ms / 1000, self.publish, self.metrics.observe_batch)
         self.snapshots = AlertSnapshots(settings.data_dir / "alerts", self.store)
         self.streams = StreamManager(settings, self.store, self.engine, self.metrics, self.snapshots)
@@ -52,9 +52,9 @@ class Runtime:
         self._janitor: asyncio.Task | None = None
 
     def publish(self, messages: Published) -> None:
-        """From any thread: hand messages to the hub on the event loop."""
+        """From any thread: hand messages to the bus on the event loop."""
         if messages and self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.hub.publish_many, messages)
+            self.loop.call_soon_threadsafe(self.bus.publish_many, messages)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()

@@ -1,7 +1,10 @@
-"""WebSocket fan-out: every subscriber has its own bounded queue, so a slow one only loses its own
-messages (the oldest, counted and told to it) and never slows the stream or the other subscribers.
+"""Published messages: `Bus` is what the service asks of them, and all it depends on; `LocalBus` fans them out
+in this process. A later mode (several machines) implements `Bus` over a shared broker, still handing each
+subscriber its messages through a `Subscriber` queue here.
 
-Runs on the event loop; the engine thread hands it messages with loop.call_soon_threadsafe.
+Every subscriber has its own bounded queue, so a slow one only loses its own messages (the oldest, counted and
+told to it) and never slows the stream or the other subscribers. Runs on the event loop; the engine thread
+hands it messages with loop.call_soon_threadsafe (`Runtime.publish`).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from service.core.messages import Dropped, Message, Published
 
@@ -23,8 +27,32 @@ class Subscriber:
     unreported: int = 0  # lost since it was last told
 
 
+@runtime_checkable
+class Bus(Protocol):
+    """Topics of typed messages (service.core.messages), numbered per topic (`seq`), each subscriber with its own
+    bounded queue. Called on the event loop."""
+
+    def subscribe(self, topic: str) -> Subscriber: ...
+    def unsubscribe(self, sub: Subscriber) -> None: ...
+    def subscribers(self, topic: str | None = None) -> int:
+        """Subscribers of a topic, or of every topic (this process's)."""
+        ...
+
+    def publish(self, topic: str, message: Message) -> None: ...
+    def publish_many(self, messages: Published) -> None: ...
+    def discard(self, sub: Subscriber, stale: Callable[[Message], bool]) -> None:
+        """Remove the queued messages `stale` says the subscriber already has (e.g. sent from a backlog)."""
+        ...
+
+    async def next(self, sub: Subscriber) -> list[Item]:
+        """The next message for `sub`, preceded by a `Dropped` notice when it lost some since the last one."""
+        ...
+
+
 @dataclass
-class Hub:
+class LocalBus:
+    """`Bus` within this process."""
+
     queue_size: int
     on_drop: Callable[[str, int], None] | None = None  # (topic, n) -> metrics
     _topics: dict[str, set[Subscriber]] = field(default_factory=dict)

@@ -1,6 +1,6 @@
 """The WebSocket protocol: one model per message type the service publishes (README, "WebSocket messages").
 
-Managers build these; the hub serializes each once (`wire`), numbering it per topic (`seq`). `parse` reads a
+Managers build these; the bus serializes each once (`wire`), numbering it per topic (`seq`). `parse` reads a
 message back into its model (tests, and any Python client)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class Message(BaseModel):
 
     OPTIONAL: ClassVar[tuple[str, ...]] = ()  # fields left off the wire while None (not sent as null)
 
-    seq: int | None = Field(None, description="per-topic number given by the hub; a gap = messages dropped")
+    seq: int | None = Field(None, description="per-topic number given by the bus; a gap = messages dropped")
 
     def wire(self, seq: int | None = None) -> str:
         """The JSON text sent: the fields in declaration order, `seq` last, optional fields only when set."""
@@ -143,7 +143,7 @@ class ClipDone(Message):
 
 
 AnyMessage = StreamScore | ClipScoreMessage | AlertOpen | AlertClose | Calibrated | Dropped | ClipDone
-Published = list[tuple[str, Message]]  # (topic, message) pairs handed to the hub
+Published = list[tuple[str, Message]]  # (topic, message) pairs handed to the bus
 
 _ANY: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)
 

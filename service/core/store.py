@@ -1,6 +1,9 @@
-"""SQLite persistence: streams (they come back after a restart), their own calibrations, alerts and upload jobs.
+"""Persistence: streams (they come back after a restart), their own calibrations, alerts and upload jobs.
 
-One connection shared by the event loop and the engine thread, serialized by a lock; every
+`Store` is what the service asks of persistence, and all it depends on; `SqliteStore` keeps it in one SQLite
+file. A later mode (several machines sharing one database) implements `Store` on a server database instead.
+
+SQLite: one connection shared by the event loop, the engine and the alert writer, serialized by a lock; every
 write is small and committed at once, so a crash loses at most the write in flight.
 """
 
@@ -11,7 +14,9 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+ALERT_ID_BLOCK = 64  # alert ids SqliteStore reserves per write (see reserve_alert_id)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -34,7 +39,83 @@ CREATE TABLE IF NOT EXISTS clips (
 """
 
 
-class Store:
+@runtime_checkable
+class Store(Protocol):
+    """Every persistence operation the service uses. Rows are plain dicts with the columns of SCHEMA."""
+
+    def close(self) -> None: ...
+
+    # streams added through the API (restarted with the service)
+    def add_stream(self, id: str, url: str, name: str, model: str, fps_cap: float | None, alerts: dict) -> None: ...
+    def streams(self) -> list[dict[str, Any]]:
+        """Oldest first, `alerts` (the stream's alert overrides) decoded."""
+        ...
+
+    def delete_stream(self, id: str) -> None: ...
+
+    # a stream's own calibration
+    def set_calibration(self, stream_id: str, model: str, calibration: dict, fitted_at: float) -> None: ...
+    def calibration(self, stream_id: str) -> dict[str, Any] | None:
+        """{stream_id, model, calibration (decoded), fitted_at}, or None."""
+        ...
+
+    def delete_calibration(self, stream_id: str) -> None: ...
+
+    # alert episodes
+    def reserve_alert_id(self) -> int:
+        """A new alert id, never given before (not after a restart either), so an episode's messages can carry it
+        before its row is written (off the engine thread). Cheap: called on the engine thread."""
+        ...
+
+    def open_alert(
+        self, id: int, stream_id: str, model: str, start_time: float, start_frame: int, peak: float, peak_frame: int
+    ) -> None:
+        """Insert the row of alert `id` (from reserve_alert_id), open (no end yet)."""
+        ...
+
+    def close_alert(
+        self, id: int, end_time: float, end_frame: int, peak: float, peak_frame: int, reason: str | None = None
+    ) -> None: ...
+    def update_alert_peak(self, id: int, peak: float, peak_frame: int) -> None: ...
+    def set_alert_snapshot(self, id: int, thumbnail: str, heatmap: str | None) -> bool:
+        """Record the alert's picture file names; False when the alert is gone (deleted meanwhile)."""
+        ...
+
+    def close_open_alerts(self, end_time: float, reason: str) -> int:
+        """At start-up: alerts a crash left open end now, with the reason; how many."""
+        ...
+
+    def open_alert_count(self) -> int: ...
+    def delete_alerts(
+        self, stream_id: str | None = None, ended_before: float | None = None, keep: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Delete a stream's alerts, or closed ones that ended before a time, or all closed ones but the `keep`
+        newest; the deleted rows' id, thumbnail and heatmap (for their pictures)."""
+        ...
+
+    def alert_ids(self) -> set[int]: ...
+    def alert(self, id: int) -> dict[str, Any] | None: ...
+    def alerts(
+        self, stream_id: str | None, since: float | None, until: float | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of alerts, newest start first, and how many match in all."""
+        ...
+
+    # upload jobs
+    def add_clip(self, id: str, filename: str, original_name: str | None, size: int, model: str) -> None: ...
+    def set_clip_status(self, id: str, status: str, error: str | None = None) -> None: ...
+    def clip(self, id: str) -> dict[str, Any] | None: ...
+    def clips(self, limit: int) -> list[dict[str, Any]]: ...
+    def clips_in(self, statuses: tuple[str, ...]) -> list[dict[str, Any]]: ...
+    def clip_counts(self) -> dict[str, int]: ...
+    def clip_ids(self) -> set[str]: ...
+    def clips_older_than(self, t: float) -> list[dict[str, Any]]: ...
+    def delete_clip(self, id: str) -> None: ...
+
+
+class SqliteStore:
+    """`Store` in one SQLite file (WAL)."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -48,6 +129,8 @@ class Store:
             for column in ("thumbnail", "heatmap", "closed_reason"):  # added after v0.1
                 if column not in columns:
                     self._db.execute(f"ALTER TABLE alerts ADD COLUMN {column} TEXT")
+            self._next_alert_id = self._alert_sequence() + 1
+        self._reserved_alert_ids = self._next_alert_id  # ids up to here (exclusive) are reserved in the database
 
     def close(self) -> None:
         with self._lock:
@@ -94,15 +177,37 @@ class Store:
         self._exec("DELETE FROM calibrations WHERE stream_id = ?", (stream_id,))
 
     # alerts
+    def reserve_alert_id(self) -> int:
+        """Ids come from a counter in memory; the database's AUTOINCREMENT sequence is moved ahead of it a block
+        at a time (one small write per ALERT_ID_BLOCK alerts), so an id published but never stored (a crash in
+        between) is not given again after a restart."""
+        with self._lock:
+            if self._next_alert_id >= self._reserved_alert_ids:
+                self._reserved_alert_ids = self._next_alert_id + ALERT_ID_BLOCK
+                self._set_alert_sequence(self._reserved_alert_ids - 1)
+            id = self._next_alert_id
+            self._next_alert_id += 1
+            return id
+
+    def _alert_sequence(self) -> int:
+        """The highest alert id ever given (caller holds the lock)."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'alerts'").fetchone()
+        top = self._db.execute("SELECT MAX(id) AS m FROM alerts").fetchone()
+        return max(row["seq"] if row else 0, top["m"] or 0)
+
+    def _set_alert_sequence(self, seq: int) -> None:
+        if self._db.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'alerts'", (seq,)).rowcount:
+            return
+        self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('alerts', ?)", (seq,))
+
     def open_alert(
-        self, stream_id: str, model: str, start_time: float, start_frame: int, peak: float, peak_frame: int
-    ) -> int:
-        cur = self._exec(
-            "INSERT INTO alerts (stream_id, model, start_time, start_frame, peak_score, peak_frame)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (stream_id, model, start_time, start_frame, peak, peak_frame),
+        self, id: int, stream_id: str, model: str, start_time: float, start_frame: int, peak: float, peak_frame: int
+    ) -> None:
+        self._exec(
+            "INSERT INTO alerts (id, stream_id, model, start_time, start_frame, peak_score, peak_frame)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (id, stream_id, model, start_time, start_frame, peak, peak_frame),
         )
-        return int(cur.lastrowid)
 
     def close_alert(
         self, id: int, end_time: float, end_frame: int, peak: float, peak_frame: int, reason: str | None = None

@@ -11,6 +11,8 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,7 +147,7 @@ class ClipManager:
         self.store = store
         self.engine = engine
         self.metrics = metrics
-        self.publish = publish  # list of (topic, message) -> hub, from any thread
+        self.publish = publish  # list of (topic, message) -> bus, from any thread
         self.fallback_fps = fallback_fps
         self._jobs: dict[str, ClipJob] = {}
         self.receiving = 0  # uploads being received now (bounded by max_concurrent_uploads)
@@ -243,6 +245,24 @@ class ClipManager:
         return {"id": row["id"], "status": row["status"], "error": row["error"], "progress": 1.0 if done else 0.0,
                 "model": row["model"], "fps": None, "frames_decoded": 0, "frames_scored": 0,
                 "summary": {"anomalous_segments": [], "warnings": []}, "scores": []}  # fmt: skip
+
+    @contextmanager
+    def receiving_upload(self) -> Iterator[Callable[[int], None]]:
+        """Count an upload as being received until it ends, and the bytes it writes meanwhile (`wrote(n)`), so
+        the concurrency limit and the quota see it before it is a stored clip."""
+        written = 0
+
+        def wrote(n: int) -> None:
+            nonlocal written
+            written += n
+            self.receiving_bytes += n
+
+        self.receiving += 1
+        try:
+            yield wrote
+        finally:
+            self.receiving -= 1
+            self.receiving_bytes -= written
 
     def new_path(self, suffix: str) -> tuple[str, Path]:
         id = uuid.uuid4().hex[:16]

@@ -177,7 +177,9 @@ class Stream:
 
     def _alert_event(self, kind: str, episode) -> Published:
         if kind == "open":
-            episode.id = self.store.open_alert(
+            episode.id = self.store.reserve_alert_id()
+            self.store.open_alert(
+                episode.id,
                 self.id,
                 self.model.name,
                 episode.start_time,

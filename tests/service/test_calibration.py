@@ -19,7 +19,7 @@ from service.capture.buffer import Frame
 from service.core.messages import Published
 from service.core.metrics import Metrics
 from service.core.settings import Settings
-from service.core.store import Store
+from service.core.store import SqliteStore
 from service.pipeline.calibration import CalibrationBusy, StreamCalibration
 from service.pipeline.engine import Scored
 from service.pipeline.streams import Stream, StreamManager
@@ -57,8 +57,8 @@ def test_collection_needs_enough_frames_then_fits_once() -> None:
     assert own.state == "model" and own.current is MODEL and own.describe()["fitted_at"] is None
 
 
-def manager(tmp_path: Path, **settings) -> tuple[StreamManager, Store, Metrics]:
-    store, metrics = Store(tmp_path / "db.sqlite3"), Metrics()
+def manager(tmp_path: Path, **settings) -> tuple[StreamManager, SqliteStore, Metrics]:
+    store, metrics = SqliteStore(tmp_path / "db.sqlite3"), Metrics()
     return StreamManager(Settings(_env_file=None, **settings), store, None, metrics), store, metrics
 
 

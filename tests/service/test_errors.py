@@ -24,7 +24,7 @@ from service.core.exceptions import (
 )
 from service.core.metrics import Metrics
 from service.core.settings import Settings
-from service.core.store import Store
+from service.core.store import SqliteStore
 from service.pipeline.calibration import CalibrationBusy
 from service.pipeline.host import ModelHost
 from service.pipeline.streams import Stream, StreamManager
@@ -42,7 +42,7 @@ def test_each_domain_error_has_its_status() -> None:
 
 
 def test_managers_raise_domain_errors_not_key_or_overflow_errors(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite3")
+    store = SqliteStore(tmp_path / "db.sqlite3")
     m = StreamManager(Settings(_env_file=None, max_streams=1), store, None, Metrics())
     model = SimpleNamespace(name="ped2", calibration=MODEL, fps=10.0)
     with pytest.raises(StreamNotFound, match="no stream 'nope'"):

@@ -239,12 +239,14 @@ def test_alert_retention_by_age_and_count(tmp_path: Path) -> None:
     now = time.time()
     ids = []
     for i, age in enumerate([7200, 5000, 600, 500, 400, 300, 200]):
-        a = rt.store.open_alert("s", "m", now - age - 10, i, 0.9, i)
+        a = rt.store.reserve_alert_id()
+        rt.store.open_alert(a, "s", "m", now - age - 10, i, 0.9, i)
         rt.store.close_alert(a, now - age, i + 1, 0.9, i)
         (rt.snapshots.directory / f"{a}.jpg").write_bytes(b"jpg")
         rt.store.set_alert_snapshot(a, f"{a}.jpg", None)
         ids.append(a)
-    still_open = rt.store.open_alert("s", "m", now - 9000, 99, 0.9, 99)
+    still_open = rt.store.reserve_alert_id()
+    rt.store.open_alert(still_open, "s", "m", now - 9000, 99, 0.9, 99)
     assert rt.expire_alerts() == 4
     kept = sorted(r["id"] for r in rt.store.alerts(None, None, None, 100, 0)[0])
     assert kept == sorted([*ids[-3:], still_open])

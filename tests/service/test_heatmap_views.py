@@ -25,7 +25,7 @@ from service.capture.buffer import Frame
 from service.capture.video import decode_frame
 from service.core.messages import parse
 from service.core.metrics import Metrics
-from service.core.store import Store
+from service.core.store import SqliteStore
 from service.pipeline.engine import Engine, Scored
 from service.pipeline.host import ModelHost
 from service.pipeline.streams import Stream
@@ -116,7 +116,7 @@ class Recorder:
 def test_stream_stores_the_peak_frame_of_each_episode(tmp_path: Path) -> None:
     """Opened on the third frame above `on`: the snapshot is the run's peak (not the opening frame); a higher
     peak later in the episode replaces it when the episode closes."""
-    store = Store(tmp_path / "db.sqlite3")
+    store = SqliteStore(tmp_path / "db.sqlite3")
     snapshots = Recorder()
     model = SimpleNamespace(name="m")
     stream = Stream("s", "rtsp://x/y", "cam", model, None, AlertPolicy(0.5, 0.4, 3, 2), "api", store, Metrics(),
@@ -137,7 +137,7 @@ def test_stream_stores_the_peak_frame_of_each_episode(tmp_path: Path) -> None:
 
 
 def test_open_alert_follows_a_rising_peak_at_a_bounded_rate(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite3")
+    store = SqliteStore(tmp_path / "db.sqlite3")
     snapshots = Recorder()
     stream = Stream("s", "rtsp://x/y", "cam", SimpleNamespace(name="m"), None, AlertPolicy(0.5, 0.4, 3, 2), "api",
                     store, Metrics(), snapshots)  # fmt: skip
@@ -153,8 +153,9 @@ def test_open_alert_follows_a_rising_peak_at_a_bounded_rate(tmp_path: Path) -> N
 
 
 def test_alert_snapshots_written_and_named_in_the_row(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite3")
-    alert_id = store.open_alert("s", "m", 1.0, 0, 0.9, 0)
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    alert_id = store.reserve_alert_id()
+    store.open_alert(alert_id, "s", "m", 1.0, 0, 0.9, 0)
     snaps = AlertSnapshots(tmp_path / "alerts", store)
     error = np.zeros((32, 48), np.float32)
     error[10:20, 10:20] = 1
@@ -165,7 +166,7 @@ def test_alert_snapshots_written_and_named_in_the_row(tmp_path: Path) -> None:
     assert thumb.shape == (213, 320, 3) and heat.shape == (213, 320, 4)
     assert snaps.path("../db.sqlite3") is None and snaps.path(None) is None
     store.close()
-    again = Store(tmp_path / "db.sqlite3")  # the migration is idempotent
+    again = SqliteStore(tmp_path / "db.sqlite3")  # the migration is idempotent
     assert again.alert(alert_id)["thumbnail"] == f"{alert_id}.jpg"
     again.close()
 

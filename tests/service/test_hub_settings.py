@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import CliApp
 
-from service.core.bus import Hub
+from service.core.bus import LocalBus
 from service.core.messages import Dropped
 from service.core.settings import Settings
 
@@ -17,7 +17,7 @@ from service.core.settings import Settings
 def test_slow_subscriber_loses_oldest_is_told_and_does_not_affect_others() -> None:
     async def scenario() -> None:
         drops = []
-        hub = Hub(queue_size=4, on_drop=lambda topic, n: drops.append(n))
+        hub = LocalBus(queue_size=4, on_drop=lambda topic, n: drops.append(n))
         fast, slow = hub.subscribe("s"), hub.subscribe("s")
         received = []
         for i in range(20):

@@ -156,37 +156,29 @@ async def upload_clip(request: Request, model: str | None = Query(None), rt: Run
         rejected.labels("no_room").inc()
         raise HTTPException(507, _no_room_message(rt))
     clip_id, path = clips.new_path(".upload")
-    written = 0
-
-    def wrote(n: int) -> None:
-        nonlocal written
-        written += n
-        clips.receiving_bytes += n
-
-    part = FilePart(path, limit, lambda: _room(rt, used), rt.settings.max_upload_name, wrote)
-    parser = MultipartParser(params[b"boundary"], part.callbacks())
-    clips.receiving += 1
-    try:
-        async for chunk in request.stream():
-            parser.write(chunk)
-        parser.finalize()
-    except Exception as e:  # TooLarge, NoRoom, NameTooLong, or the parser's
-        part.close()
-        path.unlink(missing_ok=True)
-        if isinstance(e, TooLarge):
-            rejected.labels("too_large").inc()
-            raise HTTPException(413, f"upload exceeds the limit of {limit} bytes (max_upload_bytes)") from None
-        if isinstance(e, NoRoom):
-            rejected.labels("no_room").inc()
-            raise HTTPException(507, _no_room_message(rt)) from None
-        if isinstance(e, NameTooLong):
-            rejected.labels("name_too_long").inc()
-            raise HTTPException(422, f"file name longer than {part.max_name} characters (max_upload_name)") from None
-        rejected.labels("malformed").inc()
-        raise HTTPException(422, f"malformed multipart body: {e}") from None
-    finally:
-        clips.receiving -= 1
-        clips.receiving_bytes -= written
+    with clips.receiving_upload() as wrote:
+        part = FilePart(path, limit, lambda: _room(rt, used), rt.settings.max_upload_name, wrote)
+        parser = MultipartParser(params[b"boundary"], part.callbacks())
+        try:
+            async for chunk in request.stream():
+                parser.write(chunk)
+            parser.finalize()
+        except Exception as e:  # TooLarge, NoRoom, NameTooLong, or the parser's
+            part.close()
+            path.unlink(missing_ok=True)
+            if isinstance(e, TooLarge):
+                rejected.labels("too_large").inc()
+                raise HTTPException(413, f"upload exceeds the limit of {limit} bytes (max_upload_bytes)") from None
+            if isinstance(e, NoRoom):
+                rejected.labels("no_room").inc()
+                raise HTTPException(507, _no_room_message(rt)) from None
+            if isinstance(e, NameTooLong):
+                rejected.labels("name_too_long").inc()
+                raise HTTPException(
+                    422, f"file name longer than {part.max_name} characters (max_upload_name)"
+                ) from None
+            rejected.labels("malformed").inc()
+            raise HTTPException(422, f"malformed multipart body: {e}") from None
     part.close()
     if not part.found or part.size == 0:
         path.unlink(missing_ok=True)

@@ -31,7 +31,7 @@ async def _pump(websocket: WebSocket, rt: Runtime, sub: Subscriber, stop_on_done
     reader = asyncio.create_task(drain_client())
     try:
         while not reader.done():
-            getter = asyncio.ensure_future(rt.hub.next(sub))
+            getter = asyncio.ensure_future(rt.bus.next(sub))
             done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
             if getter not in done:
                 getter.cancel()
@@ -46,7 +46,7 @@ async def _pump(websocket: WebSocket, rt: Runtime, sub: Subscriber, stop_on_done
         pass
     finally:
         reader.cancel()
-        rt.hub.unsubscribe(sub)
+        rt.bus.unsubscribe(sub)
         rt.metrics.ws_clients.dec()
         with contextlib.suppress(Exception):
             await websocket.close()
@@ -73,7 +73,7 @@ async def stream_feed(websocket: WebSocket, stream_id: str) -> None:
         await _not_found(websocket, str(e))
         return
     await websocket.accept(subprotocol=accepted_subprotocol(websocket))
-    await _pump(websocket, rt, rt.hub.subscribe(stream_topic(stream_id)))
+    await _pump(websocket, rt, rt.bus.subscribe(stream_topic(stream_id)))
 
 
 @router.websocket("/ws/alerts")
@@ -82,7 +82,7 @@ async def alert_feed(websocket: WebSocket) -> None:
     if not await websocket_allowed(websocket):
         return
     await websocket.accept(subprotocol=accepted_subprotocol(websocket))
-    await _pump(websocket, rt, rt.hub.subscribe(ALERTS_TOPIC))
+    await _pump(websocket, rt, rt.bus.subscribe(ALERTS_TOPIC))
 
 
 @router.websocket("/ws/clips/{clip_id}")
@@ -104,17 +104,17 @@ async def clip_feed(websocket: WebSocket, clip_id: str) -> None:
         await websocket.close()
         return
     await websocket.accept(subprotocol=accepted_subprotocol(websocket))
-    sub = rt.hub.subscribe(clip_topic(clip_id))  # subscribe before the snapshot: nothing falls in between
+    sub = rt.bus.subscribe(clip_topic(clip_id))  # subscribe before the snapshot: nothing falls in between
     backlog = list(job.scores)
     for row in backlog:
         await _send(websocket, ClipScoreMessage(clip=clip_id, **row))  # no progress: a backlog row has none
     if job.finished.is_set():
         await _send(websocket, ClipDone(clip=clip_id, **job.describe(scores=False)))
-        rt.hub.unsubscribe(sub)
+        rt.bus.unsubscribe(sub)
         await websocket.close()
         return
     last = backlog[-1]["frame"] if backlog else -1
-    rt.hub.discard(sub, lambda m: isinstance(m, ClipScoreMessage) and m.frame <= last)  # sent from the backlog
+    rt.bus.discard(sub, lambda m: isinstance(m, ClipScoreMessage) and m.frame <= last)  # sent from the backlog
     await _pump(websocket, rt, sub, stop_on_done=True)
 
 

@@ -1,6 +1,6 @@
 """An API node of cluster mode: today's FastAPI app, stateless. Streams are rows in PostgreSQL (the coordinator
 runs what is there), alerts are read from PostgreSQL, and scores and alert events arrive from the Redis bus
-into the node's own hub, so every WebSocket on every API node sees every camera.
+into the node's own bus (LocalBus fan-out), so every WebSocket on every API node sees every camera.
 
 Uploaded clips are still scored on the API node that received them (its own engine), stored under data_dir.
 """
@@ -20,9 +20,8 @@ from model.inference import pick_device
 from service.alerts.snapshots import AlertSnapshots
 from service.alerts.views import LiveView
 from service.capture.sources import redact
-from service.cluster.bus import RedisSubscriber
+from service.cluster.bus import RedisBus
 from service.cluster.store import PostgresStore
-from service.core.bus import Hub
 from service.core.exceptions import Conflict, StreamLimit, StreamNotFound
 from service.core.messages import AlertClose, AlertOpen, Published, StreamScore
 from service.core.metrics import Metrics
@@ -150,30 +149,26 @@ class ClusterRuntime(Runtime):
         assert settings.database_url is not None and settings.bus_url is not None
         self.settings = settings
         self.metrics = Metrics()
-        self.store = PostgresStore(settings.database_url.get_secret_value())  # type: ignore[assignment]
-        self.hub = Hub(settings.ws_queue, on_drop=lambda topic, n: self.metrics.ws_dropped.inc(n))
+        self.store = PostgresStore(settings.database_url.get_secret_value())
+        self.bus = RedisBus(settings.bus_url, settings.ws_queue, lambda topic, n: self.metrics.ws_dropped.inc(n),
+                            seen=lambda messages: self.streams.observe(messages))  # fmt: skip
         self.engine = Engine(settings.max_batch, settings.max_wait_ms / 1000, self.publish, self.metrics.observe_batch)
-        self.snapshots = AlertSnapshots(settings.data_dir / "alerts", self.store)  # type: ignore[arg-type]
+        self.snapshots = AlertSnapshots(settings.data_dir / "alerts", self.store)
         self.streams = ClusterStreams(settings, self.store, lambda: self.host)  # type: ignore[assignment]
-        self.clips = ClipManager(settings.clips_dir, self.store, self.engine, self.metrics, self.publish,  # type: ignore[arg-type]
+        self.clips = ClipManager(settings.clips_dir, self.store, self.engine, self.metrics, self.publish,
                                  settings.clip_fps)  # fmt: skip
         self.host: ModelHost | None = None
         self.ready = threading.Event()
         self.startup_error: str | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._janitor: asyncio.Task | None = None
-        self.bus = RedisSubscriber(settings.bus_url, self._from_bus)
-
-    def _from_bus(self, messages: Published) -> None:
-        self.streams.observe(messages)
-        self.publish(messages)
 
     def recover(self) -> None:
         """Alerts open in PostgreSQL belong to cameras a shard runs (or will resume): an API node closes none."""
 
     async def start(self) -> None:
         await super().start()
-        self.bus.start()
+        self.bus.start(asyncio.get_running_loop())
 
     def _load(self) -> None:
         s = self.settings
@@ -183,7 +178,7 @@ class ClusterRuntime(Runtime):
             self.host = ModelHost.load_dir(s.models_dir, pick_device(s.device), s.default_model, s.inference)
             if not self.host.models:
                 raise RuntimeError(f"no usable checkpoint in {s.models_dir}: {self.host.errors or 'none found'}")
-            if not self.bus.subscribed.wait(30):
+            if not self.bus.subscriber.subscribed.wait(30):
                 raise RuntimeError(f"bus {redact(s.bus_url or '')} not reachable")
             self.ready.set()
             log.info("API node ready: models %s, bus subscribed", sorted(self.host.models))

@@ -8,6 +8,7 @@ camera's epoch: an API node drops a message under an older epoch than one it alr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable
 import redis
 from pydantic import BaseModel, ConfigDict
 
+from service.core.bus import LocalBus
 from service.core.messages import Message, Published, parse
 
 log = logging.getLogger(__name__)
@@ -126,3 +128,32 @@ class RedisSubscriber:
                 time.sleep(1)
             finally:
                 pubsub.close()
+
+
+class RedisBus(LocalBus):
+    """`Bus` of an API node: this node's WebSocket subscribers, as LocalBus keeps them, fed by the Redis channel
+    (every shard's scores and alert events). What this node publishes itself (its uploads' clip scores) stays
+    local: those clips are scored here."""
+
+    def __init__(
+        self, url: str, queue_size: int, on_drop: Callable[[str, int], None] | None = None,
+        seen: Callable[[Published], None] | None = None, channel: str = CHANNEL,
+    ) -> None:  # fmt: skip
+        super().__init__(queue_size, on_drop)
+        self._seen = seen
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.subscriber = RedisSubscriber(url, self._from_redis, channel)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.subscriber.start()
+
+    def stop(self) -> None:
+        self.subscriber.stop()
+
+    def _from_redis(self, messages: Published) -> None:
+        """Subscriber thread: hand the messages to the event loop, where the local fan-out runs."""
+        if self._seen is not None:
+            self._seen(messages)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.publish_many, messages)

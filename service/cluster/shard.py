@@ -102,15 +102,19 @@ class ShardStore:
         self.pg.fenced(stream_id, self._epoch(stream_id), "delete_calibration",
                        "DELETE FROM calibrations WHERE stream_id = %s", (stream_id,))  # fmt: skip
 
+    def reserve_alert_id(self) -> int:
+        return self.pg.reserve_alert_id()
+
     def open_alert(
-        self, stream_id: str, model: str, start_time: float, start_frame: int, peak: float, peak_frame: int
-    ) -> int:
-        camera = self.shard.cameras[stream_id]
-        alert = self.pg.open_alert_fenced(stream_id, camera.epoch, model, start_time, start_frame, peak,
-                                          peak_frame, self.shard.snapshot(camera))  # fmt: skip
+        self, id: int, stream_id: str, model: str, start_time: float, start_frame: int, peak: float, peak_frame: int
+    ) -> None:
+        camera = self.shard.cameras.get(stream_id)
+        if camera is None:
+            raise StaleEpoch(stream_id, -1, None)
+        self.pg.open_alert_fenced(stream_id, camera.epoch, id, model, start_time, start_frame, peak, peak_frame,
+                                  self.shard.snapshot(camera))  # fmt: skip
         camera.saved_at = time.monotonic()
-        self._alert_stream[alert] = stream_id
-        return alert
+        self._alert_stream[id] = stream_id
 
     def close_alert(
         self, id: int, end_time: float, end_frame: int, peak: float, peak_frame: int, reason: str | None = None

@@ -159,15 +159,18 @@ class PostgresStore:
         self._exec("DELETE FROM calibrations WHERE stream_id = %s", (stream_id,))
 
     # alerts (unfenced: the single-process signatures; shards use the fenced ones below)
+    def reserve_alert_id(self) -> int:
+        """The alerts table's sequence: never gives an id twice, across nodes and restarts."""
+        return int(self._all("SELECT nextval(pg_get_serial_sequence('alerts', 'id')) AS id")[0]["id"])
+
     def open_alert(
-        self, stream_id: str, model: str, start_time: float, start_frame: int, peak: float, peak_frame: int
-    ) -> int:
-        row = self._all(
-            "INSERT INTO alerts (stream_id, model, start_time, start_frame, peak_score, peak_frame)"
-            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (stream_id, model, start_time, start_frame, peak, peak_frame),
+        self, id: int, stream_id: str, model: str, start_time: float, start_frame: int, peak: float, peak_frame: int
+    ) -> None:
+        self._exec(
+            "INSERT INTO alerts (id, stream_id, model, start_time, start_frame, peak_score, peak_frame)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (id, stream_id, model, start_time, start_frame, peak, peak_frame),
         )
-        return int(row[0]["id"])
 
     def close_alert(
         self, id: int, end_time: float, end_frame: int, peak: float, peak_frame: int, reason: str | None = None
@@ -317,25 +320,23 @@ class PostgresStore:
                 raise
 
     def open_alert_fenced(
-        self, stream_id: str, epoch: int, model: str, start_time: float, start_frame: int, peak: float,
+        self, stream_id: str, epoch: int, id: int, model: str, start_time: float, start_frame: int, peak: float,
         peak_frame: int, checkpoint: Checkpoint,
-    ) -> int:  # fmt: skip
+    ) -> None:  # fmt: skip
         """Insert the alert and the checkpoint that holds its id in one transaction: a camera that moves
         right after either has both or neither, so its next shard never opens the same episode twice."""
         with self._lock:
             try:
                 with self._db.transaction():
                     self._fence(stream_id, epoch, "open_alert")
-                    row = self._db.execute(
-                        "INSERT INTO alerts (stream_id, model, start_time, start_frame, peak_score, peak_frame,"
-                        " epoch) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                        (stream_id, model, start_time, start_frame, peak, peak_frame, epoch),
-                    ).fetchone()
-                    alert_id = int(row["id"])
+                    self._db.execute(
+                        "INSERT INTO alerts (id, stream_id, model, start_time, start_frame, peak_score, peak_frame,"
+                        " epoch) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        (id, stream_id, model, start_time, start_frame, peak, peak_frame, epoch),
+                    )
                     if checkpoint.episode is not None:
-                        checkpoint.episode["id"] = alert_id
+                        checkpoint.episode["id"] = id
                     self._write_checkpoint(checkpoint)
-                    return alert_id
             except StaleEpoch as e:
                 self._refused(e, "open_alert")
                 raise

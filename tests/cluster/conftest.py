@@ -95,8 +95,9 @@ def tiny_models(ped2: Path, tmp_path_factory) -> Path:
     for name in ("01", "02"):
         (root / "frames" / name).symlink_to(ped2 / "training" / "frames" / name)
     out = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    train = "model.commands.train" if importlib.util.find_spec("model.commands") else "model.train"
     subprocess.run(
-        [str(BIN / "train"), str(root), "--out", str(out), "--epochs", "1", "--base-width", "4", "--height", "32",
+        [sys.executable, "-m", train, str(root), "--out", str(out), "--epochs", "1", "--base-width", "4", "--height", "32",
          "--width", "48", "--fps", "10"],
         check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, timeout=600,
     )  # fmt: skip

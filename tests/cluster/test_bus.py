@@ -42,3 +42,14 @@ def test_scores_cross_the_bus_and_stale_epochs_do_not(redis_server: parts.Redis)
     sub.stop()
     assert [(t, type(m), m.frame) for t, m in got] == [("stream:cam", StreamScore, f) for f in (1, 2, 3)]
     assert sub.stale == 1
+
+
+def test_redis_bus_is_the_bus_interface() -> None:
+    import inspect
+
+    from service.cluster.bus import RedisBus
+    from service.core.bus import Bus
+
+    for name, member in vars(Bus).items():
+        if callable(member) and not name.startswith("_"):
+            assert str(inspect.signature(getattr(RedisBus, name))) == str(inspect.signature(member)), name

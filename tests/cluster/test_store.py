@@ -36,7 +36,8 @@ def test_epochs_fence_writes_of_a_moved_camera(store) -> None:
     with pytest.raises(StaleEpoch):
         store.checkpoint(checkpoint("cam", 1, 11))
     with pytest.raises(StaleEpoch):
-        store.open_alert_fenced("cam", 1, "m", 1.0, 11, 0.9, 11, checkpoint("cam", 1, 11, {"id": None}))
+        store.open_alert_fenced("cam", 1, store.reserve_alert_id(), "m", 1.0, 11, 0.9, 11,
+                                checkpoint("cam", 1, 11, {"id": None}))  # fmt: skip
     saved = store.load_checkpoint("cam")
     assert saved.frame == 10 and saved.epoch == 1  # the stale writes changed nothing
     assert store.alerts(None, None, None, 10, 0)[1] == 0
@@ -48,7 +49,8 @@ def test_epochs_fence_writes_of_a_moved_camera(store) -> None:
 def test_alert_and_its_checkpoint_land_together_and_close_once(store) -> None:
     store.assign("cam", "a")
     episode = {"start_frame": 5, "start_time": 1.0, "peak_score": 0.9, "peak_frame": 6, "id": None}
-    alert = store.open_alert_fenced("cam", 1, "m", 1.0, 5, 0.9, 6, checkpoint("cam", 1, 7, episode))
+    alert = store.reserve_alert_id()
+    store.open_alert_fenced("cam", 1, alert, "m", 1.0, 5, 0.9, 6, checkpoint("cam", 1, 7, episode))
     saved = store.load_checkpoint("cam")
     assert saved.episode["id"] == alert and saved.frame == 7
     np.testing.assert_array_equal(saved.items, checkpoint("cam", 1, 7).items)
@@ -75,3 +77,19 @@ def test_a_move_waits_for_a_fenced_write_in_flight(store, pg_dsn: str) -> None:
     moved.join(10)
     assert store.assignments()["cam"]["epoch"] == 2 and store.load_checkpoint("cam").frame == 3
     other.close()
+
+
+def test_postgres_store_is_the_store_interface(store) -> None:
+    """Every operation of service.core.store.Store, with its signature (as tests/service/test_seams.py checks
+    SQLite's); ids from the sequence are never given twice."""
+    import inspect
+
+    from service.core.store import Store
+
+    for name, member in vars(Store).items():
+        if callable(member) and not name.startswith("_"):
+            assert str(inspect.signature(getattr(type(store), name))) == str(inspect.signature(member)), name
+    assert isinstance(store, Store)
+    ids = [store.reserve_alert_id() for _ in range(3)]
+    store.open_alert(ids[1], "s", "m", 1.0, 0, 0.9, 0)
+    assert ids == sorted(set(ids)) and store.alert(ids[1])["stream_id"] == "s" and store.reserve_alert_id() > ids[-1]

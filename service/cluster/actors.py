@@ -212,7 +212,8 @@ class Coordinator:
         now = time.monotonic()
         return {
             name: {"node": i.node, "ready": i.ready, "lost": i.lost(now, self.settings.shard_lost_s),
-                   "cameras": i.cameras, "refused": i.status.get("refused", 0), "pid": i.status.get("pid")}
+                   "cameras": i.cameras, "refused": i.status.get("refused", 0), "pid": i.status.get("pid"),
+                   "metrics_port": i.status.get("metrics_port")}
             for name, i in self.shards.items()
         }  # fmt: skip
 

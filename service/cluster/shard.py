@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +185,24 @@ class ShardStreams(StreamManager):
         return stream
 
 
+class ShardLabelled:
+    """The shard's metrics as a collector with a `shard` label on every sample: one scrape config sees every shard
+    and API node under the single process's metric names."""
+
+    def __init__(self, registry: Any, shard: str) -> None:
+        self.registry, self.shard = registry, shard
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.metrics_core import Metric
+
+        for metric in self.registry.collect():
+            out = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            for sample in metric.samples:
+                out.add_sample(sample.name, {**sample.labels, "shard": self.shard}, sample.value, sample.timestamp,
+                               sample.exemplar)  # fmt: skip
+            yield out
+
+
 def items_digest(items: Any) -> str:
     array = items.detach().cpu().numpy() if isinstance(items, torch.Tensor) else items
     return hashlib.sha256(array.astype("float32").tobytes()).hexdigest()
@@ -207,6 +226,14 @@ class ShardCore:
                                   self.metrics.observe_batch)  # fmt: skip
         self.streams = ShardStreams(settings, ShardStore(self), self.engine, self.metrics, None)  # type: ignore[arg-type]
         self.refused = 0
+        self.metrics_port: int | None = None
+        if settings.shard_metrics_port is not None:
+            from prometheus_client import CollectorRegistry, start_http_server
+
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(ShardLabelled(self.metrics.registry, name))
+            server, _ = start_http_server(settings.shard_metrics_port, settings.host, registry)
+            self.metrics_port = server.server_port
         self.engine.start()
 
     def _publish(self, messages: Published) -> None:
@@ -271,6 +298,7 @@ class ShardCore:
         return {
             "shard": self.name,
             "pid": os.getpid(),
+            "metrics_port": self.metrics_port,
             "cameras": {c.id: {"epoch": c.epoch, "frame": c.frame, "first_score": c.first_score}
                         for c in list(self.cameras.values())},
             "refused": self.refused,

@@ -120,6 +120,11 @@ class Settings(BaseSettings):
         description="Cluster mode: a shard that answers no ping this long (paused, cut off) loses its cameras",
     )
     shard_capacity: int = Field(16, ge=1, le=1024, description="Cluster mode: cameras one shard runs at most")
+    shard_metrics_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="Cluster mode: each shard serves /metrics (the names `serve` uses, plus a `shard` label) on this"
+        " port of `host`; 0: any free port (in `mnad-cluster status`); unset: not served",
+    )  # fmt: skip
 
     @field_validator("source_networks")
     @classmethod

@@ -70,7 +70,7 @@ def pg_dsn(postgres: parts.Postgres) -> Iterator[str]:
 
 
 @pytest.fixture
-def ray_nodes(loopback) -> Iterator[Callable[..., parts.RayNode]]:
+def ray_nodes(loopback, tmp_path: Path) -> Iterator[Callable[..., parts.RayNode]]:
     """Start Ray nodes (the first is the head) with 2 logical CPUs and a `mnad_<name>` resource each; every
     node still running at the end is stopped, the head last."""
     root = Path(tempfile.mkdtemp(prefix="mnad-ray-"))  # short: Ray's socket paths have a length limit
@@ -84,6 +84,10 @@ def ray_nodes(loopback) -> Iterator[Callable[..., parts.RayNode]]:
     yield start
     for node in reversed(nodes):
         node.stop()
+    logs = root / "t" / "session_latest" / "logs"
+    if logs.is_dir():  # kept with the test's tmp_path (pytest keeps the last 3 runs)
+        shutil.copytree(logs, tmp_path / "ray-logs", symlinks=False, ignore_dangling_symlinks=True,
+                        dirs_exist_ok=True)  # fmt: skip
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -97,8 +101,8 @@ def tiny_models(ped2: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny.safetensors"
     train = "model.commands.train" if importlib.util.find_spec("model.commands") else "model.train"
     subprocess.run(
-        [sys.executable, "-m", train, str(root), "--out", str(out), "--epochs", "1", "--base-width", "4", "--height", "32",
-         "--width", "48", "--fps", "10"],
+        [sys.executable, "-m", train, str(root), "--out", str(out), "--epochs", "1", "--base-width", "4",
+         "--height", "32", "--width", "48", "--fps", "10"],
         check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, timeout=600,
     )  # fmt: skip
     return out.parent

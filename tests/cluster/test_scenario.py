@@ -32,7 +32,7 @@ def cluster_env(models: Path, pg_dsn: str, redis_url: str, ray_address: str, dat
         "MNAD_BUS_URL": redis_url, "MNAD_RAY_ADDRESS": ray_address, "MNAD_MODELS_DIR": str(models),
         "MNAD_DATA_DIR": str(data), "MNAD_THREADS": "1", "MNAD_DEVICE": "cpu", "MNAD_INFERENCE": "fp32",
         "MNAD_SOURCE_NETWORKS": '["private", "public", "127.0.0.0/8"]', "MNAD_CHECKPOINT_S": "1",
-        "MNAD_SHARD_LOST_S": "3", **parts.RAY_FAST_FAILOVER,
+        "MNAD_SHARD_LOST_S": "3", "MNAD_SHARD_METRICS_PORT": "0", **parts.RAY_FAST_FAILOVER,
     }  # fmt: skip
 
 
@@ -160,6 +160,20 @@ def test_cameras_survive_a_node_and_a_paused_shard(
                        (store.load_checkpoint(i) for i in ids))  # fmt: skip
 
         step("scores on all 8 sockets")
+        for name, shard in store.shards().items():  # the single process's metric names, plus a shard label
+            text = httpx.get(f"http://127.0.0.1:{shard['metrics_port']}/metrics", timeout=10).text
+            scored = [line for line in text.splitlines() if line.startswith("mnad_frames_scored_total{")]
+            assert scored and all(f'shard="{name}"' in line for line in scored), text[-2000:]
+        by_name = {}  # memory of the Ray processes (docs/cluster.md)
+        for node in (head, worker):
+            for pid in node.pids():
+                with contextlib.suppress(OSError):
+                    comm = Path(f"/proc/{pid}/cmdline").read_text().split("\0")[0].rsplit("/", 1)[-1][:40]
+                    by_name.setdefault(f"{node.name}:{comm}", []).append(pid)
+        shard_pids = {s["pid"] for s in store.shards().values()}
+        print("RSS MiB: " + ", ".join(f"{k} {parts.rss_mib(v):.0f}" for k, v in sorted(by_name.items()))
+              + f"; shards {[round(parts.rss_mib([p])) for p in shard_pids]}; nodes"
+              + f" {[round(parts.rss_mib(n.pids())) for n in (head, worker)]}", flush=True)  # fmt: skip
         parts.wait_for(open_alerts, 60, "an open alert on every camera, in its checkpoint")
         step("alerts open")
 
@@ -182,9 +196,23 @@ def test_cameras_survive_a_node_and_a_paused_shard(
         step("moved cameras score again")
         firsts = [f.scores(after=killed_at)[0][0] - killed_at for f in stream_feeds if f.url.rsplit("/", 1)[1] in moved]
         failover = max(firsts)
-        moves = [round(m["at"] - killed_at, 2) for m in store.moves() if m["at"] > killed_at]
-        resumed = [round(r["at"] - killed_at, 2) for r in store.restores() if r["at"] > killed_at]
-        timing = f"failover {failover:.2f} s (moved {len(moved)}; assigned at {moves} s, resumed at {resumed} s)"
+        moves = [
+            (
+                m["stream_id"][:4],
+                m["to_shard"][-8:],
+                m["epoch"],
+                round(m["at"] - killed_at, 2),
+                round((m["lost_at"] or killed_at) - killed_at, 2),
+            )
+            for m in store.moves()
+            if m["at"] > killed_at
+        ]
+        resumed = [(r["stream_id"][:4], r["shard"][-8:], r["epoch"], round(r["at"] - killed_at, 2))
+                   for r in store.restores() if r["at"] > killed_at]  # fmt: skip
+        timing = (
+            f"failover {failover:.2f} s, moved {len(moved)}; moves (camera, to, epoch, at, lost at) {moves},"
+            f" restores (camera, shard, epoch, at) {resumed}"
+        )
         print(timing, flush=True)
         assert failover <= FAILOVER_BAR_S, timing
         assert all(f.closed is None for f in feeds), [f.closed for f in feeds]

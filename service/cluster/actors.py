@@ -111,10 +111,14 @@ class Coordinator:
     # the loop ----------------------------------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 self.tick()
             except Exception:
                 log.exception("coordinator tick failed")
+            took = time.monotonic() - started
+            if took > 1.0:  # failover waits on the tick: a slow one shows in the failover time
+                log.warning("coordinator tick took %.1f s", took)
             self._stop.wait(0.2)
 
     def tick(self) -> None:

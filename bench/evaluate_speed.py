@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from common import REPO, ForeignLoad, machine, table, write_json
 
-from model.evaluate import main as evaluate
+from model.commands.evaluate import main as evaluate
 
 AUC_BAR = 0.3  # points
 MAX_FOREIGN = 0.15  # cores other processes may use during a run before it is run again

@@ -24,11 +24,12 @@ import torch
 from common import REPO, table
 
 from model import checkpoint
+from model.calibration import FUSION_WEIGHT
 from model.data import load_clips, to_tensor
-from model.evaluate import aligned_labels, report
 from model.inference import InferencePath, _example, _Graph
 from model.inference import build as build_inference
-from model.scoring import FUSION_WEIGHT, UPDATE_THRESHOLD, score_clips
+from model.metrics import aligned_labels, report
+from model.scoring import UPDATE_THRESHOLD, score_clips
 
 
 def main() -> None:

@@ -27,8 +27,9 @@ import torch
 from common import REPO, ForeignLoad, machine, table, write_json
 
 from model import checkpoint, inference
+from model.calibration import Calibration
 from model.network import MemoryAE, ModelConfig
-from model.scoring import UPDATE_THRESHOLD, Calibration, score_step
+from model.scoring import UPDATE_THRESHOLD, score_step
 
 SETTINGS = {
     "shipped": ModelConfig("prediction", 16, 128, 192, 1, 10, 4),

@@ -16,8 +16,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from model.calibration import Calibration
 from model.network import MemoryAE, ModelConfig
-from model.scoring import Calibration
 
 FORMAT = "mnad-checkpoint"
 FORMAT_VERSION = 1

@@ -128,6 +128,17 @@ def load_clips(root: Path, config: ModelConfig, fps: float | None = None, progre
     return [load_clip(s, config, fps) for s in tqdm(sources, desc=f"load {root}", unit="clip", disable=not progress)]
 
 
+def resample(clip: Clip, fps: float) -> Clip:
+    """Keep frames about 1/fps apart, as a stream samples a faster camera: the motion between the frames the
+    model sees, and so its PSNR, must be the live one. A clip no faster than 1.1 x fps keeps every frame (the
+    service's rule)."""
+    if clip.fps is None or clip.fps <= 1.1 * fps:
+        return clip
+    slot = np.floor(np.arange(len(clip.frames)) * (fps / clip.fps) + 1e-9)  # the 1/fps slot each frame falls in
+    keep = np.flatnonzero(np.diff(slot, prepend=-1) > 0)  # the first frame of every slot
+    return Clip(clip.name, clip.frames[keep], fps)
+
+
 def split_holdout(clips: Sequence[Clip], fraction: float) -> tuple[list[Clip], list[Clip]]:
     """Keep normal footage the model never trains on, for calibrating the streaming normalizer.
 

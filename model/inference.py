@@ -37,6 +37,8 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from model import memory
+from model.device import bf16_supported
+from model.device import pick_device as pick_device  # re-exported until service/ imports model.device
 from model.network import MemoryAE, ModelConfig, Output
 
 log = logging.getLogger(__name__)
@@ -59,26 +61,6 @@ VERIFY_TOLERANCE = 0.05
 
 class BackendUnavailable(RuntimeError):
     """The backend cannot run here: package missing, wrong device, or no bf16 on this CPU."""
-
-
-def pick_device(name: str) -> torch.device:
-    """`auto` -> cuda when available, else cpu; asking for cuda without one is an error, not a silent cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda requested, but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, not {name!r}")
-    return torch.device(name)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """True where bfloat16 convolutions run natively (AVX512-BF16/AMX on CPU, Ampere+ on CUDA)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return (
-        device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
 
 
 def _fold_batchnorm(module: nn.Module) -> nn.Module:

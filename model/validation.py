@@ -18,11 +18,12 @@ from sklearn.metrics import roc_auc_score
 
 from model import events, synthetic
 from model.alerts import AlertPolicy
+from model.calibration import Calibration
 from model.data import Clip
 from model.inference import InferencePath
 from model.network import MemoryAE
 from model.regions import Regions
-from model.scoring import Calibration, ClipScores, score_clips
+from model.scoring import ClipScores, score_clips
 
 # Candidate window sides: 0 is the whole frame (the paper's measures).
 ERROR_WINDOWS: tuple[int, ...] = (0, 8, 12, 16, 24, 32)  # model pixels

@@ -27,22 +27,13 @@ import numpy as np
 import typer
 
 from model import checkpoint, synthetic, validation
-from model.data import Clip, DataError, load_clips
-from model.inference import INFERENCE_CHOICES, pick_device
+from model.calibration import FUSION_WEIGHT, MIN_FRAMES, Calibration
+from model.data import DataError, load_clips, resample
+from model.device import pick_device
+from model.inference import INFERENCE_CHOICES
 from model.inference import build as build_inference
 from model.regions import Regions
-from model.scoring import FUSION_WEIGHT, MIN_FRAMES, UPDATE_THRESHOLD, Calibration, score_clips
-
-
-def resample(clip: Clip, fps: float) -> Clip:
-    """Keep frames about 1/fps apart, as a stream samples a faster camera: the motion between the frames the
-    model sees, and so its PSNR, must be the live one. A clip no faster than 1.1 x fps keeps every frame (the
-    service's rule)."""
-    if clip.fps is None or clip.fps <= 1.1 * fps:
-        return clip
-    slot = np.floor(np.arange(len(clip.frames)) * (fps / clip.fps) + 1e-9)  # the 1/fps slot each frame falls in
-    keep = np.flatnonzero(np.diff(slot, prepend=-1) > 0)  # the first frame of every slot
-    return Clip(clip.name, clip.frames[keep], fps)
+from model.scoring import UPDATE_THRESHOLD, score_clips
 
 
 def main(

@@ -25,10 +25,11 @@ import typer
 from tqdm import tqdm
 
 from model import checkpoint, memory, validation
+from model.calibration import FUSION_WEIGHT, Calibration
 from model.data import WindowDataset, load_clips, split_holdout
-from model.inference import bf16_supported, pick_device
+from model.device import bf16_supported, pick_device
 from model.network import MemoryAE, ModelConfig
-from model.scoring import FUSION_WEIGHT, UPDATE_THRESHOLD, Calibration, score_clips
+from model.scoring import UPDATE_THRESHOLD, score_clips
 from model.validation import ValidationReport
 
 # The paper's loss weights per variant: (λc compactness, λs separateness).

@@ -15,11 +15,11 @@ import torch
 import typer
 
 from model import checkpoint
-from model.calibrate import main as calibrate
-from model.calibrate import resample
-from model.data import Clip, load_clips
-from model.scoring import MIN_FRAMES, UPDATE_THRESHOLD, Calibration, score_clips
-from model.train import main as train
+from model.calibration import MIN_FRAMES, Calibration
+from model.commands.calibrate import main as calibrate
+from model.commands.train import main as train
+from model.data import Clip, load_clips, resample
+from model.scoring import UPDATE_THRESHOLD, score_clips
 
 pytestmark = pytest.mark.ped2
 
@@ -107,7 +107,7 @@ def test_bad_inputs_say_what_is_wrong(tiny, footage, tmp_path) -> None:
         calibrate(tiny, [short], out=out, device="cpu", inference="fp32")
     assert not out.exists()
     # the command line: a clear message and exit status 2, no traceback
-    run = subprocess.run([sys.executable, "-m", "model.calibrate", str(tmp_path / "missing.safetensors"),
+    run = subprocess.run([sys.executable, "-m", "model.commands.calibrate", str(tmp_path / "missing.safetensors"),
                           str(footage[1]), "--out", str(out)], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "COLUMNS": "1000"})  # fmt: skip
     assert run.returncode == 2 and "checkpoint not found" in run.stderr and "Traceback" not in run.stderr

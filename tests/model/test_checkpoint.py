@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from model import checkpoint
+from model.calibration import Calibration
 from model.checkpoint import CheckpointError
 from model.network import MemoryAE, ModelConfig
-from model.scoring import Calibration
 
 CONFIG = ModelConfig(base_width=2, height=16, width=24, memory_size=5)
 CALIBRATION = Calibration(30.0, 2.0, 0.01, 0.005, 0.6, 0.7, 0.6, 300)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.evaluate import aligned_labels, equal_error_rate, metrics
-from model.evaluate import main as evaluate
-from model.train import main as train
+from model.commands.evaluate import main as evaluate
+from model.commands.train import main as train
+from model.metrics import aligned_labels, equal_error_rate, metrics
 
 
 def test_aligned_labels_drop_each_clips_first_frames() -> None:

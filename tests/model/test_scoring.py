@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from model import memory
+from model.calibration import Calibration, fuse, minmax, paper_scores
 from model.data import Clip
 from model.network import MemoryAE, ModelConfig
-from model.scoring import Calibration, fuse, minmax, paper_scores, psnr, score_clips, score_step, weighted_error
+from model.scoring import psnr, score_clips, score_step, weighted_error
 
 SMALL = ModelConfig(base_width=2, height=16, width=24, memory_size=4)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from model import checkpoint
-from model.evaluate import main as evaluate
+from model.commands.evaluate import main as evaluate
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 CARD = WEIGHTS / "README.md"

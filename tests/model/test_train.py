@@ -11,9 +11,9 @@ import torch
 import typer
 
 from model import checkpoint
+from model.commands.train import main as train
 from model.data import DataError, list_clips, load_clips, split_holdout
 from model.network import MemoryAE, ModelConfig
-from model.train import main as train
 
 TINY = {"base_width": 2, "height": 16, "width": 24, "epochs": 1, "batch_size": 2, "device": "cpu", "precision": "fp32"}
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.scoring import Calibration, ClipScores
+from model.calibration import Calibration
+from model.scoring import ClipScores
 from model.validation import Choice, choose, pick
 
 

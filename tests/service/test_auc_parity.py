@@ -5,9 +5,9 @@ Each test clip is encoded losslessly (FFV1, the upload parity test's writer; the
 checked equal to the source JPEGs, which are what `evaluate` reads), uploaded to a real `serve`
 (POST /api/clips: scored as fast as the engine goes, not at 10 fps) and every per-frame score is
 collected from /ws/clips/{id}, not from the REST result. A clip's first 4 frames have no score; their
-labels are dropped (`model.evaluate.aligned_labels`, the paper's protocol).
+labels are dropped (`model.metrics.aligned_labels`, the paper's protocol).
 
-The reference is `model.evaluate.main` itself, run in-process into a tmp dir (its report.json:
+The reference is `model.commands.evaluate.main` itself, run in-process into a tmp dir (its report.json:
 streaming AUC and every frame's streaming score). Both sides run on the CPU with one torch thread and
 the same `--inference` setting (`auto`, the default of both); the path each resolved to (bf16 where
 the CPU has AVX512-BF16, else fp32) is asserted identical, since bf16 and fp32 scores differ by up to
@@ -30,8 +30,8 @@ from sklearn.metrics import roc_auc_score
 from support import wait_for
 from websockets.sync.client import connect
 
-from model.evaluate import aligned_labels
-from model.evaluate import main as evaluate
+from model.commands.evaluate import main as evaluate
+from model.metrics import aligned_labels
 
 pytestmark = pytest.mark.ped2
 

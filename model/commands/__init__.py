@@ -1,0 +1,1 @@
+"""The command-line tools (`train`, `evaluate`, `calibrate`): library code in model/ imports none of them."""

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import torch
 
-from model.inference import pick_device
+from model.device import pick_device
 from service.alerts.snapshots import AlertSnapshots
 from service.alerts.views import LiveView
 from service.capture.sources import redact

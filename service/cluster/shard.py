@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from model.inference import pick_device
+from model.device import pick_device
 from service.cluster.bus import RedisPublisher
 from service.cluster.store import Checkpoint, PostgresStore, StaleEpoch
 from service.core.messages import Published

@@ -155,8 +155,9 @@ class Postgres:
         as_user = {"user": uid, "group": gid} if uid is not None else {}
         if uid is not None:
             os.chown(self.root, uid, gid)
-        subprocess.run([postgres_bin("initdb"), "-D", str(data), "-U", "mnad", "--auth=trust", "-E", "UTF8",
-                        "--no-sync"], check=True, capture_output=True, timeout=120, **as_user)  # fmt: skip
+        initdb = [postgres_bin("initdb"), "-D", str(data), "-U", "mnad", "--auth=trust", "-E", "UTF8", "--locale=C",
+                  "--no-sync"]  # fmt: skip
+        subprocess.run(initdb, check=True, capture_output=True, timeout=120, **as_user)
         self.proc = subprocess.Popen(
             [postgres_bin("postgres"), "-D", str(data), "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
              "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "shared_buffers=16MB",

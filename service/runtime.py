@@ -16,6 +16,7 @@ import torch
 
 from model.inference import pick_device
 from service.alerts.snapshots import AlertSnapshots
+from service.alerts.writer import AlertWriter
 from service.capture.sources import is_local_file
 from service.core.bus import Bus, LocalBus
 from service.core.messages import Published
@@ -41,7 +42,8 @@ class Runtime:
         self.bus: Bus = LocalBus(settings.ws_queue, on_drop=lambda topic, n: self.metrics.ws_dropped.inc(n))
         self.engine = Engine(settings.max_batch, settings.max_wait_ms / 1000, self.publish, self.metrics.observe_batch)
         self.snapshots = AlertSnapshots(settings.data_dir / "alerts", self.store)
-        self.streams = StreamManager(settings, self.store, self.engine, self.metrics, self.snapshots)
+        self.writer = AlertWriter(self.publish)  # alerts, pictures and calibrations, stored off the engine thread
+        self.streams = StreamManager(settings, self.store, self.engine, self.metrics, self.writer, self.snapshots)
         self.clips = ClipManager(
             settings.clips_dir, self.store, self.engine, self.metrics, self.publish, settings.clip_fps
         )
@@ -61,6 +63,7 @@ class Runtime:
         # FFmpeg's RTSP over UDP loses packets under load, which corrupts frames: ask for TCP.
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
         self.recover()
+        self.writer.start()
         self.engine.start()
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         self._janitor = asyncio.create_task(self._expire_clips())
@@ -132,4 +135,5 @@ class Runtime:
         self.streams.stop_all()
         self.engine.stop()
         self.streams.close_episodes(STOPPED)
+        self.writer.stop()  # stores everything handed on, the episodes just closed included
         self.store.close()

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from model.inference import pick_device
+from model.device import pick_device
 from service.alerts.snapshots import AlertSnapshots
 from service.alerts.writer import AlertWriter
 from service.capture.sources import is_local_file
@@ -45,8 +45,9 @@ class Runtime:
         self.writer = AlertWriter(self.publish)  # alerts, pictures and calibrations, stored off the engine thread
         self.streams = StreamManager(settings, self.store, self.engine, self.metrics, self.writer, self.snapshots)
         self.clips = ClipManager(
-            settings.clips_dir, self.store, self.engine, self.metrics, self.publish, settings.clip_fps
-        )
+            settings.clips_dir, self.store, self.engine, self.metrics, self.publish, settings.clip_fps,
+            settings.max_scoring_clips,
+        )  # fmt: skip
         self.host: ModelHost | None = None
         self.ready = threading.Event()
         self.startup_error: str | None = None

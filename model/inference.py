@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import io
 import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Literal, get_args
 
 import numpy as np
@@ -248,13 +250,18 @@ def _build_compile(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:
     return run, f"torch.compile inductor, {str(dtype).removeprefix('torch.')}"
 
 
-def _build_openvino(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:
+def _cpu_packages(device: torch.device, backend: str, *modules: str) -> list[ModuleType]:
+    """The optional packages a CPU-only backend needs, or BackendUnavailable saying what is missing."""
     if device.type != "cpu":
-        raise BackendUnavailable("the openvino path runs on CPU only")
+        raise BackendUnavailable(f"the {backend} path runs on CPU only")
     try:
-        import openvino as ov
+        return [importlib.import_module(m) for m in modules]
     except ImportError as e:
-        raise BackendUnavailable("openvino is not installed (pip install 'mnad-service[fast]')") from e
+        raise BackendUnavailable(f"{'/'.join(modules)} not installed (pip install 'mnad-service[fast]')") from e
+
+
+def _build_openvino(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:
+    (ov,) = _cpu_packages(device, "openvino", "openvino")
     c = net.config
     with torch.inference_mode(False), torch.no_grad():
         graph = ov.convert_model(_Graph(copy.deepcopy(net).cpu()), example_input=_example(c, 2, device))
@@ -279,13 +286,7 @@ def _build_openvino(net: MemoryAE, device: torch.device) -> tuple[Callable, str]
 
 
 def _build_onnxruntime(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:
-    if device.type != "cpu":
-        raise BackendUnavailable("the onnxruntime path runs on CPU only")
-    try:
-        import onnxruntime as ort
-        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
-    except ImportError as e:
-        raise BackendUnavailable("onnxruntime/onnxscript are not installed (pip install 'mnad-service[fast]')") from e
+    ort, _ = _cpu_packages(device, "onnxruntime", "onnxruntime", "onnxscript")  # torch's ONNX exporter needs onnxscript
     c = net.config
     batch = torch.export.Dim("batch", min=1, max=4096)
     quiet = contextlib.redirect_stdout(io.StringIO())  # the exporter prints its progress

@@ -14,8 +14,9 @@ import time
 
 import torch
 
-from model.inference import pick_device
+from model.device import pick_device
 from service.alerts.snapshots import AlertSnapshots
+from service.alerts.writer import AlertWriter
 from service.capture.sources import is_local_file
 from service.core.bus import Bus, LocalBus
 from service.core.messages import Published
@@ -41,10 +42,12 @@ class Runtime:
         self.bus: Bus = LocalBus(settings.ws_queue, on_drop=lambda topic, n: self.metrics.ws_dropped.inc(n))
         self.engine = Engine(settings.max_batch, settings.max_wait_ms / 1000, self.publish, self.metrics.observe_batch)
         self.snapshots = AlertSnapshots(settings.data_dir / "alerts", self.store)
-        self.streams = StreamManager(settings, self.store, self.engine, self.metrics, self.snapshots)
+        self.writer = AlertWriter(self.publish)  # alerts, pictures and calibrations, stored off the engine thread
+        self.streams = StreamManager(settings, self.store, self.engine, self.metrics, self.writer, self.snapshots)
         self.clips = ClipManager(
-            settings.clips_dir, self.store, self.engine, self.metrics, self.publish, settings.clip_fps
-        )
+            settings.clips_dir, self.store, self.engine, self.metrics, self.publish, settings.clip_fps,
+            settings.max_scoring_clips,
+        )  # fmt: skip
         self.host: ModelHost | None = None
         self.ready = threading.Event()
         self.startup_error: str | None = None
@@ -61,6 +64,7 @@ class Runtime:
         # FFmpeg's RTSP over UDP loses packets under load, which corrupts frames: ask for TCP.
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
         self.recover()
+        self.writer.start()
         self.engine.start()
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         self._janitor = asyncio.create_task(self._expire_clips())
@@ -132,4 +136,5 @@ class Runtime:
         self.streams.stop_all()
         self.engine.stop()
         self.streams.close_episodes(STOPPED)
+        self.writer.stop()  # stores everything handed on, the episodes just closed included
         self.store.close()

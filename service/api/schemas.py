@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from service.core.messages import ClipState, FrameScore
 from service.core.policy import NETWORK_SCHEMES
 
 
@@ -200,27 +201,9 @@ class ClipCreated(BaseModel):
     status: str
 
 
-class ClipScore(BaseModel):
-    frame: int
-    score: float
-    psnr: float = Field(description="Whole-frame PSNR, dB (the paper's measure)")
-    distance: float = Field(description="Mean feature distance to the nearest memory item (the paper's measure)")
-    region_psnr: float = Field(description="PSNR of the worst error window: the measure the score uses")
-    region_distance: float = Field(description="Feature distance of the worst window of query positions")
-    box: tuple[float, float, float, float] = Field(
-        description="x, y, w, h (fractions) of the region that set the score"
-    )
-    anomalous: bool
+class ClipScore(FrameScore):
+    """A scored frame of an upload (the same fields as its WebSocket score message)."""
 
 
-class ClipOut(BaseModel):
-    id: str
-    status: Literal["queued", "running", "done", "failed"]
-    error: str | None
-    progress: float
-    model: str
-    fps: float | None
-    frames_decoded: int
-    frames_scored: int
-    summary: dict[str, Any]
+class ClipOut(ClipState):
     scores: list[ClipScore] | None = None

@@ -19,6 +19,7 @@ import torch
 from model.device import pick_device
 from service.alerts.snapshots import AlertSnapshots
 from service.alerts.views import LiveView
+from service.alerts.writer import AlertWriter
 from service.capture.sources import redact
 from service.cluster.bus import RedisBus
 from service.cluster.store import PostgresStore
@@ -154,9 +155,10 @@ class ClusterRuntime(Runtime):
                             seen=lambda messages: self.streams.observe(messages))  # fmt: skip
         self.engine = Engine(settings.max_batch, settings.max_wait_ms / 1000, self.publish, self.metrics.observe_batch)
         self.snapshots = AlertSnapshots(settings.data_dir / "alerts", self.store)
+        self.writer = AlertWriter(self.publish)  # an API node stores no alerts; Runtime.start/stop expect one
         self.streams = ClusterStreams(settings, self.store, lambda: self.host)  # type: ignore[assignment]
         self.clips = ClipManager(settings.clips_dir, self.store, self.engine, self.metrics, self.publish,
-                                 settings.clip_fps)  # fmt: skip
+                                 settings.clip_fps, settings.max_scoring_clips)  # fmt: skip
         self.host: ModelHost | None = None
         self.ready = threading.Event()
         self.startup_error: str | None = None
@@ -191,4 +193,5 @@ class ClusterRuntime(Runtime):
             self._janitor.cancel()
         self.bus.stop()
         self.engine.stop()
+        self.writer.stop()
         self.store.close()

@@ -18,11 +18,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
 
 from model.device import pick_device
+from service.alerts.writer import AlertWriter
 from service.cluster.bus import RedisPublisher
 from service.cluster.store import Checkpoint, PostgresStore, StaleEpoch
 from service.core.messages import Published
@@ -62,20 +64,18 @@ class CameraOwner:
         camera.frame = scored.frame.index
         if camera.first_score is None:
             camera.first_score = time.time()
-        try:
-            messages = self.stream.on_scored(scored)
-            if time.monotonic() - camera.saved_at >= self.shard.settings.checkpoint_s:
-                self.shard.store.checkpoint(self.shard.snapshot(camera))
-                camera.saved_at = time.monotonic()
-            return messages
-        except StaleEpoch as e:
-            self.shard.lost(camera.id, e)
-            return []
+        messages = self.stream.on_scored(scored)
+        if time.monotonic() - camera.saved_at >= self.shard.settings.checkpoint_s:
+            # taken here (the state after this frame), stored by the alert writer in order with the alert writes
+            self.shard.writer.submit([partial(self.shard.fenced_checkpoint, self.shard.snapshot(camera))])
+            camera.saved_at = time.monotonic()
+        return messages
 
 
 class ShardStore:
-    """The store a shard's Streams write through: every write for a camera under its epoch, alert open and
-    close together with the camera's checkpoint. Reads go straight to PostgreSQL."""
+    """The store a shard's Streams write through (on the alert writer's thread): every write for a camera under
+    its epoch, alert open and close together with the camera's checkpoint; a refused write releases the camera
+    and raises, so the writer publishes nothing of it. Reads go straight to PostgreSQL."""
 
     def __init__(self, shard: ShardCore) -> None:
         self.shard = shard
@@ -88,19 +88,26 @@ class ShardStore:
             raise StaleEpoch(stream_id, -1, None)
         return camera.epoch
 
+    def _fenced(self, stream_id: str, what: str, sql: str, args: tuple) -> list[dict[str, Any]]:
+        try:
+            return self.pg.fenced(stream_id, self._epoch(stream_id), what, sql, args)
+        except StaleEpoch as e:
+            self.shard.lost(stream_id, e)
+            raise
+
     def calibration(self, stream_id: str) -> dict[str, Any] | None:
         return self.pg.calibration(stream_id)
 
     def set_calibration(self, stream_id: str, model: str, calibration: dict, fitted_at: float) -> None:
         import json
 
-        self.pg.fenced(stream_id, self._epoch(stream_id), "set_calibration",
+        self._fenced(stream_id, "set_calibration",
                        "INSERT INTO calibrations VALUES (%s, %s, %s, %s) ON CONFLICT (stream_id) DO UPDATE SET"
                        " model = EXCLUDED.model, calibration = EXCLUDED.calibration, fitted_at = EXCLUDED.fitted_at",
                        (stream_id, model, json.dumps(calibration), fitted_at))  # fmt: skip
 
     def delete_calibration(self, stream_id: str) -> None:
-        self.pg.fenced(stream_id, self._epoch(stream_id), "delete_calibration",
+        self._fenced(stream_id, "delete_calibration",
                        "DELETE FROM calibrations WHERE stream_id = %s", (stream_id,))  # fmt: skip
 
     def reserve_alert_id(self) -> int:
@@ -112,8 +119,12 @@ class ShardStore:
         camera = self.shard.cameras.get(stream_id)
         if camera is None:
             raise StaleEpoch(stream_id, -1, None)
-        self.pg.open_alert_fenced(stream_id, camera.epoch, id, model, start_time, start_frame, peak, peak_frame,
-                                  self.shard.snapshot(camera))  # fmt: skip
+        try:
+            self.pg.open_alert_fenced(stream_id, camera.epoch, id, model, start_time, start_frame, peak, peak_frame,
+                                      self.shard.snapshot(camera))  # fmt: skip
+        except StaleEpoch as e:
+            self.shard.lost(stream_id, e)
+            raise
         camera.saved_at = time.monotonic()
         self._alert_stream[id] = stream_id
 
@@ -124,19 +135,23 @@ class ShardStore:
         camera = self.shard.cameras.get(stream_id)
         if camera is None:
             raise StaleEpoch(stream_id, -1, None)
-        self.pg.close_alert_fenced(stream_id, camera.epoch, id, end_time, end_frame, peak, peak_frame,
-                                   self.shard.snapshot(camera), reason)  # fmt: skip
+        try:
+            self.pg.close_alert_fenced(stream_id, camera.epoch, id, end_time, end_frame, peak, peak_frame,
+                                       self.shard.snapshot(camera), reason)  # fmt: skip
+        except StaleEpoch as e:
+            self.shard.lost(stream_id, e)
+            raise
         camera.saved_at = time.monotonic()
 
     def update_alert_peak(self, id: int, peak: float, peak_frame: int) -> None:
         stream_id = self._owner(id)
-        self.pg.fenced(stream_id, self._epoch(stream_id), "update_alert_peak",
+        self._fenced(stream_id, "update_alert_peak",
                        "UPDATE alerts SET peak_score = %s, peak_frame = %s WHERE id = %s AND end_time IS NULL",
                        (peak, peak_frame, id))  # fmt: skip
 
     def set_alert_snapshot(self, id: int, thumbnail: str, heatmap: str | None) -> bool:
         stream_id = self._owner(id)
-        rows = self.pg.fenced(stream_id, self._epoch(stream_id), "set_alert_snapshot",
+        rows = self._fenced(stream_id, "set_alert_snapshot",
                               "UPDATE alerts SET thumbnail = %s, heatmap = %s WHERE id = %s RETURNING id",
                               (thumbnail, heatmap, id))  # fmt: skip
         return bool(rows)
@@ -163,7 +178,7 @@ class ShardEngine(Engine):
         if isinstance(owner, Stream):
             camera.stream = owner
             if camera.resumed is not None:
-                owner.machine.resume(camera.resumed.episode)
+                owner.episodes.machine.resume(camera.resumed.episode)
         lane = super().add_lane(key, model, buffer_capacity, CameraOwner(self.shard, camera, owner), calibration)
         if camera.resumed is not None:
             lane.items = torch.from_numpy(camera.resumed.items).to(model.device)
@@ -224,7 +239,10 @@ class ShardCore:
                                                settings.default_model, settings.inference)  # fmt: skip
         self.engine = ShardEngine(self, settings.max_batch, settings.max_wait_ms / 1000, self._publish,
                                   self.metrics.observe_batch)  # fmt: skip
-        self.streams = ShardStreams(settings, ShardStore(self), self.engine, self.metrics, None)  # type: ignore[arg-type]
+        # alert rows, checkpoints and calibrations are stored off the engine thread, alert messages published once
+        # stored (a refused write publishes nothing)
+        self.writer = AlertWriter(self._publish, name=f"writer-{name}")
+        self.streams = ShardStreams(settings, ShardStore(self), self.engine, self.metrics, self.writer, None)  # type: ignore[arg-type]
         self.refused = 0
         self.metrics_port: int | None = None
         if settings.shard_metrics_port is not None:
@@ -234,6 +252,7 @@ class ShardCore:
             registry.register(ShardLabelled(self.metrics.registry, name))
             server, _ = start_http_server(settings.shard_metrics_port, settings.host, registry)
             self.metrics_port = server.server_port
+        self.writer.start()
         self.engine.start()
 
     def _publish(self, messages: Published) -> None:
@@ -244,7 +263,14 @@ class ShardCore:
         stream = camera.stream
         assert stream is not None and stream.lane is not None
         items = stream.lane.items.detach().to("cpu", torch.float32).numpy().copy()
-        return Checkpoint(camera.id, camera.epoch, camera.frame, items, stream.machine.state(), time.time())
+        return Checkpoint(camera.id, camera.epoch, camera.frame, items, stream.episodes.machine.state(), time.time())
+
+    def fenced_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Alert writer: store a checkpoint under its epoch; a refused one releases the camera."""
+        try:
+            self.store.checkpoint(checkpoint)
+        except StaleEpoch as e:
+            self.lost(checkpoint.stream_id, e)
 
     def run(self, stream_id: str, epoch: int) -> bool:
         """Start (or keep) running a camera under `epoch`, from its last checkpoint. False if it is gone."""
@@ -280,10 +306,8 @@ class ShardCore:
                 return
             stream = self.streams.release(stream_id)
             if checkpoint and stream is not None and stream.lane is not None and camera.frame >= 0:
-                try:
-                    self.store.checkpoint(self.snapshot(camera))
-                except StaleEpoch:
-                    self.refused += 1
+                self.writer.submit([partial(self.fenced_checkpoint, self.snapshot(camera))])
+                self.writer.flush()
             self.cameras.pop(stream_id, None)
 
     def lost(self, stream_id: str, error: StaleEpoch) -> None:
@@ -316,5 +340,6 @@ class ShardCore:
         for stream_id in list(self.cameras):
             self.release(stream_id)
         self.engine.stop()
+        self.writer.stop()
         self.bus.close()
         self.store.close()

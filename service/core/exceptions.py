@@ -3,45 +3,51 @@ kind to a status code, and one handler in the app (service/app.py) answers with 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class DomainError(Exception):
-    """Base of every error the managers raise for the API to report; str(e) is the message shown."""
+    """Base of every error the managers raise for the API to report; str(e) is the message shown: `template` with
+    the arguments filled in (by default the one argument itself)."""
+
+    template: ClassVar[str] = "{}"
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(self.template.format(*args))
 
 
+# kinds (service.api.errors.STATUS maps each to its status code)
 class NotFound(DomainError):
     """No such thing (or not yet)."""
-
-
-class StreamNotFound(NotFound):
-    def __init__(self, stream_id: str) -> None:
-        super().__init__(f"no stream {stream_id!r}")
-
-
-class ClipNotFound(NotFound):
-    def __init__(self, clip_id: str) -> None:
-        super().__init__(f"no clip {clip_id!r}")
-
-
-class FrameNotFound(NotFound):
-    """A frame (of a clip or a stream) that has no score, picture or error map (yet)."""
 
 
 class Conflict(DomainError):
     """Refused by the current state (retrying later may work)."""
 
 
-class StreamLimit(Conflict):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"stream limit reached ({limit}, setting max_streams)")
-
-
 class Invalid(DomainError):
     """The request names or carries something the service cannot use."""
 
 
+# errors
+class StreamNotFound(NotFound):
+    template = "no stream {!r}"  # (stream id)
+
+
+class ClipNotFound(NotFound):
+    template = "no clip {!r}"  # (clip id)
+
+
+class FrameNotFound(NotFound):
+    """A frame (of a clip or a stream) that has no score, picture or error map (yet)."""
+
+
+class StreamLimit(Conflict):
+    template = "stream limit reached ({}, setting max_streams)"  # (the limit)
+
+
 class UnknownModel(Invalid):
-    def __init__(self, name: str | None, available: list[str]) -> None:
-        super().__init__(f"unknown model {name!r}; available: {available}")
+    template = "unknown model {!r}; available: {}"  # (name asked for, names served)
 
 
 class UnreadableVideo(Invalid):

@@ -50,21 +50,46 @@ class StreamScore(Message):
     in_alert: bool = Field(description="an alert episode is open")
 
 
-class ClipScoreMessage(Message):
-    """An uploaded clip's scored frame (the backlog sent on connect carries no `progress`)."""
+class FrameScore(BaseModel):
+    """An uploaded clip's scored frame: a row of its result (GET /api/clips/{id}) and the body of its score
+    message alike."""
+
+    frame: int
+    score: float
+    psnr: float = Field(description="Whole-frame PSNR, dB (the paper's measure)")
+    distance: float = Field(description="Mean feature distance to the nearest memory item (the paper's measure)")
+    box: Box = Field(description="x, y, w, h (fractions) of the region that set the score")
+    region_psnr: float = Field(description="PSNR of the worst error window: the measure the score uses")
+    region_distance: float = Field(description="Feature distance of the worst window of query positions")
+    anomalous: bool
+
+
+class ClipState(BaseModel):
+    """An upload job's state: GET /api/clips/{id} (with its scores) and the `done` message (without) alike."""
+
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    error: str | None
+    progress: float
+    model: str
+    fps: float | None
+    frames_decoded: int
+    frames_scored: int
+    summary: dict[str, Any]
+
+
+class _ClipScoreHead(Message):
+    type: Literal["score"] = "score"
+    clip: str
+
+
+class ClipScoreMessage(FrameScore, _ClipScoreHead):
+    """An uploaded clip's scored frame (the backlog sent on connect carries no `progress`). The fields: `type`,
+    `clip`, then FrameScore's, then `progress` (a base's fields come before those of the bases it is listed
+    before)."""
 
     OPTIONAL: ClassVar[tuple[str, ...]] = ("progress",)
 
-    type: Literal["score"] = "score"
-    clip: str
-    frame: int
-    score: float
-    psnr: float
-    distance: float
-    box: Box
-    region_psnr: float
-    region_distance: float
-    anomalous: bool
     progress: float | None = None
 
 
@@ -126,20 +151,14 @@ class Dropped(Message):
     total_dropped: int
 
 
-class ClipDone(Message):
-    """An uploaded clip's job ended (done or failed): its summary, as GET /api/clips/{id}?scores=false."""
-
+class _ClipDoneHead(Message):
     type: Literal["done"] = "done"
     clip: str
-    id: str
-    status: Literal["queued", "running", "done", "failed"]
-    error: str | None
-    progress: float
-    model: str
-    fps: float | None
-    frames_decoded: int
-    frames_scored: int
-    summary: dict[str, Any]
+
+
+class ClipDone(ClipState, _ClipDoneHead):
+    """An uploaded clip's job ended (done or failed): `type`, `clip`, then its state as GET
+    /api/clips/{id}?scores=false."""
 
 
 AnyMessage = StreamScore | ClipScoreMessage | AlertOpen | AlertClose | Calibrated | Dropped | ClipDone

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
         GiB, ge=0, le=2**50, description="Uploads are refused (507) when they would leave less free disk than this"
     )
     max_concurrent_uploads: int = Field(2, ge=1, le=1000, description="Uploads received at once; 429 beyond")
+    max_scoring_clips: int = Field(
+        2, ge=1, le=64, description="Uploaded clips decoded and scored at once; later ones wait, queued, in order"
+    )
     max_upload_name: int = Field(255, ge=1, le=4096, description="Longest accepted upload file name (characters)")
     alert_retention_s: float = Field(
         30 * 86_400, ge=0, le=10 * 365 * 86_400, description="Closed alerts and their pictures are deleted after"

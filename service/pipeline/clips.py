@@ -11,6 +11,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -142,7 +143,10 @@ class ClipJob:
 
 
 class ClipManager:
-    def __init__(self, directory: Path, store: Store, engine: Engine, metrics: Metrics, publish, fallback_fps) -> None:
+    def __init__(
+        self, directory: Path, store: Store, engine: Engine, metrics: Metrics, publish, fallback_fps,
+        max_scoring: int = 2,
+    ) -> None:  # fmt: skip
         self._directory = directory
         self.store = store
         self.engine = engine
@@ -152,6 +156,12 @@ class ClipManager:
         self._jobs: dict[str, ClipJob] = {}
         self.receiving = 0  # uploads being received now (bounded by max_concurrent_uploads)
         self.receiving_bytes = 0  # bytes they have written so far
+        # At most `max_scoring` jobs decode and score at once; the rest wait in submission order. A backlog
+        # of uploads then costs a row and a file each, not a decoder, a thread and an engine lane each.
+        self._max_scoring = max_scoring
+        self._scoring = 0
+        self._waiting: deque[ClipJob] = deque()
+        self._schedule = threading.Lock()
         directory.mkdir(parents=True, exist_ok=True)
 
     def get(self, id: str) -> ClipJob | None:
@@ -281,16 +291,33 @@ class ClipManager:
         self._jobs[id] = job
         self.store.add_clip(id, path.name, original, size, model.name)
         self._count_states()
-        threading.Thread(target=self._decode, args=(job,), name=f"clip-{id}", daemon=True).start()
+        with self._schedule:
+            self._waiting.append(job)
+        self._start_waiting()
         return job
+
+    def _start_waiting(self) -> None:
+        """Start the oldest waiting jobs while fewer than `max_scoring` run."""
+        with self._schedule:
+            ready = []
+            while self._waiting and self._scoring < self._max_scoring:
+                ready.append(self._waiting.popleft())
+                self._scoring += 1
+        for job in ready:
+            threading.Thread(target=self._decode, args=(job,), name=f"clip-{job.id}", daemon=True).start()
 
     def _finished(self, job: ClipJob) -> None:
         self.engine.remove_lane(f"clip:{job.id}")
-        if job.status == "done":  # the result first: a row says done only once its result is on disk
-            result = job.describe()
-            write_atomic(job.path.with_name(job.id + ".scores.json"), json.dumps(result))
-        self.store.set_clip_status(job.id, job.status, job.error)
-        self._count_states()
+        try:
+            if job.status == "done":  # the result first: a row says done only once its result is on disk
+                result = job.describe()
+                write_atomic(job.path.with_name(job.id + ".scores.json"), json.dumps(result))
+            self.store.set_clip_status(job.id, job.status, job.error)
+            self._count_states()
+        finally:
+            with self._schedule:
+                self._scoring -= 1
+            self._start_waiting()
 
     def _decode(self, job: ClipJob) -> None:
         """Decode every frame into the lane's buffer, waiting for room: an upload loses no frame."""

@@ -95,6 +95,8 @@ class Engine:
         self._observe = observe
         self._lanes: dict[str, Lane] = {}
         self._cond = threading.Condition()
+        self._stepping = threading.RLock()  # held while a step scores: remove_lane waits for it (re-entrant: a
+        # clip's last score removes its own lane from within the step)
         self._wake = False
         self._stop = False
         self._batch_buffers: dict[str, np.ndarray] = {}
@@ -113,10 +115,14 @@ class Engine:
         return lane
 
     def remove_lane(self, key: str) -> None:
+        """Remove the lane; on return no step scores it any more (one in flight has finished, and later ones
+        skip its closed buffer), so its owner gets no further on_scored."""
         with self._cond:
             lane = self._lanes.pop(key, None)
         if lane is not None:
             lane.buffer.close()
+            with self._stepping:
+                pass
 
     def notify(self) -> None:
         with self._cond:
@@ -158,7 +164,8 @@ class Engine:
                 self._wake = False
             if ready:
                 try:
-                    self.step(ready)
+                    with self._stepping:
+                        self.step(ready)
                 except Exception:  # a bad batch must not stop every stream
                     self.errors += 1
                     log.exception("inference step failed")
@@ -169,6 +176,8 @@ class Engine:
         """One frame from each lane: windows that are full are scored, per model, max_batch at a time."""
         groups: dict[str, list[tuple[Lane, Frame, np.ndarray]]] = {}
         for lane in lanes:
+            if lane.buffer.closed:  # removed since it was found ready
+                continue
             frame = lane.buffer.pop()
             if frame is None:
                 continue

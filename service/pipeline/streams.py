@@ -9,15 +9,18 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from model.scoring import Calibration
-from service.alerts.machine import AlertMachine, AlertPolicy
+from service.alerts.episodes import Episodes
+from service.alerts.machine import AlertPolicy
 from service.alerts.snapshots import AlertSnapshots
 from service.alerts.views import LiveView, View
+from service.alerts.writer import AlertWriter
 from service.capture.sources import Reader, ReaderHooks, redact
 from service.core.exceptions import StreamLimit, StreamNotFound
-from service.core.messages import AlertClose, AlertOpen, AlertThresholds, Calibrated, Published, StreamScore
+from service.core.messages import AlertThresholds, Calibrated, Published, StreamScore
 from service.core.metrics import Metrics
 from service.core.policy import SourcePolicy
 from service.core.settings import Settings
@@ -27,9 +30,6 @@ from service.pipeline.engine import Engine, Lane, Scored
 from service.pipeline.host import HostedModel
 
 log = logging.getLogger(__name__)
-
-ALERTS_TOPIC = "alerts"
-PEAK_REFRESH_S = 2.0  # an open alert's stored peak (row, thumbnail, heatmap) lags the live one by at most this
 
 
 def stream_topic(stream_id: str) -> str:
@@ -53,72 +53,51 @@ class Stream:
     origin: str  # "api" (persisted) or "cli" (given at start)
     store: Store
     metrics: Metrics
-    machine: AlertMachine = field(init=False)
+    writer: AlertWriter  # stores what the engine thread must not wait for: alerts, pictures, calibrations
     snapshots: AlertSnapshots | None = None
+    episodes: Episodes = field(init=False)
     reader: Reader | None = None
     lane: Lane | None = None
     frames_scored: int = 0
     last_score: float | None = None
     live: LiveView = field(default_factory=LiveView)
-    _candidate: View | None = None  # best frame of the run above `on` that may open an episode
-    _peak: View | None = None  # the open episode's peak frame
-    _saved_peak: int | None = None  # frame whose snapshot the open episode has stored
-    _saved_at: float = 0.0  # when (capture time) it was stored
     calibration: StreamCalibration | None = None  # None: scores with the model's, fixed (unit tests)
     policy_for: Callable[[Calibration], AlertPolicy] | None = None  # the stream's alert policy under a calibration
     _calibration_lock: threading.Lock = field(default_factory=threading.Lock)  # engine thread vs API
 
     def __post_init__(self) -> None:
-        self.machine = AlertMachine(self.policy)
+        self.episodes = Episodes(self.id, self.name, self.model.name, stream_topic(self.id), self.policy, self.store,
+                                 self.writer, self.snapshots)  # fmt: skip
 
     @property
     def sample_fps(self) -> float:
         """Frames per second the stream scores: the model's rate, or the cap below it."""
         return min(self.model.fps, self.fps_cap) if self.fps_cap else self.model.fps
 
-    def _track_peak(self, view: View, event: tuple[str, Any] | None, was_open: bool) -> None:
-        """Keep (references to) the frame an episode would show: the peak of the opening run, then any higher."""
-        episode = self.machine.episode
-        if event is not None and event[0] == "open":
-            c = self._candidate
-            self._peak = c if c is not None and c.frame == event[1].peak_frame else view
-            self._candidate = None
-        elif episode is not None and episode.peak_frame == view.frame:
-            self._peak = view
-        if not was_open and episode is None:  # mirror the machine's pending run
-            above = view.score >= self.policy.on
-            if not above:
-                self._candidate = None
-            elif self._candidate is None or view.score > self._candidate.score:
-                self._candidate = view
-
     def on_scored(self, s: Scored) -> Published:
-        """Engine thread: count, run the alert machine, and build the messages for subscribers."""
+        """Engine thread: count, run the alert episodes, and build the messages for subscribers. Nothing here
+        waits on the disk: alerts, pictures and calibrations are handed to the alert writer."""
         self.frames_scored += 1
         self.last_score = s.score
         self.metrics.frames_scored.labels(self.id).inc()
         picture = s.frame.image if s.frame.image is not None else s.frame.pixels
         view = View(s.frame.index, s.frame.captured, s.score, picture, s.error, s.box)
         self.live.add(view)
-        was_open = self.machine.episode is not None
-        event = self.machine.update(s.frame.index, s.frame.captured, s.score)
-        self._track_peak(view, event, was_open)
-        self._refresh_peak(view.captured)
+        if self.episodes.update(view) == "open":
+            self.metrics.alerts.labels(self.id).inc()
         self.metrics.anomaly_score.labels(self.id).set(s.score)
-        self.metrics.alert_open.labels(self.id).set(0 if self.machine.episode is None else 1)
+        self.metrics.alert_open.labels(self.id).set(1 if self.episodes.open else 0)
         topic = stream_topic(self.id)
         messages: Published = [(topic, StreamScore(
             stream=self.id, frame=s.frame.index, captured=s.frame.captured,
             score=s.score, psnr=s.psnr, distance=s.distance,
             region_psnr=s.region_psnr, region_distance=s.region_distance, box=s.box,
-            anomalous=s.score >= self.policy.on, in_alert=self.machine.episode is not None,
+            anomalous=s.score >= self.policy.on, in_alert=self.episodes.open,
         ))]  # fmt: skip
-        if event is not None:
-            messages += self._alert_event(*event)
         if self.calibration is not None:
             with self._calibration_lock:
                 if self.calibration.add(s.frame.index, s.region_psnr, s.region_distance) is not None:
-                    messages += self._use_calibration()
+                    self._use_calibration()
         return messages
 
     # calibration on the stream's own footage (pipeline/calibration.py) ------------------------------------
@@ -127,24 +106,29 @@ class Stream:
             raise LookupError(f"stream {self.id} has no calibration of its own")
         return self.calibration
 
-    def _use_calibration(self) -> Published:
-        """Score and alert with the calibration now in force, store it (or its removal), tell subscribers.
-        Caller holds the calibration lock; the frame that completed a fit was scored with the previous one."""
+    def _use_calibration(self) -> None:
+        """Score and alert with the calibration now in force; the writer stores it (or its removal), then tells
+        subscribers. Caller holds the calibration lock; the frame that completed a fit was scored with the
+        previous one."""
         own = self._own()
         current = own.current
         if self.lane is not None:
             self.lane.calibration = current
         if self.policy_for is not None:
-            self.policy = self.machine.policy = self.policy_for(current)
+            self.policy = self.policy_for(current)
+            self.episodes.use_policy(self.policy)
         if own.fitted is not None:
-            self.store.set_calibration(self.id, self.model.name, current.to_dict(), own.fitted_at or 0.0)
+            write = partial(self.store.set_calibration, self.id, self.model.name, current.to_dict(),
+                            own.fitted_at or 0.0)  # fmt: skip
             self.metrics.calibrations.labels(self.id).inc()
             log.info("stream %s calibrated on %d frames: alert on/off %.3f/%.3f", self.id, current.frames,
                      self.policy.on, self.policy.off)  # fmt: skip
         else:
-            self.store.delete_calibration(self.id)
+            write = partial(self.store.delete_calibration, self.id)
         alert = AlertThresholds(on=self.policy.on, off=self.policy.off)
-        return [(stream_topic(self.id), Calibrated(stream=self.id, **own.describe(), alert=alert))]
+        self.writer.submit(
+            [write], [(stream_topic(self.id), Calibrated(stream=self.id, **own.describe(), alert=alert))]
+        )
 
     def calibration_state(self) -> dict[str, Any]:
         with self._calibration_lock:
@@ -158,66 +142,26 @@ class Stream:
             own.start(math.ceil(seconds * self.sample_fps))
             return own.describe()
 
-    def reset_calibration(self) -> Published:
-        """Back to the checkpoint's calibration and thresholds (a collection in progress is dropped)."""
+    def reset_calibration(self) -> None:
+        """Back to the checkpoint's calibration and thresholds (a collection in progress is dropped). API thread:
+        returns once the removal is stored and the `calibrated` message published."""
         with self._calibration_lock:
             self._own().reset()
-            return self._use_calibration()
+            self._use_calibration()
+        self.writer.flush()
 
-    def end(self) -> None:
-        """The stream is being deleted (reader and lane already gone): an open episode ends, stored with its
-        picture (nothing is published), and the stream's own calibration is dropped, under the calibration
-        lock, so a fit in flight on the engine thread cannot store after the delete."""
-        if self.machine.episode is not None:
-            self._alert_event(*self.machine.flush())
+    def end(self, reason: str | None = None) -> bool:
+        """The stream stops (the engine no longer scores it): an open episode ends, stored with `reason` and its
+        picture (nothing is published). Whether one was open."""
+        return self.episodes.end(reason)
+
+    def forget_calibration(self) -> None:
+        """The stream is being deleted: its own calibration goes, under the calibration lock, so a fit in flight
+        on the engine thread cannot be stored after this (the writer stores in order)."""
         with self._calibration_lock:
             if self.calibration is not None:
                 self.calibration.reset()
-            self.store.delete_calibration(self.id)
-
-    def _alert_event(self, kind: str, episode) -> Published:
-        if kind == "open":
-            episode.id = self.store.reserve_alert_id()
-            self.store.open_alert(
-                episode.id,
-                self.id,
-                self.model.name,
-                episode.start_time,
-                episode.start_frame,
-                episode.peak_score,
-                episode.peak_frame,
-            )
-            self.metrics.alerts.labels(self.id).inc()
-        elif episode.id is not None:
-            self.store.close_alert(
-                episode.id, episode.end_time, episode.end_frame, episode.peak_score, episode.peak_frame
-            )
-        peak = self._peak
-        stored = self.snapshots is not None and episode.id is not None and peak is not None
-        if stored and peak.frame != self._saved_peak:
-            self.snapshots.save(episode.id, peak)
-        self._saved_peak = peak.frame if kind == "open" and peak is not None else None
-        self._saved_at = episode.start_time if kind == "open" else 0.0
-        if kind == "close":
-            self._peak = None
-        urls = {"thumbnail_url": None, "heatmap_url": None}
-        if stored:
-            urls = {"thumbnail_url": f"/api/alerts/{episode.id}/thumbnail.jpg",
-                    "heatmap_url": f"/api/alerts/{episode.id}/heatmap.png"}  # fmt: skip
-        event = AlertOpen if kind == "open" else AlertClose
-        message = event(stream=self.id, name=self.name, **episode.as_dict(), **urls)
-        return [(stream_topic(self.id), message), (ALERTS_TOPIC, message)]
-
-    def _refresh_peak(self, now: float) -> None:
-        """While an episode lasts, its row and picture follow a rising peak, at most every PEAK_REFRESH_S."""
-        episode, peak = self.machine.episode, self._peak
-        if episode is None or episode.id is None or self.snapshots is None or peak is None:
-            return
-        if peak.frame == self._saved_peak or now - self._saved_at < PEAK_REFRESH_S:
-            return
-        self.store.update_alert_peak(episode.id, episode.peak_score, episode.peak_frame)
-        self.snapshots.save(episode.id, peak)
-        self._saved_peak, self._saved_at = peak.frame, now
+            self.writer.submit([partial(self.store.delete_calibration, self.id)])
 
     def describe(self) -> dict[str, Any]:
         r = self.reader
@@ -233,19 +177,20 @@ class Stream:
             "last_score": self.last_score,
             "calibration": self.calibration.state if self.calibration is not None else "model",
             "alert": {"on": self.policy.on, "off": self.policy.off, "on_frames": self.policy.on_frames,
-                      "off_frames": self.policy.off_frames, "open": self.machine.episode is not None},
+                      "off_frames": self.policy.off_frames, "open": self.episodes.open},
         }  # fmt: skip
 
 
 class StreamManager:
     def __init__(
-        self, settings: Settings, store: Store, engine: Engine, metrics: Metrics,
+        self, settings: Settings, store: Store, engine: Engine, metrics: Metrics, writer: AlertWriter,
         snapshots: AlertSnapshots | None = None,
     ) -> None:  # fmt: skip
         self.settings = settings
         self.store = store
         self.engine = engine
         self.metrics = metrics
+        self.writer = writer
         self.snapshots = snapshots
         self._streams: dict[str, Stream] = {}
         self._lock = threading.Lock()
@@ -307,8 +252,9 @@ class StreamManager:
             id = id or uuid.uuid4().hex[:12]
             own = self._own_calibration(id, model)
             policy = self.policy(model, alerts, own.current)
-            stream = Stream(id, url, name, model, fps_cap, policy, origin, self.store, self.metrics, self.snapshots,
-                            calibration=own, policy_for=lambda c: self.policy(model, alerts, c))  # fmt: skip
+            stream = Stream(id, url, name, model, fps_cap, policy, origin, self.store, self.metrics, self.writer,
+                            self.snapshots, calibration=own,
+                            policy_for=lambda c: self.policy(model, alerts, c))  # fmt: skip
             if persist:
                 self.store.add_stream(id, url, name, model.name, fps_cap, alerts or {})
             self._streams[id] = stream
@@ -345,13 +291,18 @@ class StreamManager:
             raise StreamNotFound(id)
         if stream.reader is not None:
             stream.reader.stop()
-        self.engine.remove_lane(f"stream:{id}")
+        self.engine.remove_lane(stream_topic(id))  # returns once no engine step scores the stream any more
         stream.end()
-        if stream.origin == "api":
-            self.store.delete_stream(id)
-        removed = self.store.delete_alerts(stream_id=id)  # its alerts and their pictures go with it
-        if self.snapshots is not None:
-            self.snapshots.delete(removed)
+        stream.forget_calibration()
+
+        def forget() -> None:  # after the stream's last writes, in the writer's order
+            if stream.origin == "api":
+                self.store.delete_stream(id)
+            removed = self.store.delete_alerts(stream_id=id)  # its alerts and their pictures go with it
+            if self.snapshots is not None:
+                self.snapshots.delete(removed)
+
+        self.writer.call(forget)
         self.metrics.forget_stream(id)
 
     def stop_all(self) -> None:
@@ -361,12 +312,6 @@ class StreamManager:
 
     def close_episodes(self, reason: str) -> int:
         """On a clean stop (after the engine stopped): open episodes end at their last frame above `off`, with
-        the reason, instead of staying open in the database until the next start."""
-        closed = 0
-        for stream in list(self._streams.values()):
-            event = stream.machine.flush()
-            if event is not None and event[1].id is not None:
-                e = event[1]
-                self.store.close_alert(e.id, e.end_time, e.end_frame, e.peak_score, e.peak_frame, reason)
-                closed += 1
-        return closed
+        the reason, instead of staying open in the database until the next start. Handed to the writer, which
+        stores them before it stops."""
+        return sum(stream.end(reason) for stream in list(self._streams.values()))

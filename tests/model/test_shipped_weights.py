@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from model import checkpoint
@@ -64,24 +65,46 @@ def test_shipped_alerts_match_model_card(report: dict) -> None:
     assert e["median_delay_s"] <= card_value("median delay (s)") + 0.05
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall, see weights/README.md: paper 92.7 %, streaming 77.3 %")
-def test_shipped_auc_clears_the_bars(report: dict) -> None:
-    m = report["metrics"]
-    assert m["paper"]["fused"]["auc"] >= 0.930
-    assert m["streaming"]["fused"]["auc"] >= 0.920
+def test_shipped_paper_auc_clears_the_bar(report: dict) -> None:
+    assert report["metrics"]["paper"]["fused"]["auc"] >= 0.930
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall, see weights/README.md: 56 % of normal test frames alarm")
-def test_shipped_alerts_clear_the_bars(report: dict) -> None:
+@pytest.mark.xfail(strict=True, reason="known shortfall, see weights/README.md: streaming 80.1 %")
+def test_shipped_streaming_auc_clears_the_bar(report: dict) -> None:
+    assert report["metrics"]["streaming"]["fused"]["auc"] >= 0.920
+
+
+def test_shipped_alerts_detect_events_early_and_never_on_normal_footage(report: dict) -> None:
     e = report["events"]["checkpoint"]
-    assert e["normal_above_on_share"] <= 0.05 and e["detected"] >= 11 and e["false_episodes"] == 0
-    assert e["median_delay_s"] <= 0.5
+    assert e["detected"] >= 11 and e["false_episodes"] == 0 and e["median_delay_s"] <= 0.5
+
+
+@pytest.mark.xfail(strict=True, reason="known shortfall, see weights/README.md: 16 % of normal test frames alarm")
+def test_shipped_alerts_clear_the_false_alarm_bar(report: dict) -> None:
+    assert report["events"]["checkpoint"]["normal_above_on_share"] <= 0.05
+
+
+def test_memory_term_earns_its_place_in_the_paper_protocol(report: dict) -> None:
+    m = report["metrics"]["paper"]
+    assert m["fused"]["auc"] > max(m["psnr_only"]["auc"], m["distance_only"]["auc"])
 
 
 @pytest.mark.xfail(
-    strict=True, reason="known shortfall, see weights/README.md: on the test camera the distance term lowers the AUC"
+    strict=True, reason="known shortfall, see weights/README.md: streaming fused 80.1 % < PSNR alone 86.5 %"
 )
-def test_memory_term_earns_its_place(report: dict) -> None:
-    for mode in ("paper", "streaming"):
-        m = report["metrics"][mode]
-        assert m["fused"]["auc"] > max(m["psnr_only"]["auc"], m["distance_only"]["auc"]), mode
+def test_memory_term_earns_its_place_in_the_streaming_score(report: dict) -> None:
+    m = report["metrics"]["streaming"]
+    assert m["fused"]["auc"] > max(m["psnr_only"]["auc"], m["distance_only"]["auc"])
+
+
+def test_the_distance_measure_transfers_to_the_test_camera(report: dict) -> None:
+    """Normal test frames' memory distance stays within 3 calibration spreads of the held-out clips'
+    (the checkpoint before this one was 13 spreads off, the one before that 47; as
+    scripts/calibration_shift.py computes it)."""
+    cal, clips = report["calibration"], report["clips"]
+    normal = ~np.concatenate([np.asarray(c["labels"], bool) for c in clips])
+    distance = np.concatenate([c["region_distance"] for c in clips])
+    if cal["distance_relative"]:
+        distance = distance / np.maximum(np.concatenate([c["distance_floor"] for c in clips]), 1e-12)
+    shift = (distance[normal].mean() - cal["distance_mean"]) / cal["distance_std"]
+    assert abs(shift) <= 3.0, shift

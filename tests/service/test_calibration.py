@@ -15,6 +15,7 @@ from support import typed_message, wait_for
 from websockets.sync.client import connect
 
 from model.scoring import MIN_FRAMES, Calibration
+from service.alerts.writer import AlertWriter
 from service.capture.buffer import Frame
 from service.core.messages import Published
 from service.core.metrics import Metrics
@@ -57,16 +58,21 @@ def test_collection_needs_enough_frames_then_fits_once() -> None:
     assert own.state == "model" and own.current is MODEL and own.describe()["fitted_at"] is None
 
 
-def manager(tmp_path: Path, **settings) -> tuple[StreamManager, SqliteStore, Metrics]:
+def manager(
+    tmp_path: Path, published: Published | None = None, **settings
+) -> tuple[StreamManager, SqliteStore, Metrics]:
+    """A manager without engine; its writer stores calibrations in order, then publishes into `published`."""
     store, metrics = SqliteStore(tmp_path / "db.sqlite3"), Metrics()
-    return StreamManager(Settings(_env_file=None, **settings), store, None, metrics), store, metrics
+    writer = AlertWriter(published.extend if published is not None else lambda messages: None)
+    writer.start()
+    return StreamManager(Settings(_env_file=None, **settings), store, None, metrics, writer), store, metrics
 
 
 def stream(m: StreamManager, model: SimpleNamespace, alerts: dict | None = None) -> Stream:
     own = StreamCalibration(model.calibration)
     policy = m.policy(model, alerts, own.current)
-    return Stream("s", "rtsp://x/y", "cam", model, None, policy, "api", m.store, m.metrics, calibration=own,
-                  policy_for=lambda c: m.policy(model, alerts, c))  # fmt: skip
+    return Stream("s", "rtsp://x/y", "cam", model, None, policy, "api", m.store, m.metrics, m.writer,
+                  calibration=own, policy_for=lambda c: m.policy(model, alerts, c))  # fmt: skip
 
 
 def feed(s: Stream, psnr: np.ndarray, distance: np.ndarray, start: int = 0) -> Published:
@@ -81,19 +87,23 @@ def feed(s: Stream, psnr: np.ndarray, distance: np.ndarray, start: int = 0) -> P
 
 
 def test_stream_switches_to_its_fit_stores_it_and_reverts(tmp_path: Path) -> None:
-    m, store, metrics = manager(tmp_path)
+    published: Published = []
+    m, store, metrics = manager(tmp_path, published)
     model = SimpleNamespace(name="ped2", calibration=MODEL, fps=10.0)
     s = stream(m, model)
     assert s.policy.on == MODEL.alert_on and s.describe()["calibration"] == "model"
     assert s.start_calibration(2.5)["target_frames"] == 25
     psnr, distance = normal_frames(25)
-    messages = feed(s, psnr, distance)
-    calibrated = [msg for topic, msg in messages if msg.type == "calibrated"]
-    assert len(calibrated) == 1 and messages[-1][1] is calibrated[0]  # with the frame that completed it
+    scores = feed(s, psnr, distance)
+    assert {msg.type for _, msg in scores} == {"score"}
+    m.writer.flush()  # the fit is stored off the engine thread, then announced
+    calibrated = [msg for topic, msg in published if msg.type == "calibrated"]
+    assert len(calibrated) == 1 and ("stream:s", calibrated[0]) in published
     fitted = Calibration.fit(psnr.astype(np.float64), distance.astype(np.float64), MODEL.weight)
     assert calibrated[0].calibration == fitted.to_dict() and calibrated[0].state == "fitted"
-    assert (s.policy.on, s.policy.off) == (fitted.alert_on, fitted.alert_off) == (s.machine.policy.on,
-                                                                                   s.machine.policy.off)  # fmt: skip
+    machine = s.episodes.machine
+    assert (s.policy.on, s.policy.off) == (fitted.alert_on, fitted.alert_off) == (machine.policy.on,
+                                                                                   machine.policy.off)  # fmt: skip
     assert calibrated[0].alert.model_dump() == {"on": fitted.alert_on, "off": fitted.alert_off}
     assert calibrated[0].first_frame == 0 and calibrated[0].last_frame == 24
     assert store.calibration("s")["calibration"] == fitted.to_dict() and store.calibration("s")["model"] == "ped2"
@@ -105,7 +115,9 @@ def test_stream_switches_to_its_fit_stores_it_and_reverts(tmp_path: Path) -> Non
     assert m._own_calibration("s", SimpleNamespace(name="other", calibration=MODEL)).state == "model"
     assert store.calibration("s") is None  # a fit for another model is stale: dropped
     store.set_calibration("s", "ped2", fitted.to_dict(), 1.0)
-    (reverted,) = s.reset_calibration()
+    published.clear()
+    s.reset_calibration()  # the API thread: returns once stored and published
+    (reverted,) = published
     assert reverted[1].state == "model" and reverted[1].calibration == MODEL.to_dict()
     assert s.policy.on == MODEL.alert_on and store.calibration("s") is None
     store.close()

@@ -10,6 +10,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from model.scoring import Calibration
+from service.alerts.writer import AlertWriter
 from service.api.errors import status_for
 from service.app import create_app
 from service.core.exceptions import (
@@ -43,11 +44,12 @@ def test_each_domain_error_has_its_status() -> None:
 
 def test_managers_raise_domain_errors_not_key_or_overflow_errors(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db.sqlite3")
-    m = StreamManager(Settings(_env_file=None, max_streams=1), store, None, Metrics())
+    writer = AlertWriter(lambda messages: None)
+    m = StreamManager(Settings(_env_file=None, max_streams=1), store, None, Metrics(), writer)
     model = SimpleNamespace(name="ped2", calibration=MODEL, fps=10.0)
     with pytest.raises(StreamNotFound, match="no stream 'nope'"):
         m.delete("nope")
-    m._streams["s"] = Stream("s", "rtsp://x/y", "cam", model, None, m.policy(model), "api", store, Metrics())
+    m._streams["s"] = Stream("s", "rtsp://x/y", "cam", model, None, m.policy(model), "api", store, Metrics(), writer)
     with pytest.raises(StreamLimit):
         m.start("rtsp://x/z", "two", model)
     with pytest.raises(UnknownModel, match="unknown model 'nope'"):

@@ -20,10 +20,11 @@ from service.alerts import heatmap
 from service.alerts.machine import AlertPolicy
 from service.alerts.snapshots import AlertSnapshots
 from service.alerts.views import ClipMaps, LiveView, View
+from service.alerts.writer import AlertWriter
 from service.api.auth import WS_PROTOCOL, accepted_subprotocol, subprotocol_token
 from service.capture.buffer import Frame
 from service.capture.video import decode_frame
-from service.core.messages import parse
+from service.core.messages import Published, parse
 from service.core.metrics import Metrics
 from service.core.store import SqliteStore
 from service.pipeline.engine import Engine, Scored
@@ -119,13 +120,16 @@ def test_stream_stores_the_peak_frame_of_each_episode(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db.sqlite3")
     snapshots = Recorder()
     model = SimpleNamespace(name="m")
+    messages: Published = []
+    writer = AlertWriter(messages.extend)  # alert messages come from the writer, once stored
+    writer.start()
     stream = Stream("s", "rtsp://x/y", "cam", model, None, AlertPolicy(0.5, 0.4, 3, 2), "api", store, Metrics(),
-                    snapshots)  # fmt: skip
+                    writer, snapshots)  # fmt: skip
     scores = [0.1, 0.6, 0.9, 0.7, 0.95, 0.6, 0.1, 0.1, 0.2, 0.7, 0.6, 0.55, 0.1, 0.1]
-    messages = []
     for i, s in enumerate(scores):
         frame = Frame(i, 0, float(i), np.zeros((4, 4, 1), np.uint8), np.full((8, 8, 3), i, np.uint8))
         messages += stream.on_scored(Scored(frame, 30.0, 0.1, s, np.zeros((4, 4), np.float32)))
+    writer.stop()
     opens = [m for topic, m in messages if m.type == "alert_open" and topic == "alerts"]
     assert [m.peak_frame for m in opens] == [2, 9]
     assert snapshots.saved == [(1, 2), (1, 4), (2, 9)]  # second episode's peak never moved: stored once
@@ -139,15 +143,19 @@ def test_stream_stores_the_peak_frame_of_each_episode(tmp_path: Path) -> None:
 def test_open_alert_follows_a_rising_peak_at_a_bounded_rate(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db.sqlite3")
     snapshots = Recorder()
+    writer = AlertWriter(lambda messages: None)
+    writer.start()
     stream = Stream("s", "rtsp://x/y", "cam", SimpleNamespace(name="m"), None, AlertPolicy(0.5, 0.4, 3, 2), "api",
-                    store, Metrics(), snapshots)  # fmt: skip
+                    store, Metrics(), writer, snapshots)  # fmt: skip
     scores = {i: 0.6 for i in range(1, 30)} | {4: 0.7, 10: 0.8, 26: 0.9}  # at 10 fps: peaks 0.3 s, 0.6 s, 1.6 s apart
     peaks = {}
     for i in range(32):
         frame = Frame(i, 0, i / 10, np.zeros((4, 4, 1), np.uint8))
         stream.on_scored(Scored(frame, 30.0, 0.1, scores.get(i, 0.1), np.zeros((4, 4), np.float32)))
+        writer.flush()
         peaks[i] = store.alert(1)["peak_frame"] if store.alert(1) else None
     assert snapshots.saved == [(1, 1), (1, 10), (1, 26)]  # opened; 2 s later; closed
+    writer.stop()
     assert peaks[19] == 1 and peaks[23] == 10 and peaks[31] == 26  # opened at 0.1 s: refreshed at 2.1 s
     store.close()
 

@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import FileResponse
 
+from service.alerts.episodes import picture_urls
 from service.api.deps import runtime
 from service.api.schemas import AlertOut, AlertPage
 from service.runtime import Runtime
@@ -17,9 +18,7 @@ AlertId = Path(ge=1, le=MAX_ID, description="The alert's id")
 
 def _out(row: dict[str, Any]) -> dict[str, Any]:
     thumbnail, heat = row.pop("thumbnail", None), row.pop("heatmap", None)
-    row["thumbnail_url"] = f"/api/alerts/{row['id']}/thumbnail.jpg" if thumbnail else None
-    row["heatmap_url"] = f"/api/alerts/{row['id']}/heatmap.png" if heat else None
-    return row
+    return row | picture_urls(row["id"], thumbnail=bool(thumbnail), heatmap=bool(heat))
 
 
 @router.get("", response_model=AlertPage)

@@ -126,5 +126,5 @@ def get_calibration(stream_id: str, rt: Runtime = Depends(runtime)) -> dict:
 def reset_calibration(stream_id: str, rt: Runtime = Depends(runtime)) -> dict:
     """Back to the checkpoint's calibration and thresholds; a collection in progress is dropped."""
     stream = rt.streams.get(stream_id)
-    rt.publish(stream.reset_calibration())
+    stream.reset_calibration()
     return stream.calibration_state()

@@ -8,12 +8,13 @@ import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from service.alerts.episodes import ALERTS_TOPIC
 from service.api.auth import accepted_subprotocol, websocket_allowed
 from service.core.bus import Subscriber
 from service.core.exceptions import ClipNotFound, StreamNotFound
 from service.core.messages import ClipDone, ClipScoreMessage, Message, StreamScore
 from service.pipeline.clips import clip_topic
-from service.pipeline.streams import ALERTS_TOPIC, stream_topic
+from service.pipeline.streams import stream_topic
 from service.runtime import Runtime
 
 router = APIRouter(tags=["websocket"])

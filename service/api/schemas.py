@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from model.calibration import Calibration
 from service.core.messages import ClipState, FrameScore
 from service.core.policy import NETWORK_SCHEMES
+from service.core.settings import check_thresholds
 
 
 class StreamCreate(BaseModel):
@@ -39,8 +40,7 @@ class StreamCreate(BaseModel):
 
     @model_validator(mode="after")
     def _thresholds(self) -> StreamCreate:
-        if self.alert_on is not None and self.alert_off is not None and self.alert_off > self.alert_on:
-            raise ValueError("alert_off must not exceed alert_on")
+        check_thresholds(self.alert_on, self.alert_off)
         return self
 
     def alert_overrides(self) -> dict[str, Any]:

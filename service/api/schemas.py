@@ -7,8 +7,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from model.calibration import Calibration
 from service.core.messages import ClipState, FrameScore
 from service.core.policy import NETWORK_SCHEMES
+from service.core.settings import check_thresholds
 
 
 class StreamCreate(BaseModel):
@@ -38,8 +40,7 @@ class StreamCreate(BaseModel):
 
     @model_validator(mode="after")
     def _thresholds(self) -> StreamCreate:
-        if self.alert_on is not None and self.alert_off is not None and self.alert_off > self.alert_on:
-            raise ValueError("alert_off must not exceed alert_on")
+        check_thresholds(self.alert_on, self.alert_off)
         return self
 
     def alert_overrides(self) -> dict[str, Any]:
@@ -99,29 +100,6 @@ class CalibrationStart(BaseModel):
     )  # fmt: skip
 
 
-class CalibrationValues(BaseModel):
-    """model.scoring.Calibration: z-score normalizers of PSNR and feature distance, fusion weight, thresholds."""
-
-    psnr_mean: float
-    psnr_std: float
-    distance_mean: float
-    distance_std: float
-    weight: float = Field(description="fusion weight λ: S = λ·(1 − P̂) + (1 − λ)·D̂")
-    alert_on: float = Field(description="99th percentile of the fused score on the calibration frames")
-    alert_off: float = Field(description="95th percentile")
-    frames: int = Field(description="frames it was fitted on")
-    error_window: int = Field(
-        0, description="side of the worst error window P is measured in (px at model size; 0: frame)"
-    )
-    distance_window: int = Field(
-        0, description="side of the worst window of query positions D is measured in (0: frame)"
-    )
-    distance_relative: bool = Field(
-        False,
-        description="D is measured relative to the frame's median distance (a change moving every query cancels out)",
-    )
-
-
 class CalibrationOut(BaseModel):
     state: Literal["model", "collecting", "fitted"] = Field(
         description="model: the checkpoint's calibration; collecting: frames are being gathered (the previous "
@@ -132,7 +110,10 @@ class CalibrationOut(BaseModel):
     target_frames: int
     first_frame: int | None = Field(description="stream frame index of the first frame collected (this run)")
     last_frame: int | None
-    calibration: CalibrationValues = Field(description="the calibration scoring the stream now")
+    calibration: Calibration = Field(
+        description="the calibration scoring the stream now (model.calibration.Calibration: normalizers of PSNR and"
+        " feature distance, fusion weight λ, alert thresholds, the region windows)"
+    )
     fitted_at: float | None = Field(description="unix time of the fit in use; null for the checkpoint's")
 
 

@@ -25,7 +25,7 @@ from model.data import preprocess
 from model.network import ModelConfig
 from service.capture.buffer import Frame, FrameBuffer
 from service.capture.video import decodes, native_fps
-from service.capture.windows import FpsSampler
+from service.capture.windows import FpsSampler, keeps_every_frame
 from service.core.policy import SOURCE_UNAVAILABLE, SourcePolicy, SourceRefused
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ class Reader:
             native = native_fps(capture)
             self.sampler.reset()
             # A source no faster than the model's rate keeps every frame: timestamp jitter must not cost frames.
-            every_frame = native is not None and native <= 1.1 / self.sampler.period
+            every_frame = keeps_every_frame(native, 1 / self.sampler.period)
             started = time.monotonic()
             last_t, last_wall = -1.0, started
             while not self._stop.is_set():

@@ -9,6 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
+EVERY_FRAME_RATIO = 1.1  # a source at most this much faster than the model's rate keeps every frame
+
+
+def keeps_every_frame(source_fps: float | None, model_fps: float) -> bool:
+    """Whether a source of this frame rate (None: unknown) is scored frame by frame, unsampled: one no faster than
+    the model's rate (give or take timestamp jitter, which must not cost frames). model/data.py's `resample`
+    applies the same rule to stored clips."""
+    return source_fps is not None and source_fps <= EVERY_FRAME_RATIO * model_fps
+
 
 class FpsSampler:
     """Keeps frames spaced 1/fps apart in source time; a slower source keeps every frame."""

@@ -33,34 +33,41 @@ class Message(BaseModel):
         return json.dumps(data)
 
 
-class StreamScore(Message):
-    """A live stream's scored frame."""
+class Measures(BaseModel):
+    """A scored frame's score and the measures it is made of (live streams and uploads alike)."""
 
+    score: float
+    psnr: float = Field(description="Whole-frame PSNR, dB (the paper's measure)")
+    distance: float = Field(description="Mean feature distance to the nearest memory item (the paper's measure)")
+    region_psnr: float = Field(description="PSNR of the worst error window: the measure the score uses")
+    region_distance: float = Field(description="Feature distance of the worst window of query positions")
+    box: Box = Field(description="x, y, w, h (fractions) of the region that set the score")
+
+
+# Field order: a model's fields follow those of its bases, the last-listed base's first; so `Head(Message)` bases
+# put `type` and the subject ahead of the measures on the wire.
+class _StreamScoreHead(Message):
     type: Literal["score"] = "score"
     stream: str
     frame: int
     captured: float = Field(description="unix time the frame was read")
-    score: float
-    psnr: float = Field(description="whole-frame PSNR, dB")
-    distance: float = Field(description="mean feature distance to the nearest memory item")
-    region_psnr: float = Field(description="PSNR of the worst error window: the measure the score uses")
-    region_distance: float = Field(description="feature distance of the worst window of query positions")
-    box: Box = Field(description="x, y, w, h (fractions) of the region that set the score")
+
+
+class StreamScore(Measures, _StreamScoreHead):
+    """A live stream's scored frame."""
+
     anomalous: bool = Field(description="score >= the stream's alert `on` threshold")
     in_alert: bool = Field(description="an alert episode is open")
 
 
-class FrameScore(BaseModel):
+class _Frame(BaseModel):
+    frame: int
+
+
+class FrameScore(Measures, _Frame):
     """An uploaded clip's scored frame: a row of its result (GET /api/clips/{id}) and the body of its score
     message alike."""
 
-    frame: int
-    score: float
-    psnr: float = Field(description="Whole-frame PSNR, dB (the paper's measure)")
-    distance: float = Field(description="Mean feature distance to the nearest memory item (the paper's measure)")
-    box: Box = Field(description="x, y, w, h (fractions) of the region that set the score")
-    region_psnr: float = Field(description="PSNR of the worst error window: the measure the score uses")
-    region_distance: float = Field(description="Feature distance of the worst window of query positions")
     anomalous: bool
 
 
@@ -84,9 +91,7 @@ class _ClipScoreHead(Message):
 
 
 class ClipScoreMessage(FrameScore, _ClipScoreHead):
-    """An uploaded clip's scored frame (the backlog sent on connect carries no `progress`). The fields: `type`,
-    `clip`, then FrameScore's, then `progress` (a base's fields come before those of the bases it is listed
-    before)."""
+    """An uploaded clip's scored frame (the backlog sent on connect carries no `progress`)."""
 
     OPTIONAL: ClassVar[tuple[str, ...]] = ("progress",)
 
@@ -157,8 +162,7 @@ class _ClipDoneHead(Message):
 
 
 class ClipDone(ClipState, _ClipDoneHead):
-    """An uploaded clip's job ended (done or failed): `type`, `clip`, then its state as GET
-    /api/clips/{id}?scores=false."""
+    """An uploaded clip's job ended (done or failed): its state, as GET /api/clips/{id}?scores=false."""
 
 
 AnyMessage = StreamScore | ClipScoreMessage | AlertOpen | AlertClose | Calibrated | Dropped | ClipDone

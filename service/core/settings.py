@@ -13,6 +13,13 @@ from service.core.policy import DEFAULT_SCHEMES, NETWORK_SCHEMES, parse_network
 GiB = 2**30
 
 
+def check_thresholds(on: float | None, off: float | None) -> None:
+    """Explicit alert thresholds (settings, a stream's own) must not close above where they open: ValueError.
+    Either may be unset (then the calibration's applies, and the stream manager keeps off <= on)."""
+    if on is not None and off is not None and off > on:
+        raise ValueError(f"alert_off ({off}) must not exceed alert_on ({on})")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MNAD_", env_file=".env", extra="forbid", cli_kebab_case=True)
 
@@ -154,8 +161,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _thresholds(self) -> Settings:
-        if self.alert_on is not None and self.alert_off is not None and self.alert_off > self.alert_on:
-            raise ValueError(f"alert_off ({self.alert_off}) must not exceed alert_on ({self.alert_on})")
+        check_thresholds(self.alert_on, self.alert_off)
         if self.mode == "cluster" and (self.database_url is None or self.bus_url is None):
             raise ValueError("cluster mode needs database_url (PostgreSQL) and bus_url (Redis)")
         if self.reconnect_max_s < self.reconnect_initial_s:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from model.scoring import MIN_FRAMES, Calibration
+from model.calibration import MIN_FRAMES, Calibration
 from service.core.exceptions import Conflict
 
 State = Literal["model", "collecting", "fitted"]

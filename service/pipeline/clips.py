@@ -25,7 +25,7 @@ from service.alerts.machine import AlertMachine, AlertPolicy
 from service.alerts.views import ClipMaps
 from service.capture.buffer import Frame
 from service.capture.video import decode_frame, frames
-from service.capture.windows import FpsSampler
+from service.capture.windows import FpsSampler, keeps_every_frame
 from service.core.exceptions import ClipNotFound, FrameNotFound
 from service.core.files import TMP_SUFFIX, write_atomic
 from service.core.messages import ClipDone, ClipScoreMessage, Published
@@ -326,7 +326,7 @@ class ClipManager:
         self._count_states()
         lane = self.engine.add_lane(f"clip:{job.id}", job.model, 8, job)
         sampler = FpsSampler(job.model.fps)
-        every_frame = job.fps <= 1.1 * job.model.fps  # same rule as live sources
+        every_frame = keeps_every_frame(job.fps, job.model.fps)  # the rule of live sources
         error = None
         try:
             for image in frames(job.path):

@@ -20,8 +20,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from model.calibration import Calibration
 from model.data import window_tensors
-from model.scoring import Calibration, score_step
+from model.scoring import score_step
 from service.alerts.heatmap import pixel_errors
 from service.capture.buffer import Frame, FrameBuffer
 from service.capture.windows import SlidingWindow

@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 
 from model import checkpoint
+from model.calibration import Calibration
 from model.inference import InferencePath
 from model.inference import build as build_inference
 from model.network import MemoryAE
-from model.scoring import UPDATE_THRESHOLD, Calibration, score_step
+from model.scoring import UPDATE_THRESHOLD, score_step
 from service.core.exceptions import UnknownModel
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from model.scoring import Calibration
+from model.calibration import Calibration
 from service.alerts.episodes import Episodes
 from service.alerts.machine import AlertPolicy
 from service.alerts.snapshots import AlertSnapshots
@@ -181,20 +181,20 @@ class Stream:
         }  # fmt: skip
 
 
+@dataclass(eq=False)
 class StreamManager:
-    def __init__(
-        self, settings: Settings, store: Store, engine: Engine, metrics: Metrics, writer: AlertWriter,
-        snapshots: AlertSnapshots | None = None,
-    ) -> None:  # fmt: skip
-        self.settings = settings
-        self.store = store
-        self.engine = engine
-        self.metrics = metrics
-        self.writer = writer
-        self.snapshots = snapshots
-        self._streams: dict[str, Stream] = {}
-        self._lock = threading.Lock()
-        self.source_policy = SourcePolicy.parse(settings.source_networks, settings.source_schemes)
+    settings: Settings
+    store: Store
+    engine: Engine
+    metrics: Metrics
+    writer: AlertWriter
+    snapshots: AlertSnapshots | None = None
+    source_policy: SourcePolicy = field(init=False)
+    _streams: dict[str, Stream] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.source_policy = SourcePolicy.parse(self.settings.source_networks, self.settings.source_schemes)
 
     def get(self, id: str) -> Stream:
         """The stream with this id; StreamNotFound if there is none."""

@@ -18,10 +18,11 @@ import torch
 from torch import Tensor
 from torch.nn import functional
 
+from model.calibration import Calibration
 from model.checkpoint import Checkpoint
 from model.inference import InferencePath
 from model.network import MemoryAE, ModelConfig
-from model.scoring import UPDATE_THRESHOLD, Calibration
+from model.scoring import UPDATE_THRESHOLD
 from service.pipeline.host import HostedModel
 
 CONFIG = ModelConfig(base_width=1, height=32, width=48, channels=1, memory_size=4, past_frames=2)

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import CliApp
 
+from service.api.schemas import StreamCreate
 from service.core.bus import LocalBus
 from service.core.messages import Dropped
 from service.core.settings import Settings
@@ -68,3 +69,13 @@ def test_settings_reject_out_of_bounds(kwargs, monkeypatch, tmp_path) -> None:
 
 def test_every_setting_is_documented() -> None:
     assert all(f.description for f in Settings.model_fields.values())
+
+
+def test_alert_thresholds_are_checked_by_one_rule_in_settings_and_stream_bodies() -> None:
+    message = r"alert_off \(0\.6\) must not exceed alert_on \(0\.5\)"
+    with pytest.raises(ValidationError, match=message):
+        Settings(_env_file=None, alert_on=0.5, alert_off=0.6)
+    with pytest.raises(ValidationError, match=message):
+        StreamCreate(url="rtsp://cam.local/s", name="gate", alert_on=0.5, alert_off=0.6)
+    assert StreamCreate(url="rtsp://cam.local/s", name="gate", alert_off=0.6).alert_off == 0.6  # `on` unset: fine
+    assert Settings(_env_file=None, alert_on=0.5, alert_off=0.5).alert_off == 0.5

@@ -9,7 +9,7 @@ import pytest
 
 from service.alerts.machine import AlertMachine, AlertPolicy
 from service.capture.buffer import Frame, FrameBuffer
-from service.capture.windows import FpsSampler, SlidingWindow
+from service.capture.windows import FpsSampler, SlidingWindow, keeps_every_frame
 
 
 def frame(i: int, segment: int = 0) -> Frame:
@@ -123,3 +123,11 @@ def test_alert_flush_closes_open_episode() -> None:
 def test_alert_policy_rejects_off_above_on() -> None:
     with pytest.raises(ValueError):
         AlertPolicy(on=0.5, off=0.6)
+
+
+def test_a_source_no_faster_than_the_model_keeps_every_frame() -> None:
+    """One rule for live sources and uploads: up to 1.1x the model's rate every frame is scored (jitter must not
+    cost frames); faster sources, and sources that record no rate, are sampled."""
+    assert keeps_every_frame(10.0, 10.0) and keeps_every_frame(11.0, 10.0) and keeps_every_frame(5.0, 10.0)
+    assert not keeps_every_frame(11.5, 10.0) and not keeps_every_frame(30.0, 10.0)
+    assert not keeps_every_frame(None, 10.0)

@@ -348,7 +348,7 @@ def test_empty_token_is_an_error_not_auth_on_nor_off(tmp_path: Path, models_dir:
 
 def test_readme_lists_every_open_route() -> None:
     """The open routes (no token) are exactly what README's Settings table says they are."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     line = next(x for x in readme.splitlines() if x.startswith("| `MNAD_API_TOKEN`"))
     for route in ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"):
         assert route in line, route

@@ -28,6 +28,7 @@ from common import REPO, ForeignLoad, machine, table, write_json
 
 from model import checkpoint, inference
 from model.calibration import Calibration
+from model.device import pick_device
 from model.network import MemoryAE, ModelConfig
 from model.scoring import UPDATE_THRESHOLD, score_step
 
@@ -196,7 +197,7 @@ def main() -> None:
     paths = [p for p in args.paths.split(",") if p]
     if "fp32" not in paths:
         paths.insert(0, "fp32")  # the baseline every speed-up is measured against
-    device = inference.pick_device(args.device)
+    device = pick_device(args.device)
     info = machine() | {"device": str(device)}
     print(" ".join(f"{k}={v}" for k, v in info.items()))
     ckpt = checkpoint.load(args.weights) if args.weights.is_file() else None

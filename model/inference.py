@@ -40,7 +40,6 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from model import memory
 from model.device import bf16_supported
-from model.device import pick_device as pick_device  # re-exported until service/ imports model.device
 from model.network import MemoryAE, ModelConfig, Output
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,6 @@ import torch
 from torch import Tensor
 
 from model import memory, regions
-
-# re-exported until service/ imports model.calibration
-from model.calibration import MIN_FRAMES as MIN_FRAMES
-from model.calibration import Calibration as Calibration
 from model.data import Clip, window_tensors
 from model.network import MemoryAE, Variant
 

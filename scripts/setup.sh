@@ -21,6 +21,9 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 if [ "$extra" = "test" ]; then
   # fast: the optional inference backends; cluster: Ray, psycopg, redis (cluster mode); both tested too
   .venv/bin/python -m pip install -q -e '.[test,fast,cluster]'
+  # Ray ships a `serve` command of its own (Ray Serve's CLI); whichever package is installed last owns
+  # .venv/bin/serve. Ours is reinstalled last so `serve` is this service's, also when Ray came later.
+  .venv/bin/python -m pip install -q --no-deps --force-reinstall -e .
 else
   .venv/bin/python -m pip install -q -e .
 fi

@@ -142,7 +142,7 @@ class Calibrated(Message):
     target_frames: int
     first_frame: int | None
     last_frame: int | None
-    calibration: dict[str, Any] = Field(description="model.scoring.Calibration's fields")
+    calibration: dict[str, Any] = Field(description="model.calibration.Calibration's fields")
     fitted_at: float | None
     alert: AlertThresholds
 

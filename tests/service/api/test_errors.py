@@ -9,7 +9,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from model.scoring import Calibration
+from model.calibration import Calibration
 from service.alerts.writer import AlertWriter
 from service.api.errors import status_for
 from service.app import create_app

@@ -14,7 +14,7 @@ import pytest
 from support import typed_message, wait_for
 from websockets.sync.client import connect
 
-from model.scoring import MIN_FRAMES, Calibration
+from model.calibration import MIN_FRAMES, Calibration
 from service.alerts.writer import AlertWriter
 from service.capture.buffer import Frame
 from service.core.messages import Published

@@ -38,6 +38,14 @@ class ClipNotFound(NotFound):
     template = "no clip {!r}"  # (clip id)
 
 
+class AlertNotFound(NotFound):
+    template = "no alert {}"  # (alert id)
+
+
+class PictureNotFound(NotFound):
+    template = "alert {} has no stored {}"  # (alert id, "thumbnail" or "heatmap")
+
+
 class FrameNotFound(NotFound):
     """A frame (of a clip or a stream) that has no score, picture or error map (yet)."""
 

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import FileResponse
 
 from service.alerts.episodes import picture_urls
 from service.api.deps import runtime
 from service.api.schemas import AlertOut, AlertPage
+from service.core.exceptions import AlertNotFound, PictureNotFound
 from service.runtime import Runtime
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
@@ -34,21 +35,22 @@ def list_alerts(
     return {"total": total, "limit": limit, "offset": offset, "items": [_out(r) for r in rows]}
 
 
-@router.get("/{alert_id}", response_model=AlertOut)
-def get_alert(alert_id: int = AlertId, rt: Runtime = Depends(runtime)) -> dict:
+def _alert(rt: Runtime, alert_id: int) -> dict[str, Any]:
     row = rt.store.alert(alert_id)
     if row is None:
-        raise HTTPException(404, f"no alert {alert_id}")
-    return _out(row)
+        raise AlertNotFound(alert_id)
+    return row
+
+
+@router.get("/{alert_id}", response_model=AlertOut)
+def get_alert(alert_id: int = AlertId, rt: Runtime = Depends(runtime)) -> dict:
+    return _out(_alert(rt, alert_id))
 
 
 def _snapshot(rt: Runtime, alert_id: int, column: str, media_type: str) -> FileResponse:
-    row = rt.store.alert(alert_id)
-    if row is None:
-        raise HTTPException(404, f"no alert {alert_id}")
-    path = rt.snapshots.path(row.get(column))
+    path = rt.snapshots.path(_alert(rt, alert_id).get(column))
     if path is None:
-        raise HTTPException(404, f"alert {alert_id} has no stored {column}")
+        raise PictureNotFound(alert_id, column)
     # rewritten when the peak moves before the episode closes: revalidate
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
 

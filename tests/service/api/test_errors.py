@@ -66,3 +66,12 @@ def test_the_app_answers_domain_errors_with_their_status_and_the_error_body(tmp_
     assert r.status_code == 404 and r.json() == {"detail": "no stream 'nope'"}
     r = client.get("/api/clips/nope")
     assert r.status_code == 404 and r.json() == {"detail": "no clip 'nope'"}
+    for path in ("/api/alerts/7", "/api/alerts/7/thumbnail.jpg", "/api/alerts/7/heatmap.png"):
+        r = client.get(path)
+        assert r.status_code == 404 and r.json() == {"detail": "no alert 7"}, path
+    store = app.state.runtime.store
+    id = store.reserve_alert_id()
+    store.open_alert(id, "s", "ped2", 1.0, 10, 0.9, 12)  # an episode whose pictures are not stored (yet)
+    assert client.get(f"/api/alerts/{id}").status_code == 200
+    r = client.get(f"/api/alerts/{id}/heatmap.png")
+    assert r.status_code == 404 and r.json() == {"detail": f"alert {id} has no stored heatmap"}

@@ -225,7 +225,7 @@ class StreamManager:
             on, min(off, on), o.get("on_frames", s.alert_on_frames), o.get("off_frames", s.alert_off_frames)
         )
 
-    def _own_calibration(self, id: str, model: HostedModel) -> StreamCalibration:
+    def own_calibration(self, id: str, model: HostedModel) -> StreamCalibration:
         """The model's calibration, or the one this stream fitted before a restart (if for the same model)."""
         own = StreamCalibration(model.calibration)
         saved = self.store.calibration(id)
@@ -250,7 +250,7 @@ class StreamManager:
             if len(self._streams) >= self.settings.max_streams:
                 raise StreamLimit(self.settings.max_streams)
             id = id or uuid.uuid4().hex[:12]
-            own = self._own_calibration(id, model)
+            own = self.own_calibration(id, model)
             policy = self.policy(model, alerts, own.current)
             stream = Stream(id, url, name, model, fps_cap, policy, origin, self.store, self.metrics, self.writer,
                             self.snapshots, calibration=own,

@@ -110,9 +110,9 @@ def test_stream_switches_to_its_fit_stores_it_and_reverts(tmp_path: Path) -> Non
     assert metrics.registry.get_sample_value("mnad_calibrations_total", {"stream": "s"}) == 1
     assert s.describe()["calibration"] == "fitted"
     # a restart: the manager finds the stored fit for this stream and model, not for another model
-    restored = m._own_calibration("s", model)
+    restored = m.own_calibration("s", model)
     assert restored.current == fitted and restored.state == "fitted"
-    assert m._own_calibration("s", SimpleNamespace(name="other", calibration=MODEL)).state == "model"
+    assert m.own_calibration("s", SimpleNamespace(name="other", calibration=MODEL)).state == "model"
     assert store.calibration("s") is None  # a fit for another model is stale: dropped
     store.set_calibration("s", "ped2", fitted.to_dict(), 1.0)
     published.clear()

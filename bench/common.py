@@ -139,3 +139,14 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float, log: Path | 
         if time.monotonic() > deadline or proc.poll() is not None:
             sys.exit("serve did not become ready" + (f": {log.read_text()[-2000:]}" if log else ""))
         time.sleep(0.5)
+
+
+def start_rtsp_camera(clip: Path, port: int) -> subprocess.Popen:
+    """tests/service/rtsp_server.py (Debian's python3 with python3-gi) serving `clip` at /clip, once it is ready."""
+    proc = subprocess.Popen(
+        ["/usr/bin/python3", str(REPO / "tests/service/rtsp_server.py"), "--port", str(port), str(clip)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    if proc.stdout.readline().strip() != "ready":
+        sys.exit(f"RTSP server did not start: {proc.stderr.read()[-1000:]}")
+    return proc

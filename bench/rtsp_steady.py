@@ -22,18 +22,8 @@ import time
 from pathlib import Path
 
 import httpx
-from common import REPO, ForeignLoad, free_port, machine, wait_ready, write_json
+from common import REPO, ForeignLoad, free_port, machine, start_rtsp_camera, wait_ready, write_json
 from service_rtsp import cpu_seconds, make_clip
-
-
-def start_camera(clip: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        ["/usr/bin/python3", str(REPO / "tests/service/rtsp_server.py"), "--port", str(port), str(clip)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    if proc.stdout.readline().strip() != "ready":
-        sys.exit(f"RTSP server did not start: {proc.stderr.read()[-1000:]}")
-    return proc
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -57,7 +47,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mnad-rtsp-steady-"))
     clip = make_clip(args.ped2, tmp / "ped2-test.mkv")
     camera_port, port = free_port(), free_port()
-    camera = start_camera(clip, camera_port)
+    camera = start_rtsp_camera(clip, camera_port)
     cmd = [str(Path(sys.executable).with_name("serve")), "--port", str(port), "--models-dir",
            str(args.models_dir.resolve()), "--data-dir", str(tmp / "data"), "--device", "cpu", "--log-level",
            "warning", "--source-networks", "127.0.0.0/8"]  # fmt: skip
@@ -77,7 +67,7 @@ def main() -> None:
             stop(camera)  # waited for: its CPU counts as this process's own from here
             camera0 = 0.0
             time.sleep(2)
-            camera = start_camera(clip, camera_port)
+            camera = start_rtsp_camera(clip, camera_port)
             restarts.append(round(time.monotonic() - started, 1))
             print(f"[{restarts[-1]:6.1f} s] camera restarted", flush=True)
         time.sleep(max(0.0, started + args.seconds - time.monotonic()))

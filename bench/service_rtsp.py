@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
-from common import REPO, ForeignLoad, free_port, machine, table, wait_ready, write_json
+from common import REPO, ForeignLoad, free_port, machine, start_rtsp_camera, table, wait_ready, write_json
 from websockets.sync.client import connect
 
 P99_BAR_MS = 250.0
@@ -192,12 +192,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mnad-rtsp-clip-"))
     clip = make_clip(args.ped2, tmp / "ped2-test.mkv", args.fps)
     port = free_port()
-    server = subprocess.Popen(
-        ["/usr/bin/python3", str(REPO / "tests/service/rtsp_server.py"), "--port", str(port), str(clip)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    if server.stdout.readline().strip() != "ready":
-        sys.exit(f"RTSP server did not start: {server.stderr.read()[-1000:]}")
+    server = start_rtsp_camera(clip, port)
     rows = []
     try:
         for n in (int(v) for v in args.streams.split(",")):

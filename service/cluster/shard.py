@@ -173,13 +173,17 @@ class ShardEngine(Engine):
         super().__init__(*args, **kwargs)
         self.shard = shard
 
-    def add_lane(self, key: str, model: HostedModel, buffer_capacity: int, owner: Owner, calibration=None) -> Lane:
+    def add_lane(
+        self, key: str, model: HostedModel, buffer_capacity: int, owner: Owner, calibration=None, max_lag_s=None
+    ) -> Lane:
         camera = self.shard.cameras[key.removeprefix("stream:")]
         if isinstance(owner, Stream):
             camera.stream = owner
             if camera.resumed is not None:
                 owner.episodes.machine.resume(camera.resumed.episode)
-        lane = super().add_lane(key, model, buffer_capacity, CameraOwner(self.shard, camera, owner), calibration)
+        lane = super().add_lane(
+            key, model, buffer_capacity, CameraOwner(self.shard, camera, owner), calibration, max_lag_s
+        )
         if camera.resumed is not None:
             lane.items = torch.from_numpy(camera.resumed.items).to(model.device)
         return lane

@@ -61,7 +61,15 @@ class Settings(BaseSettings):
         " when a CIDR lists them (e.g. 127.0.0.0/8 for a local test camera)",
     )
     max_streams: int = Field(32, ge=1, le=1024, description="Streams the service accepts at once")
-    frame_buffer: int = Field(4, ge=1, le=1024, description="Frames held per stream; when full, the oldest is dropped")
+    frame_buffer: int = Field(
+        48, ge=1, le=1024,
+        description="Frames held per stream at most; a camera's connect burst (~3 s of video at once) must fit",
+    )
+    max_lag_ms: float = Field(
+        500.0, gt=0, le=60_000,
+        description="A live frame waits at most this much longer for the engine than the newest one; older"
+        " ones are dropped and counted",
+    )
     max_batch: int = Field(16, ge=1, le=512, description="Windows per inference batch, across streams of one model")
     max_wait_ms: float = Field(4.0, ge=0, le=1000, description="How long a batch waits for more streams to fill it")
     ws_queue: int = Field(256, ge=1, le=100_000, description="Messages queued per WebSocket subscriber before drops")

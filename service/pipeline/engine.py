@@ -106,9 +106,11 @@ class Engine:
 
     # lanes -------------------------------------------------------------------------------
     def add_lane(
-        self, key: str, model: HostedModel, buffer_capacity: int, owner: Owner, calibration: Calibration | None = None
+        self, key: str, model: HostedModel, buffer_capacity: int, owner: Owner, calibration: Calibration | None = None,
+        max_lag_s: float | None = None,
     ) -> Lane:
-        lane = Lane(key, model, FrameBuffer(buffer_capacity, on_ready=self.notify), owner)
+        """max_lag_s: live sources only (see FrameBuffer); None keeps every frame the capacity allows."""
+        lane = Lane(key, model, FrameBuffer(buffer_capacity, on_ready=self.notify, max_lag_s=max_lag_s), owner)
         if calibration is not None:
             lane.calibration = calibration
         with self._cond:

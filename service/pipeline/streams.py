@@ -259,7 +259,9 @@ class StreamManager:
                 self.store.add_stream(id, url, name, model.name, fps_cap, alerts or {})
             self._streams[id] = stream
         s, m = self.settings, self.metrics
-        stream.lane = self.engine.add_lane(f"stream:{id}", model, s.frame_buffer, stream, own.current)
+        stream.lane = self.engine.add_lane(
+            f"stream:{id}", model, s.frame_buffer, stream, own.current, s.max_lag_ms / 1000
+        )
         hooks = ReaderHooks(
             read=m.frames_read.labels(id).inc, dropped=m.frames_dropped.labels(id).inc,
             error=m.decode_errors.labels(id).inc, reconnect=m.reconnects.labels(id).inc,

@@ -40,6 +40,22 @@ def test_buffer_marks_the_frame_after_a_hole() -> None:
     assert one.pop().after_gap
 
 
+def test_buffer_keeps_a_connect_burst_and_cuts_a_growing_backlog_at_the_lag_budget() -> None:
+    buf = FrameBuffer(48, max_lag_s=0.45)
+    for i in range(30):  # a camera's connect burst: 3 s of video handed over within 30 ms
+        buf.put(Frame(i, 0, 100.0 + i * 0.001, np.zeros((2, 3, 1), np.uint8)))
+    assert len(buf) == 30 and buf.dropped == 0  # the engine drains it in a fraction of a second
+    while buf.pop() is not None:
+        pass
+    for i in range(10):  # then the engine stalls while frames keep coming at 10 fps
+        buf.put(Frame(30 + i, 0, 101.0 + i / 10, np.zeros((2, 3, 1), np.uint8)))
+    waiting = [buf.pop() for _ in range(len(buf))]
+    assert [f.index for f in waiting] == [35, 36, 37, 38, 39]  # none more than 0.45 s older than the newest
+    assert buf.dropped == 5 and waiting[0].after_gap and not any(f.after_gap for f in waiting[1:])
+    with pytest.raises(ValueError):
+        FrameBuffer(4, max_lag_s=0)
+
+
 def test_buffer_blocking_waits_for_room_and_loses_nothing() -> None:
     buf = FrameBuffer(2)
     got: list[int] = []

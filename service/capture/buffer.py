@@ -45,7 +45,8 @@ class FrameBuffer:
         self.closed = False
 
     def put(self, frame: Frame, block: bool = False, timeout: float | None = None) -> bool:
-        """Add a frame. Non-blocking: drop the oldest ones past capacity or the lag budget. Blocking: wait for room (False on close/timeout)."""
+        """Add a frame. Non-blocking: drop the oldest ones past capacity or the lag budget.
+        Blocking: wait for room (False on close/timeout)."""
         with self._cond:
             if block:
                 if not self._cond.wait_for(lambda: self.closed or len(self._frames) < self.capacity, timeout):

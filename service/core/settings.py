@@ -64,12 +64,12 @@ class Settings(BaseSettings):
     frame_buffer: int = Field(
         48, ge=1, le=1024,
         description="Frames held per stream at most; a camera's connect burst (~3 s of video at once) must fit",
-    )
+    )  # fmt: skip
     max_lag_ms: float = Field(
         500.0, gt=0, le=60_000,
         description="A live frame waits at most this much longer for the engine than the newest one; older"
         " ones are dropped and counted",
-    )
+    )  # fmt: skip
     max_batch: int = Field(16, ge=1, le=512, description="Windows per inference batch, across streams of one model")
     max_wait_ms: float = Field(4.0, ge=0, le=1000, description="How long a batch waits for more streams to fill it")
     ws_queue: int = Field(256, ge=1, le=100_000, description="Messages queued per WebSocket subscriber before drops")

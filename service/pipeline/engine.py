@@ -106,7 +106,12 @@ class Engine:
 
     # lanes -------------------------------------------------------------------------------
     def add_lane(
-        self, key: str, model: HostedModel, buffer_capacity: int, owner: Owner, calibration: Calibration | None = None,
+        self,
+        key: str,
+        model: HostedModel,
+        buffer_capacity: int,
+        owner: Owner,
+        calibration: Calibration | None = None,
         max_lag_s: float | None = None,
     ) -> Lane:
         """max_lag_s: live sources only (see FrameBuffer); None keeps every frame the capacity allows."""

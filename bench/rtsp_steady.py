@@ -34,6 +34,23 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+class DropWatch:
+    """Polls the stream's counters once a second and notes when frames were dropped: at start, around a
+    camera restart, or out of the blue (a stall) are different bugs."""
+
+    def __init__(self, url: str, started: float) -> None:
+        self.url, self.started, self.dropped, self.events = url, started, 0, []
+
+    def sleep_until(self, t: float) -> None:
+        while (left := t - time.monotonic()) > 0:
+            time.sleep(min(1.0, left))
+            s = httpx.get(self.url, timeout=10).json()
+            if s["frames_dropped"] != self.dropped:
+                self.events.append((round(time.monotonic() - self.started, 1), s["frames_dropped"] - self.dropped))
+                self.dropped = s["frames_dropped"]
+                print(f"[{self.events[-1][0]:6.1f} s] {self.events[-1][1]} frame(s) dropped", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=600)
@@ -61,25 +78,30 @@ def main() -> None:
         started = time.monotonic()
         r = httpx.post(f"{base}/api/streams", json={"url": f"rtsp://127.0.0.1:{camera_port}/clip", "name": "cam"})
         sid = r.json()["id"]
+        watch = DropWatch(f"{base}/api/streams/{sid}", started)
         every = args.seconds / (args.camera_restarts + 1)
         for k in range(1, args.camera_restarts + 1):
-            time.sleep(max(0.0, started + k * every - time.monotonic()))
+            watch.sleep_until(started + k * every)
             stop(camera)  # waited for: its CPU counts as this process's own from here
             camera0 = 0.0
             time.sleep(2)
             camera = start_rtsp_camera(clip, camera_port)
             restarts.append(round(time.monotonic() - started, 1))
             print(f"[{restarts[-1]:6.1f} s] camera restarted", flush=True)
-        time.sleep(max(0.0, started + args.seconds - time.monotonic()))
+        watch.sleep_until(started + args.seconds)
         s = httpx.get(f"{base}/api/streams/{sid}").json()
         foreign = load.cores(extra_own_s=cpu_seconds(serve.pid) - serve0 + cpu_seconds(camera.pid) - camera0)
     finally:
         stop(serve)
         stop(camera)
+        for line in (tmp / "serve.log").read_text().splitlines():
+            if "fell behind" in line:
+                print("serve:", line)
     keys = ("frames_read", "frames_scored", "frames_dropped", "window_restarts", "reconnects", "state", "last_error")
     result = {
         "bench": "rtsp_steady", "command": " ".join(sys.argv), "machine": machine(), "seconds": args.seconds,
-        "camera_restarts": restarts, **{k: s.get(k) for k in keys}, "foreign_cores": foreign,
+        "camera_restarts": restarts, **{k: s.get(k) for k in keys}, "drops_at": watch.events,
+        "foreign_cores": foreign,
         "ok": s["frames_dropped"] == 0 and s["window_restarts"] == 0 and s["frames_scored"] > 0,
     }  # fmt: skip
     print(" ".join(f"{k}={v}" for k, v in result.items() if k != "machine"))

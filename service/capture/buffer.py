@@ -42,6 +42,7 @@ class FrameBuffer:
         self._cond = threading.Condition()
         self._on_ready = on_ready  # wakes the engine
         self.dropped = 0
+        self.behind_s = 0.0  # at the last drop: how much older than the arriving frame the last dropped one was
         self.closed = False
 
     def put(self, frame: Frame, block: bool = False, timeout: float | None = None) -> bool:
@@ -56,7 +57,7 @@ class FrameBuffer:
             else:
                 lost = 0
                 while self._frames and (len(self._frames) >= self.capacity or self._stale(frame)):
-                    self._frames.popleft()
+                    self.behind_s = frame.captured - self._frames.popleft().captured
                     lost += 1
                 if lost:
                     self.dropped += lost

@@ -29,6 +29,7 @@ from service.capture.windows import FpsSampler, keeps_every_frame
 from service.core.policy import SOURCE_UNAVAILABLE, SourcePolicy, SourceRefused
 
 log = logging.getLogger(__name__)
+DROP_LOG_S = 10.0  # dropped frames are logged at most this often per stream (all are counted)
 
 
 def redact(url: str) -> str:
@@ -125,6 +126,7 @@ class Reader:
         self.fps_in = RateMeter()
         self.fps_out = RateMeter()
         self._segment = 0
+        self._drops_unlogged, self._drop_logged = 0, -DROP_LOG_S
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -184,6 +186,16 @@ class Reader:
             self._segment += 1
         self.hooks.up(False)
         self.state = "stopped"
+
+    def _dropped(self, n: int, now: float) -> None:
+        """Count a drop, and say it in the log at most every DROP_LOG_S: when and how far behind the engine was
+        is what tells a stall from an overloaded machine."""
+        self.hooks.dropped(n)
+        self._drops_unlogged += n
+        if now - self._drop_logged >= DROP_LOG_S:
+            log.warning("stream %s: the engine fell behind; %d frame(s) dropped (%d waiting, %.2f s behind)",
+                        redact(self.url), self._drops_unlogged, len(self.buffer), self.buffer.behind_s)  # fmt: skip
+            self._drops_unlogged, self._drop_logged = 0, now
 
     def _unavailable(self, reason: str) -> str:
         """One text for the caller whatever kept the source from delivering a first frame (see policy.py);
@@ -245,7 +257,7 @@ class Reader:
                 before = self.buffer.dropped
                 self.buffer.put(frame)
                 if self.buffer.dropped != before:
-                    self.hooks.dropped(self.buffer.dropped - before)
+                    self._dropped(self.buffer.dropped - before, now)
                 self.fps_out.tick(now)
             return None
         except cv2.error as e:

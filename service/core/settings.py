@@ -62,8 +62,9 @@ class Settings(BaseSettings):
     )
     max_streams: int = Field(32, ge=1, le=1024, description="Streams the service accepts at once")
     frame_buffer: int = Field(
-        48, ge=1, le=1024,
-        description="Frames held per stream at most; a camera's connect burst (~3 s of video at once) must fit",
+        64, ge=1, le=1024,
+        description="Frames held per stream at most; a camera's connect burst must fit (FFmpeg probes up to 5 s"
+        " of an RTSP stream, then hands those frames over at once)",
     )  # fmt: skip
     max_lag_ms: float = Field(
         500.0, gt=0, le=60_000,

@@ -311,12 +311,15 @@ def kill_round(c: Cluster, k: int, ids: list[str], feeds: dict[str, parts.Feed],
         or restores[i]["items_sha256"] != hashlib.sha256(before[i].items.astype(np.float32).tobytes()).hexdigest()
         or restores[i]["episode_id"] != (before[i].episode or {}).get("id")
     ]  # fmt: skip
-    lost = {i: parts.frames_lost([m for _, m in feeds[i].scores()], t_start, t_end, CAMERA_FPS, WINDOW) for i in moved}
+    lost = {i: parts.frames_lost([m for _, m in feeds[i].scores()], t_start, t_end, CAMERA_FPS, WINDOW) for i in ids}
     row = {
         "kill": k, "node": node.name, "moved": len(moved),
         "assigned_s": round(max(m["at"] for m in moves) - killed_at, 2) if len(moves) == len(moved) else None,
         "first_scores_s": sorted(round(t, 2) for t in firsts.values()), "failover_s": round(max(firsts.values()), 2),
-        "frames_lost": [lost[i] for i in sorted(moved, key=firsts.get)], "restores_mismatched": len(mismatched),
+        "frames_lost": [lost[i] for i in sorted(moved, key=firsts.get)], "lost_in_all": sum(lost[i] for i in moved),
+        # the same count for the cameras that stayed (no window refill to take off): the method's zero
+        "unmoved_not_scored": [lost[i] + WINDOW - 1 for i in ids if i not in moved],
+        "restores_mismatched": len(mismatched),
         "sockets_closed": sum(1 for f in feeds.values() if f.closed is not None),
     }  # fmt: skip
     print("  " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)
@@ -466,7 +469,7 @@ def main() -> None:
     print(f"cluster RSS MiB: {multi['rss_mib']}; single process RSS MiB: {single['rss_mib']}")
     print()
     print(table(kills, ["kill", "node", "moved", "assigned_s", "first_scores_s", "failover_s", "frames_lost",
-                        "restores_mismatched", "sockets_closed"]))  # fmt: skip
+                        "lost_in_all", "unmoved_not_scored", "restores_mismatched", "sockets_closed"]))  # fmt: skip
     print()
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
     for bar, ok in bars.items():

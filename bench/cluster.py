@@ -1,7 +1,7 @@
 """Cluster bench (not a test): failover over 5 node kills, frames lost per failover, and the throughput of the
 same cameras on 2 local Ray nodes against the single process, in one run (issue 15).
 
-    python bench/cluster.py [--cameras 14] [--seconds 60] [--warmup 10] [--kills 5] [--failover-cameras 4]
+    python bench/cluster.py [--cameras 14] [--seconds 60] [--warmup 20] [--kills 5] [--failover-cameras 4]
 
 Root only: everything runs on this machine in a network namespace holding only loopback, with the real parts
 of tests/cluster/parts.py (Debian's PostgreSQL and redis-server, Ray nodes started with `ray start`). One
@@ -333,7 +333,12 @@ def failover(args, c: Cluster, ids: list[str]) -> list[dict]:
     try:
         parts.wait_for(lambda: all(len(f.scores()) >= 3 for f in feeds.values()), 120, "scores on every socket")
         for k in range(1, args.kills + 1):
-            rows.append(kill_round(c, k, ids, feeds, args))
+            try:
+                rows.append(kill_round(c, k, ids, feeds, args))
+            except Exception as e:  # kept in the results: the rounds so far still count
+                rows.append({"kill": k, "error": repr(e)[-500:]})
+                print(f"  kill {k} failed: {rows[-1]['error']}", flush=True)
+                break
             if k < args.kills:  # a fresh node: the next kill moves every camera to its shard
                 fresh = c.node(f"w{len(c.nodes) - 1}")
                 parts.wait_for(lambda fresh=fresh: any(s["pid"] in fresh.pids() for s in c.live_shards().values()), 180,
@@ -376,7 +381,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cameras", type=int, default=14, help="cameras of the throughput part (10 fps each)")
     parser.add_argument("--seconds", type=float, default=60, help="measured seconds of each throughput part")
-    parser.add_argument("--warmup", type=float, default=10, help="seconds after every camera scores, not measured")
+    parser.add_argument("--warmup", type=float, default=20, help="seconds after every camera scores, not measured")
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--failover-cameras", type=int, default=4, help="cameras kept for the kills")
     parser.add_argument("--lead", type=float, default=3, help="seconds counted for frames lost before a kill")
@@ -445,18 +450,19 @@ def main() -> None:
                                           if "inference path" in line or "falls back" in line})  # fmt: skip
     foreign = CpuWatch.foreign(whole, snap0, snap1)
     ratio = round(multi["scored_per_s"] / single["scored_per_s"], 3) if single["scored_per_s"] else None
-    times = [r["failover_s"] for r in kills]
+    times = [r["failover_s"] for r in kills if "failover_s" in r]
     summary = {
-        "failover_median_s": statistics.median(times), "failover_max_s": max(times),
-        "frames_lost": [n for r in kills for n in r["frames_lost"]], "throughput_ratio": ratio, **checks,
+        "failover_median_s": statistics.median(times) if times else None, "failover_max_s": max(times, default=None),
+        "frames_lost": [n for r in kills for n in r.get("frames_lost", [])], "throughput_ratio": ratio, **checks,
         "foreign_cores_whole_run": foreign, "minutes": round((time.monotonic() - started) / 60, 1),
     }  # fmt: skip
     bars = {
-        "failover median <= 20 s": summary["failover_median_s"] <= FAILOVER_BAR_S,
+        f"failover median <= 20 s over {args.kills} kills": len(times) == args.kills
+        and summary["failover_median_s"] <= FAILOVER_BAR_S,
         "0 alerts lost": checks["alerts_lost"] == 0,
         "0 alerts duplicated": checks["alerts_announced_twice"] == 0 and checks["episodes_opened_again"] == 0,
         "0 stale writes accepted": checks["checkpoints_not_under_current_epoch"] == 0
-        and all(r["restores_mismatched"] == 0 for r in kills),
+        and all(r.get("restores_mismatched") == 0 for r in kills),
         "cluster >= 80 % of the single process's frames/s": ratio is not None and ratio >= THROUGHPUT_BAR,
     }  # fmt: skip
     print()

@@ -27,10 +27,9 @@ BIN = Path(sys.executable).parent
 FAILOVER_BAR_S = 20.0
 CAMERA_FPS = 10  # camera_clips
 WINDOW = 5  # the tiny model's window: 4 past frames and the current one
-# Frames a clean node stop may lose per camera: a few, plus one open's worth (~0.3 s) per camera that connects
-# before it on the same shard (OpenCV opens one source at a time; MNAD_PROBE_MS caps each open)
-HANDOVER_LOST = 5
-HANDOVER_LOST_PER_EARLIER_OPEN = 5
+# Frames a clean node stop may lose per camera ("a few"); the count below is good to about one frame. The drain
+# connects the new shard before the old one lets go (Coordinator.drain), so no reconnect gap counts.
+HANDOVER_LOST_BAR = 3
 
 
 def cluster_env(models: Path, pg_dsn: str, redis_url: str, ray_address: str, data: Path) -> dict[str, str]:
@@ -304,15 +303,13 @@ def test_cameras_survive_a_node_and_a_paused_shard(
             assert old and max(m["frame"] for m in old) == restores[i]["frame"], (i, restores[i])
             assert new and min(m["frame"] for m in new) == restores[i]["frame"] + WINDOW, (i, restores[i])
             # frames the camera sent in [t_start, t_end] (it streams without a break) that no reader got: not
-            # scored, less the WINDOW - 1 the new reader read to fill its window. Cameras moving together
-            # connect one after another (OpenCV opens one source at a time): the later ones lose more.
+            # scored, less the WINDOW - 1 the new shard read to fill its window
             scored = sum(1 for m in scores if t_start <= m["captured"] <= t_end)
             lost = round((t_end - t_start) * CAMERA_FPS) - scored - (WINDOW - 1)
             gap = restores[i]["at"] - max(m["captured"] for m in old)
             report.append((i[:4], lost, round(gap, 2)))
         print(f"handover (camera, frames lost, s from the last old score to the restore): {report}", flush=True)
-        for rank, lost in enumerate(sorted(lost for _, lost, _ in report)):
-            assert lost <= HANDOVER_LOST + rank * HANDOVER_LOST_PER_EARLIER_OPEN, report
+        assert all(lost <= HANDOVER_LOST_BAR for _, lost, _ in report), report
         assert all(f.closed is None for f in feeds), [f.closed for f in feeds]
         rows, total = store.alerts(None, None, None, 100, 0)
         assert total == 4 and all(r["end_time"] is None for r in rows), rows  # the open episodes went along

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -42,6 +43,22 @@ def limit_probe(probe_ms: float) -> None:
     lossless test camera's frames arrived damaged (parity test)."""
     options = f"rtsp_transport;tcp|analyzeduration;{round(probe_ms * 1000)}"
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", options)
+
+
+DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
+
+
+def reach(url: str, timeout_s: float) -> None:
+    """Open and close a TCP connection to the URL's host and port; OSError when none can be made in time.
+    OpenCV opens one source at a time, holding a process-wide lock while FFmpeg connects: a camera that is
+    off or unreachable would hold every other camera's (re)connect for the whole open timeout. Checked here,
+    outside that lock, it fails alone. (A server that accepts and then never answers still holds the lock:
+    README, Limits and safety.)"""
+    parts = urlsplit(url)
+    port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+    if parts.hostname is None or port is None:
+        return  # nothing to check: FFmpeg will say
+    socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
 
 
 def redact(url: str) -> str:
@@ -170,6 +187,7 @@ class Reader:
         if self.local:
             return cv2.VideoCapture(self.url)
         pinned = self.policy.pin(self.url)  # FFmpeg gets the checked address, never the name
+        reach(pinned, self.open_timeout_s)
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000)]  # fmt: skip
         return cv2.VideoCapture(pinned, cv2.CAP_FFMPEG, params)
@@ -237,6 +255,8 @@ class Reader:
         except SourceRefused as e:
             self.hooks.refused()
             return self._unavailable(f"refused by the source policy: {e}")
+        except OSError as e:  # reach(): off, unreachable, or refusing connections
+            return self._unavailable(f"could not connect: {e}")
         n = 0
         try:
             if not capture.isOpened():

@@ -5,6 +5,10 @@ nodes) with what runs (the shards' answers to pings): a camera with no live shar
 shard with the fewest cameras, under a new epoch, and that shard resumes it from its checkpoint. A shard is
 lost when its actor or node died, or when it answered no ping for `shard_lost_s` (paused, cut off); a lost
 shard that comes back is told to release what it no longer owns, and its writes were refused meanwhile.
+
+A node that is stopped cleanly is drained first (`drain`, called by `mnad-cluster node` on SIGTERM): its
+shards checkpoint and release their cameras, which then move at once, break before make, so the next shard
+continues from the very last frame instead of waiting for a node timeout.
 """
 
 from __future__ import annotations
@@ -103,6 +107,8 @@ class Coordinator:
         self.settings = Settings(**settings)
         self.store = PostgresStore(self.settings.database_url.get_secret_value())
         self.shards: dict[str, ShardInfo] = {}
+        self.holding: set[str] = set()  # shards handing their cameras over: nothing of theirs moves yet
+        self.drained: set[str] = set()  # shards that handed over: no camera goes to them any more
         self._count = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="coordinator", daemon=True)
@@ -133,6 +139,9 @@ class Coordinator:
         self._ping(now)
         live = {n: i for n, i in self.shards.items() if i.ready and not i.lost(now, self.settings.shard_lost_s)}
         for info in self.shards.values():
+            if info.name in self.drained:
+                live.pop(info.name, None)
+                continue
             if info.name not in live and info.lost_at is None and (info.ready or info.dead):
                 info.lost_at = time.time()
                 log.warning("shard %s lost (%s)", info.name, "dead" if info.dead else "silent")
@@ -142,6 +151,7 @@ class Coordinator:
         self.store.set_shards(self.status())
         for name in [n for n, i in self.shards.items() if i.dead]:
             del self.shards[name]
+            self.drained.discard(name)
 
     def _create_shard(self, node_id: str, node: dict[str, Any]) -> None:
         self._count += 1
@@ -190,6 +200,8 @@ class Coordinator:
                 load[row["shard"]] += 1
         for stream_id in sorted(wanted):
             owner = assigned.get(stream_id)
+            if owner is not None and owner["shard"] in self.holding:
+                continue  # its shard is checkpointing it for a handover: a move now would refuse that checkpoint
             if owner is not None and owner["shard"] in live:
                 info = live[owner["shard"]]
                 asked = info.requested.get(stream_id, 0.0)
@@ -204,8 +216,8 @@ class Coordinator:
             previous = owner["shard"] if owner else None
             lost_at = self.shards[previous].lost_at if previous in self.shards else None
             epoch = self.store.assign(stream_id, target)
-            self.store.log_move(stream_id, previous, target, epoch, "new" if previous is None else "shard lost",
-                                lost_at)  # fmt: skip
+            reason = "new" if previous is None else "drain" if previous in self.drained else "shard lost"
+            self.store.log_move(stream_id, previous, target, epoch, reason, lost_at)
             load[target] += 1
             live[target].handle.run.remote(stream_id, epoch)
             live[target].requested[stream_id] = time.monotonic()
@@ -223,6 +235,40 @@ class Coordinator:
 
     def ready(self) -> bool:
         return True
+
+    def drain(self, shards: list[str], timeout: float = 30.0) -> dict[str, Any]:
+        """Hand the cameras of these shards over to the others (a clean node stop): each shard checkpoints and
+        releases its cameras, then they move under new epochs; returns once they run elsewhere or at timeout."""
+        started = time.monotonic()
+        infos = [self.shards[n] for n in shards if n in self.shards and not self.shards[n].dead]
+        self.holding.update(i.name for i in infos)
+        handed: list[str] = []
+        try:
+            for info in infos:
+                cameras = list(info.cameras)
+                try:
+                    ray.get(info.handle.handover.remote(), timeout=timeout)
+                    handed += cameras
+                except Exception:  # it died meanwhile: its cameras move as from a lost shard
+                    log.exception("handover of %s failed", info.name)
+        finally:
+            self.drained.update(i.name for i in infos)
+            self.holding.difference_update(i.name for i in infos)
+        log.info("drained %s: %d cameras handed over", [i.name for i in infos], len(handed))
+
+        def placed() -> dict[str, str]:
+            assigned = self.store.assignments()
+            return {
+                c: a["shard"] for c in handed if (a := assigned.get(c)) is not None and a["shard"] not in shards
+                and (s := self.shards.get(a["shard"])) is not None and s.cameras.get(c) == a["epoch"]
+            }  # fmt: skip
+
+        moved = placed()
+        while len(moved) < len(handed) and time.monotonic() - started < timeout:
+            time.sleep(0.1)
+            moved = placed()
+        return {"drained": [i.name for i in infos], "handed_over": handed, "moved": moved,
+                "seconds": round(time.monotonic() - started, 2)}  # fmt: skip
 
     def stop(self) -> None:
         self._stop.set()

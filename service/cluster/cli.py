@@ -49,5 +49,31 @@ def stop() -> None:
     ray.kill(coordinator, no_restart=True)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def node(
+    ctx: typer.Context,
+    drain_timeout: float = typer.Option(30.0, help="longest wait for the cameras to run on other nodes"),
+) -> None:
+    """Run a Ray node (`ray start --block` with the options given after --) that hands its cameras over on
+    SIGTERM or SIGINT before it stops: use it instead of `ray start` on every node that runs shards."""
+    import logging
+
+    from service.cluster.node import run
+
+    logging.basicConfig(level=logging.INFO)
+    raise typer.Exit(run(list(ctx.args), drain_timeout))
+
+
+@app.command()
+def drain(shard: list[str] = typer.Argument(..., help="shard names, as `status` lists them")) -> None:
+    """Hand these shards' cameras over to the other shards (checkpoint, release, move) and print where they went."""
+    import ray
+
+    from service.cluster.actors import COORDINATOR, NAMESPACE
+
+    ray.init(address=Settings(mode="cluster").ray_address or "auto", namespace=NAMESPACE, log_to_driver=False)
+    typer.echo(json.dumps(ray.get(ray.get_actor(COORDINATOR).drain.remote(shard)), indent=1))
+
+
 def cli() -> None:
     app()

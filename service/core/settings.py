@@ -61,16 +61,15 @@ class Settings(BaseSettings):
         " when a CIDR lists them (e.g. 127.0.0.0/8 for a local test camera)",
     )
     max_streams: int = Field(32, ge=1, le=1024, description="Streams the service accepts at once")
-    frame_buffer: int = Field(
-        64, ge=1, le=1024,
-        description="Frames held per stream at most; a camera's connect burst must fit (FFmpeg probes up to 5 s"
-        " of an RTSP stream, then hands those frames over at once)",
-    )  # fmt: skip
+    # A camera that connects hands over what FFmpeg probed at once (up to probe_ms, 5 s with FFmpeg's default);
+    # frames are dropped for lag, not for a burst (service/capture/buffer.py).
+    frame_buffer: int = Field(64, ge=1, le=1024, description="Frames held per stream at most (a connect burst fits)")
     max_lag_ms: float = Field(
-        500.0, gt=0, le=60_000,
-        description="A live frame waits at most this much longer for the engine than the newest one; older"
-        " ones are dropped and counted",
-    )  # fmt: skip
+        500.0, gt=0, le=60_000, description="A live frame waits at most this long behind the newest; older ones drop"
+    )
+    probe_ms: float = Field(
+        100.0, gt=0, le=10_000, description="FFmpeg's analysis of a camera at connect; OpenCV opens one at a time"
+    )
     max_batch: int = Field(16, ge=1, le=512, description="Windows per inference batch, across streams of one model")
     max_wait_ms: float = Field(4.0, ge=0, le=1000, description="How long a batch waits for more streams to fill it")
     ws_queue: int = Field(256, ge=1, le=100_000, description="Messages queued per WebSocket subscriber before drops")

@@ -1,7 +1,8 @@
 """Persistence: streams (they come back after a restart), their own calibrations, alerts and upload jobs.
 
 `Store` is what the service asks of persistence, and all it depends on; `SqliteStore` keeps it in one SQLite
-file. A later mode (several machines sharing one database) implements `Store` on a server database instead.
+file, and cluster mode's PostgresStore (service/cluster/store.py) on a server database. The SQL the two dialects
+share is written once, in `SqlStore`.
 
 SQLite: one connection shared by the event loop, the engine and the alert writer, serialized by a lock; every
 write is small and committed at once, so a crash loses at most the write in flight.
@@ -113,36 +114,30 @@ class Store(Protocol):
     def delete_clip(self, id: str) -> None: ...
 
 
-class SqliteStore:
-    """`Store` in one SQLite file (WAL)."""
+class SqlStore:
+    """The `Store` operations whose SQL is the same in SQLite and PostgreSQL, written once on two primitives a
+    dialect provides: `_exec` (a write; its row count) and `_all` (a query; its rows as fresh dicts). Both take
+    `?` placeholders (PostgresStore translates them) and serialize on the store's one connection. A dialect adds
+    its schema, `reserve_alert_id` and `_delete_where` (deleting rows and returning them)."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
-            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(alerts)")}
-            # peak-frame pictures (file names), and why an alert was closed other than by its scores
-            for column in ("thumbnail", "heatmap", "closed_reason"):  # added after v0.1
-                if column not in columns:
-                    self._db.execute(f"ALTER TABLE alerts ADD COLUMN {column} TEXT")
-            self._next_alert_id = self._alert_sequence() + 1
-        self._reserved_alert_ids = self._next_alert_id  # ids up to here (exclusive) are reserved in the database
+    _db: Any  # the one connection: sqlite3.Connection or psycopg.Connection
+    _lock: Any  # serializes it: threading.Lock or RLock
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
-        with self._lock:
-            return self._db.execute(sql, args)
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        """Run one write, committed at once; how many rows it changed."""
+        raise NotImplementedError
 
-    def _all(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(r) for r in self._db.execute(sql, args).fetchall()]
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Run one query; its rows as dicts (the caller may change them)."""
+        raise NotImplementedError
+
+    def _delete_where(self, table: str, where: str, args: tuple[Any, ...], columns: str) -> list[dict[str, Any]]:
+        """Delete the rows of `table` matching `where`; their `columns`, atomically with the delete."""
+        raise NotImplementedError
 
     # streams
     def add_stream(self, id: str, url: str, name: str, model: str, fps_cap: float | None, alerts: dict) -> None:
@@ -152,7 +147,15 @@ class SqliteStore:
         )
 
     def streams(self) -> list[dict[str, Any]]:
-        rows = self._all("SELECT * FROM streams ORDER BY created")
+        return self._decoded_streams("SELECT * FROM streams ORDER BY created")
+
+    def stream(self, id: str) -> dict[str, Any] | None:
+        """One stream (alerts decoded), or None; cluster mode reads its streams one at a time."""
+        rows = self._decoded_streams("SELECT * FROM streams WHERE id = ?", (id,))
+        return rows[0] if rows else None
+
+    def _decoded_streams(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        rows = self._all(sql, args)
         for r in rows:
             r["alerts"] = json.loads(r["alerts"])
         return rows
@@ -163,7 +166,8 @@ class SqliteStore:
     # a stream's own calibration (fitted on its footage; table added after v0.1, CREATE IF NOT EXISTS migrates)
     def set_calibration(self, stream_id: str, model: str, calibration: dict, fitted_at: float) -> None:
         self._exec(
-            "INSERT OR REPLACE INTO calibrations VALUES (?, ?, ?, ?)",
+            "INSERT INTO calibrations VALUES (?, ?, ?, ?) ON CONFLICT (stream_id) DO UPDATE SET"
+            " model = EXCLUDED.model, calibration = EXCLUDED.calibration, fitted_at = EXCLUDED.fitted_at",
             (stream_id, model, json.dumps(calibration), fitted_at),
         )
 
@@ -177,29 +181,6 @@ class SqliteStore:
         self._exec("DELETE FROM calibrations WHERE stream_id = ?", (stream_id,))
 
     # alerts
-    def reserve_alert_id(self) -> int:
-        """Ids come from a counter in memory; the database's AUTOINCREMENT sequence is moved ahead of it a block
-        at a time (one small write per ALERT_ID_BLOCK alerts), so an id published but never stored (a crash in
-        between) is not given again after a restart."""
-        with self._lock:
-            if self._next_alert_id >= self._reserved_alert_ids:
-                self._reserved_alert_ids = self._next_alert_id + ALERT_ID_BLOCK
-                self._set_alert_sequence(self._reserved_alert_ids - 1)
-            id = self._next_alert_id
-            self._next_alert_id += 1
-            return id
-
-    def _alert_sequence(self) -> int:
-        """The highest alert id ever given (caller holds the lock)."""
-        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'alerts'").fetchone()
-        top = self._db.execute("SELECT MAX(id) AS m FROM alerts").fetchone()
-        return max(row["seq"] if row else 0, top["m"] or 0)
-
-    def _set_alert_sequence(self, seq: int) -> None:
-        if self._db.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'alerts'", (seq,)).rowcount:
-            return
-        self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('alerts', ?)", (seq,))
-
     def open_alert(
         self, id: int, stream_id: str, model: str, start_time: float, start_frame: int, peak: float, peak_frame: int
     ) -> None:
@@ -223,17 +204,17 @@ class SqliteStore:
 
     def set_alert_snapshot(self, id: int, thumbnail: str, heatmap: str | None) -> bool:
         """False when the alert is gone (deleted with its stream, or by retention, meanwhile)."""
-        cur = self._exec("UPDATE alerts SET thumbnail = ?, heatmap = ? WHERE id = ?", (thumbnail, heatmap, id))
-        return cur.rowcount > 0
+        return self._exec("UPDATE alerts SET thumbnail = ?, heatmap = ? WHERE id = ?", (thumbnail, heatmap, id)) > 0
 
     def close_open_alerts(self, end_time: float, reason: str) -> int:
-        """At start-up: alerts a crash left open end now, with the reason (their last frame is unknown)."""
-        cur = self._exec(
-            "UPDATE alerts SET end_time = MAX(start_time, ?), end_frame = peak_frame, closed_reason = ?"
-            " WHERE end_time IS NULL",
-            (end_time, reason),
+        """At start-up: alerts a crash left open end now, with the reason (their last frame is unknown). Only for
+        a single process: in a cluster an open alert belongs to a camera another shard continues, so API nodes
+        never call this. (CASE: SQLite's two-argument MAX is PostgreSQL's GREATEST.)"""
+        return self._exec(
+            "UPDATE alerts SET end_time = CASE WHEN start_time > ? THEN start_time ELSE ? END,"
+            " end_frame = peak_frame, closed_reason = ? WHERE end_time IS NULL",
+            (end_time, end_time, reason),
         )
-        return cur.rowcount
 
     def open_alert_count(self) -> int:
         return self._all("SELECT COUNT(*) AS n FROM alerts WHERE end_time IS NULL")[0]["n"]
@@ -253,10 +234,7 @@ class SqliteStore:
             args = (keep,)
         else:
             raise ValueError("delete_alerts needs a stream, a time or a count")
-        with self._lock:
-            rows = [dict(r) for r in self._db.execute(f"SELECT id, thumbnail, heatmap FROM alerts WHERE {where}", args)]
-            self._db.execute(f"DELETE FROM alerts WHERE {where}", args)
-        return rows
+        return self._delete_where("alerts", where, args, "id, thumbnail, heatmap")
 
     def alert_ids(self) -> set[int]:
         return {r["id"] for r in self._all("SELECT id FROM alerts")}
@@ -303,6 +281,8 @@ class SqliteStore:
         return self._all("SELECT * FROM clips ORDER BY created DESC LIMIT ?", (limit,))
 
     def clips_in(self, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+        if not statuses:  # PostgreSQL has no empty IN ()
+            return []
         marks = ", ".join("?" * len(statuses))
         return self._all(f"SELECT * FROM clips WHERE status IN ({marks})", statuses)
 
@@ -317,3 +297,62 @@ class SqliteStore:
 
     def delete_clip(self, id: str) -> None:
         self._exec("DELETE FROM clips WHERE id = ?", (id,))
+
+
+class SqliteStore(SqlStore):
+    """`Store` in one SQLite file (WAL)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+            columns = {r["name"] for r in self._db.execute("PRAGMA table_info(alerts)")}
+            # peak-frame pictures (file names), and why an alert was closed other than by its scores
+            for column in ("thumbnail", "heatmap", "closed_reason"):  # added after v0.1
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE alerts ADD COLUMN {column} TEXT")
+            self._next_alert_id = self._alert_sequence() + 1
+        self._reserved_alert_ids = self._next_alert_id  # ids up to here (exclusive) are reserved in the database
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        with self._lock:
+            return self._db.execute(sql, args).rowcount
+
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, args).fetchall()]
+
+    def _delete_where(self, table: str, where: str, args: tuple[Any, ...], columns: str) -> list[dict[str, Any]]:
+        """A SELECT then the DELETE under the lock (the one connection: nothing comes between); no RETURNING,
+        which SQLite only has since 3.35."""
+        with self._lock:
+            rows = [dict(r) for r in self._db.execute(f"SELECT {columns} FROM {table} WHERE {where}", args)]
+            self._db.execute(f"DELETE FROM {table} WHERE {where}", args)
+        return rows
+
+    def reserve_alert_id(self) -> int:
+        """Ids come from a counter in memory; the database's AUTOINCREMENT sequence is moved ahead of it a block
+        at a time (one small write per ALERT_ID_BLOCK alerts), so an id published but never stored (a crash in
+        between) is not given again after a restart."""
+        with self._lock:
+            if self._next_alert_id >= self._reserved_alert_ids:
+                self._reserved_alert_ids = self._next_alert_id + ALERT_ID_BLOCK
+                self._set_alert_sequence(self._reserved_alert_ids - 1)
+            id = self._next_alert_id
+            self._next_alert_id += 1
+            return id
+
+    def _alert_sequence(self) -> int:
+        """The highest alert id ever given (caller holds the lock)."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'alerts'").fetchone()
+        top = self._db.execute("SELECT MAX(id) AS m FROM alerts").fetchone()
+        return max(row["seq"] if row else 0, top["m"] or 0)
+
+    def _set_alert_sequence(self, seq: int) -> None:
+        if self._db.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'alerts'", (seq,)).rowcount:
+            return
+        self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('alerts', ?)", (seq,))

@@ -18,7 +18,7 @@ from service.alerts.machine import AlertPolicy
 from service.alerts.snapshots import AlertSnapshots
 from service.alerts.views import LiveView, View
 from service.alerts.writer import AlertWriter
-from service.capture.sources import Reader, ReaderHooks, redact
+from service.capture.sources import Reader, ReaderHooks, limit_probe, redact
 from service.core.exceptions import StreamLimit, StreamNotFound
 from service.core.messages import AlertThresholds, Calibrated, Published, StreamScore
 from service.core.metrics import Metrics
@@ -216,6 +216,7 @@ class StreamManager:
 
     def __post_init__(self) -> None:
         self.source_policy = SourcePolicy.parse(self.settings.source_networks, self.settings.source_schemes)
+        limit_probe(self.settings.probe_ms)
 
     def get(self, id: str) -> Stream:
         """The stream with this id; StreamNotFound if there is none."""

@@ -76,9 +76,9 @@ def ray_nodes(loopback, tmp_path: Path) -> Iterator[Callable[..., parts.RayNode]
     root = Path(tempfile.mkdtemp(prefix="mnad-ray-"))  # short: Ray's socket paths have a length limit
     nodes: list[parts.RayNode] = []
 
-    def start(name: str) -> parts.RayNode:
+    def start(name: str, handover: bool = False) -> parts.RayNode:
         head = nodes[0].gcs_address if nodes else None
-        nodes.append(parts.RayNode(name, root / "t", address=head).start())
+        nodes.append(parts.RayNode(name, root / "t", address=head, handover=handover).start())
         return nodes[-1]
 
     yield start
@@ -121,7 +121,9 @@ def _service_conftest():
 
 @pytest.fixture(scope="session")
 def camera_clips(ped2: Path, tmp_path_factory) -> dict[str, Path]:
-    """Lossless H.264 clips of Ped2 test clip 01: 'normal' (frames 0-59) and 'anomaly' (60-119, the cyclist)."""
+    """Lossless H.264 clips of Ped2 test clip 01: 'normal' (frames 0-59) and 'anomaly' (60-119, the cyclist),
+    each repeated for 4 minutes at 10 fps: a camera streams without a break for the whole scenario, so the
+    frames a handover loses can be counted against the wall clock."""
     import cv2
     import numpy as np
 
@@ -130,7 +132,7 @@ def camera_clips(ped2: Path, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("cluster-clips")
     clips = {}
     for name, chosen in (("normal", files[:60]), ("anomaly", files[60:120])):
-        frames = np.stack([cv2.imread(str(f), cv2.IMREAD_COLOR) for f in chosen])
+        frames = np.stack([cv2.imread(str(f), cv2.IMREAD_COLOR) for f in chosen] * 40)
         clips[name] = helpers.encode_h264_lossless(frames, out / f"{name}.mkv")
     return clips
 

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from service.cluster.node import descendants
+
 CLONE_NEWNET = 0x40000000
 SIOCSIFFLAGS = 0x8914
 IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
@@ -55,22 +57,6 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise TimeoutError(f"{what} not within {timeout} s")
-
-
-def descendants(pid: int) -> list[int]:
-    """pid's children, grandchildren... from /proc (a snapshot)."""
-    parents: dict[int, list[int]] = {}
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            text = Path(stat).read_text()
-            fields = text[text.rindex(")") + 2 :].split()
-            parents.setdefault(int(fields[1]), []).append(int(stat.split("/")[2]))
-    out, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def signal_pids(pids: list[int], sig: int) -> None:
@@ -238,6 +224,7 @@ class RayNode:
     port: int = field(default_factory=free_port)
     num_cpus: int = 2
     env: dict[str, str] = field(default_factory=dict)
+    handover: bool = False  # run under `mnad-cluster node`: SIGTERM drains its shards before Ray stops
     proc: subprocess.Popen | None = None
     log: Path | None = None
 
@@ -254,6 +241,9 @@ class RayNode:
                    "--temp-dir", str(self.temp_dir), *common]  # fmt: skip
         else:
             cmd = [RAY, "start", "--address", self.address, *common]
+        if self.handover:  # the wrapper runs `ray start --block` with the same options
+            cmd = [str(Path(RAY).with_name("mnad-cluster")), "node", "--", *cmd[2:]]
+            cmd.remove("--block")
         self.log = self.temp_dir.parent / f"ray-{self.name}.log"
         env = {**os.environ, **RAY_FAST_FAILOVER, "RAY_DEDUP_LOGS": "0", **self.env}
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT, env=env)

@@ -93,3 +93,38 @@ def test_postgres_store_is_the_store_interface(store) -> None:
     ids = [store.reserve_alert_id() for _ in range(3)]
     store.open_alert(ids[1], "s", "m", 1.0, 0, 0.9, 0)
     assert ids == sorted(set(ids)) and store.alert(ids[1])["stream_id"] == "s" and store.reserve_alert_id() > ids[-1]
+
+
+def test_the_shared_sql_answers_alike_on_both_dialects(store, tmp_path) -> None:
+    """SqlStore's queries (written once, `?` translated for psycopg) give PostgreSQL the rows SQLite gives."""
+    from service.core.store import SqliteStore
+
+    def exercise(s) -> list:
+        s.add_stream("s1", "rtsp://a", "one", "m", None, {"on": 0.5})
+        s.set_calibration("s1", "m", {"a": 1}, 1.0)
+        s.set_calibration("s1", "m", {"a": 2}, 2.0)  # replaces
+        ids = [s.reserve_alert_id() for _ in range(3)]
+        for i, id in enumerate(ids):
+            s.open_alert(id, "s1", "m", 10.0 + i, i, 0.5, i)
+        s.update_alert_peak(ids[0], 0.9, 7)
+        s.close_alert(ids[0], 11.0, 8, 0.9, 7, "why")
+        snapshots = [s.set_alert_snapshot(ids[0], "t.jpg", None), s.set_alert_snapshot(10**6, "t.jpg", None)]
+        closed = s.close_open_alerts(11.5, "restarted")  # one ends at its start (12.0 > 11.5), one at 11.5
+        for id, status in (("c1", "queued"), ("c2", "running"), ("c3", "done")):
+            s.add_clip(id, f"{id}.avi", None, 10, "m")
+            s.set_clip_status(id, status)
+        page, total = s.alerts("s1", 10.5, None, 2, 0)
+        deleted = s.delete_alerts(keep=1)
+        rel = {id: n for n, id in enumerate(ids)}  # the dialects number alerts differently
+        return [
+            [{k: v for k, v in r.items() if k != "created"} for r in s.streams()], s.stream("nope"),
+            s.calibration("s1")["calibration"], snapshots, closed, s.open_alert_count(), total,
+            [(rel[r["id"]], r["end_time"], r["end_frame"], r["closed_reason"]) for r in page],
+            sorted((rel[r["id"]], r["thumbnail"]) for r in deleted), sorted(rel[i] for i in s.alert_ids()),
+            sorted(r["id"] for r in s.clips_in(("queued", "done"))), s.clips_in(()), s.clip_counts(),
+            sorted(s.clip_ids()), len(s.clips(2)), s.clip("c3")["finished"] is not None,
+        ]  # fmt: skip
+
+    sqlite = SqliteStore(tmp_path / "db.sqlite3")
+    assert exercise(store) == exercise(sqlite)
+    sqlite.close()

@@ -33,6 +33,8 @@ def test_cluster_profile_wiring() -> None:
             "redis://redis:6379")  # fmt: skip
     assert "ray-head:6379" in services["ray-worker"]["command"]
     assert services["ray-worker"]["deploy"]["replicas"] == 2
+    # workers run under `mnad-cluster node`, which drains their shards on docker stop before Ray stops
+    assert services["ray-worker"]["entrypoint"] == ["mnad-cluster"] and services["ray-worker"]["command"][0] == "node"
     assert services["mnad-api"]["entrypoint"] == ["serve"] and "mnad" in services["mnad-api"]["networks"]["default"][
         "aliases"]  # fmt: skip
     assert services["coordinator"]["entrypoint"] == ["mnad-cluster"]

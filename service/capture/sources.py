@@ -37,8 +37,11 @@ def limit_probe(probe_ms: float) -> None:
     """Cap how long FFmpeg analyzes a source when opening it (its default: up to 5 s of an RTSP stream). OpenCV
     opens one FFmpeg source at a time (a process-wide lock), so every camera that (re)connects waits for the
     opens before it: with FFmpeg's default, 4 cameras connecting together took 2.8, 5.6, 8.4 and 11.3 s.
-    Process-wide, called once before any source opens; an operator's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins."""
-    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", f"analyzeduration;{round(probe_ms * 1000)}")
+    Process-wide, called once before any source opens; an operator's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins.
+    RTSP over TCP is OpenCV's own default, which it applies only while that variable is unset: over UDP a
+    lossless test camera's frames arrived damaged (parity test)."""
+    options = f"rtsp_transport;tcp|analyzeduration;{round(probe_ms * 1000)}"
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", options)
 
 
 def redact(url: str) -> str:
@@ -101,7 +104,7 @@ class Reader:
         url: str,
         config: ModelConfig,
         fps: float,
-        buffer: FrameBuffer,
+        buffer: FrameBuffer | None,  # None: standby, frames are read and dropped until attach()
         *,
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 10.0,
@@ -136,15 +139,28 @@ class Reader:
         self.fps_out = RateMeter()
         self._segment = 0
         self._drops_unlogged, self._drop_logged = 0, -DROP_LOG_S
+        self._index_base = 0  # frames read before attach(): frame indices count from there
+        self._attach_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def attach(self, buffer: FrameBuffer, hooks: ReaderHooks | None = None) -> None:
+        """From the next frame on, feed `buffer` (numbered from 0) instead of the current one. A standby reader,
+        connected ahead with a buffer nobody reads, becomes a stream's reader without reconnecting: a camera
+        that moves between shards loses no frames to the new connect (make before break)."""
+        with self._attach_lock:
+            self.buffer, self._index_base = buffer, self.frames_read
+            if hooks is not None:
+                self.hooks = hooks
+                hooks.up(self.state == "live")
+
     def stop(self, join: bool = False) -> None:
         self._stop.set()
-        self.buffer.close()
+        if self.buffer is not None:
+            self.buffer.close()
         self.state = "stopped"
         if join and self._thread.is_alive():
             self._thread.join(timeout=self.read_timeout_s + 1)
@@ -264,11 +280,15 @@ class Reader:
                 self.hooks.read()
                 if not (self.sampler.keep(t) or every_frame):
                     continue
-                frame = Frame(self.frames_read - 1, self._segment, captured, preprocess(image, self.config), image)
-                before = self.buffer.dropped
-                self.buffer.put(frame)
-                if self.buffer.dropped != before:
-                    self._dropped(self.buffer.dropped - before, now)
+                if self.buffer is None:  # standby: connected ahead, discarding until attach()
+                    continue
+                pixels = preprocess(image, self.config)
+                with self._attach_lock:
+                    frame = Frame(self.frames_read - 1 - self._index_base, self._segment, captured, pixels, image)
+                    before = self.buffer.dropped
+                    self.buffer.put(frame)
+                    if self.buffer.dropped != before:
+                        self._dropped(self.buffer.dropped - before, now)
                 self.fps_out.tick(now)
             return None
         except cv2.error as e:

@@ -25,6 +25,7 @@ import torch
 
 from model.device import pick_device
 from service.alerts.writer import AlertWriter
+from service.capture.sources import Reader
 from service.cluster.bus import RedisPublisher
 from service.cluster.store import Checkpoint, PostgresStore, StaleEpoch
 from service.core.messages import Published
@@ -248,6 +249,7 @@ class ShardCore:
         self.writer = AlertWriter(self._publish, name=f"writer-{name}")
         self.streams = ShardStreams(settings, ShardStore(self), self.engine, self.metrics, self.writer, None)  # type: ignore[arg-type]
         self.refused = 0
+        self.standby: dict[str, tuple[Reader, float]] = {}  # camera -> reader connected ahead of a move, since
         self.metrics_port: int | None = None
         if settings.shard_metrics_port is not None:
             from prometheus_client import CollectorRegistry, start_http_server
@@ -276,6 +278,34 @@ class ShardCore:
         except StaleEpoch as e:
             self.lost(checkpoint.stream_id, e)
 
+    def prepare(self, stream_id: str, timeout: float) -> bool:
+        """Connect to a camera that is about to move here, while its shard still runs it (make before break):
+        its frames are read and dropped until `run` takes the reader over, so the move costs no reconnect.
+        Whether the reader went live within `timeout`. Writes nothing: the camera is not ours yet."""
+        row = self.store.stream(stream_id)
+        if row is None:
+            return False
+        with self._lock:
+            self._expire_standby()
+            if stream_id in self.cameras or stream_id in self.standby:
+                return stream_id in self.cameras or self.standby[stream_id][0].state == "live"
+            model = self.host.get(row["model"])
+            fps = min(model.fps, row["fps_cap"]) if row["fps_cap"] else model.fps
+            reader = self.streams.reader(stream_id, row["url"], model, fps, None, None)
+            self.standby[stream_id] = (reader, time.monotonic())
+            reader.start()
+        deadline = time.monotonic() + timeout
+        while reader.state != "live" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return reader.state == "live"
+
+    def _expire_standby(self, older_than_s: float = 60.0) -> None:
+        """Stop standby readers no move claimed (the drain failed or went elsewhere)."""
+        for stream_id, (reader, since) in list(self.standby.items()):
+            if time.monotonic() - since > older_than_s:
+                reader.stop()
+                del self.standby[stream_id]
+
     def run(self, stream_id: str, epoch: int) -> bool:
         """Start (or keep) running a camera under `epoch`, from its last checkpoint. False if it is gone."""
         with self._lock:
@@ -293,11 +323,14 @@ class ShardCore:
                 self.store.log_restore(stream_id, epoch, self.name, resumed.frame, items_digest(resumed.items),
                                        (resumed.episode or {}).get("id"))  # fmt: skip
             self.cameras[stream_id] = camera
+            standby = self.standby.pop(stream_id, (None, 0.0))[0]
             try:
                 self.streams.start(row["url"], row["name"], self.host.get(row["model"]), row["fps_cap"],
-                                   row["alerts"], id=stream_id, persist=False)  # fmt: skip
+                                   row["alerts"], id=stream_id, persist=False, standby=standby)  # fmt: skip
             except Exception:
                 self.cameras.pop(stream_id, None)
+                if standby is not None:
+                    standby.stop()
                 raise
             log.info("shard %s runs %s under epoch %d from frame %d", self.name, stream_id, epoch, camera.offset)
             return True
@@ -341,6 +374,8 @@ class ShardCore:
         return len(ids)
 
     def stop(self) -> None:
+        for reader, _ in self.standby.values():
+            reader.stop()
         for stream_id in list(self.cameras):
             self.release(stream_id)
         self.engine.stop()

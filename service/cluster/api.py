@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, cast
+from typing import Any
 
 import torch
 
@@ -31,7 +31,7 @@ from service.core.settings import Settings
 from service.pipeline.clips import ClipManager
 from service.pipeline.engine import Engine
 from service.pipeline.host import HostedModel, ModelHost
-from service.pipeline.streams import StreamManager
+from service.pipeline.streams import alert_policy
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ class ClusterStream:
 
 
 class ClusterStreams:
-    """StreamManager's methods for the routers, on the streams table; the coordinator does the running."""
+    """What the routers use of StreamManager (service.api.deps.StreamsApi), on the streams table; the coordinator
+    does the running."""
 
     def __init__(self, settings: Settings, store: PostgresStore, host: Any) -> None:
         self.settings, self.store, self._host = settings, store, host
@@ -99,7 +100,7 @@ class ClusterStreams:
         if model is None:
             return {"on": 1.0, "off": 1.0, "on_frames": self.settings.alert_on_frames,
                     "off_frames": self.settings.alert_off_frames}  # fmt: skip
-        p = StreamManager.policy(cast(StreamManager, self), model, row["alerts"])  # it reads only .settings
+        p = alert_policy(self.settings, model, row["alerts"])
         return {"on": p.on, "off": p.off, "on_frames": p.on_frames, "off_frames": p.off_frames}
 
     def _stream(self, row: dict[str, Any]) -> ClusterStream:

@@ -43,6 +43,27 @@ def cli_stream_id(index: int, url: str) -> str:
     return hashlib.sha256(f"{index}\n{url}".encode()).hexdigest()[:12]
 
 
+def alert_policy(
+    settings: Settings,
+    model: HostedModel,
+    overrides: dict[str, Any] | None = None,
+    calibration: Calibration | None = None,
+) -> AlertPolicy:
+    """Per-stream values, else the settings', else the calibration's (the stream's own once fitted, else the
+    checkpoint's). A threshold taken from the calibration yields to an explicit one: a fit never makes
+    `on` fall below an `off` the user set, nor `off` rise above their `on`. A function of the settings alone,
+    so an uploaded clip and an API node of cluster mode (no StreamManager there) get the same values."""
+    o = {k: v for k, v in (overrides or {}).items() if v is not None}
+    s = settings
+    calibration = calibration or model.calibration
+    on_set, off_set = o.get("on", s.alert_on), o.get("off", s.alert_off)
+    on = on_set if on_set is not None else calibration.alert_on
+    off = off_set if off_set is not None else calibration.alert_off
+    if on_set is None:
+        on = max(on, off)
+    return AlertPolicy(on, min(off, on), o.get("on_frames", s.alert_on_frames), o.get("off_frames", s.alert_off_frames))
+
+
 @dataclass(eq=False)
 class Stream:
     id: str
@@ -212,20 +233,8 @@ class StreamManager:
     def policy(
         self, model: HostedModel, overrides: dict[str, Any] | None = None, calibration: Calibration | None = None
     ) -> AlertPolicy:
-        """Per-stream values, else the settings', else the calibration's (the stream's own once fitted, else the
-        checkpoint's). A threshold taken from the calibration yields to an explicit one: a fit never makes
-        `on` fall below an `off` the user set, nor `off` rise above their `on`."""
-        o = {k: v for k, v in (overrides or {}).items() if v is not None}
-        s = self.settings
-        calibration = calibration or model.calibration
-        on_set, off_set = o.get("on", s.alert_on), o.get("off", s.alert_off)
-        on = on_set if on_set is not None else calibration.alert_on
-        off = off_set if off_set is not None else calibration.alert_off
-        if on_set is None:
-            on = max(on, off)
-        return AlertPolicy(
-            on, min(off, on), o.get("on_frames", s.alert_on_frames), o.get("off_frames", s.alert_off_frames)
-        )
+        """alert_policy under this manager's settings."""
+        return alert_policy(self.settings, model, overrides, calibration)
 
     def own_calibration(self, id: str, model: HostedModel) -> StreamCalibration:
         """The model's calibration, or the one this stream fitted before a restart (if for the same model)."""

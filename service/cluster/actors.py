@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "mnad"
 COORDINATOR = "coordinator"
 STARTUP_S = 120.0  # a new shard loads its models before its first answer
+HEAD_RESOURCE = "node:__internal_head__"  # Ray gives the head node this resource
 
 
 def settings_payload(settings: Settings) -> dict[str, Any]:
@@ -59,8 +60,8 @@ class Shard:
     def status(self) -> dict[str, Any]:
         return self.core.status()
 
-    def run(self, stream_id: str, epoch: int) -> bool:
-        return self.core.run(stream_id, epoch)
+    def run(self, stream_id: str, epoch: int, moved: tuple[str, float] | None = None) -> bool:
+        return self.core.run(stream_id, epoch, moved)
 
     def prepare(self, stream_id: str, timeout: float) -> bool:
         return self.core.prepare(stream_id, timeout)
@@ -229,7 +230,8 @@ class Coordinator:
             reason = "new" if previous is None else "drain" if previous in self.drained else "shard lost"
             self.store.log_move(stream_id, previous, target, epoch, reason, lost_at)
             load[target] += 1
-            live[target].handle.run.remote(stream_id, epoch)
+            moved = None if previous is None else (reason, lost_at or time.time())
+            live[target].handle.run.remote(stream_id, epoch, moved)
             live[target].requested[stream_id] = time.monotonic()
             log.info("camera %s -> %s (epoch %d)", stream_id, target, epoch)
 
@@ -271,6 +273,7 @@ class Coordinator:
                     load[targets[stream_id]] += 1
             connecting = [live[t].handle.prepare.remote(c, self.settings.open_timeout_s) for c, t in targets.items()]
             ray.wait(connecting, num_returns=len(connecting), timeout=timeout)  # a failed connect is retried by run()
+            released = time.time()
             for info in infos:
                 cameras = list(info.cameras)
                 try:
@@ -282,7 +285,7 @@ class Coordinator:
                 previous = assigned.get(stream_id, {}).get("shard")
                 epoch = self.store.assign(stream_id, target)
                 self.store.log_move(stream_id, previous, target, epoch, "drain", None)
-                live[target].handle.run.remote(stream_id, epoch)
+                live[target].handle.run.remote(stream_id, epoch, ("drain", released))
                 live[target].requested[stream_id] = time.monotonic()
         finally:
             self.drained.update(names)
@@ -315,9 +318,10 @@ def start(settings: Settings, wait_shards: int = 0, timeout: float = 180.0) -> A
     """Join the Ray cluster and start the named coordinator (or find the running one)."""
     if not ray.is_initialized():
         ray.init(address=settings.ray_address or "auto", namespace=NAMESPACE, log_to_driver=False)
+    # On the head, whatever node this command runs on: the head already holds the cluster's state (GCS), and a
+    # coordinator on a worker died with it, taking every shard along (actors share their owner's fate).
     coordinator = Coordinator.options(
-        name=COORDINATOR, lifetime="detached", get_if_exists=True,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
+        name=COORDINATOR, lifetime="detached", get_if_exists=True, resources={HEAD_RESOURCE: 0.001},
     ).remote(settings_payload(settings))  # fmt: skip
     ray.get(coordinator.ready.remote(), timeout=60)
     deadline = time.monotonic() + timeout

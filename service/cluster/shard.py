@@ -50,6 +50,7 @@ class Camera:
     saved_at: float = field(default_factory=time.monotonic)
     stream: Stream | None = None
     first_score: float | None = None  # wall clock of the first frame scored here (failover measurements)
+    moved: tuple[str, float] | None = None  # (reason, since): why it came here, and since when it was not scored
 
 
 class CameraOwner:
@@ -65,6 +66,10 @@ class CameraOwner:
         camera.frame = scored.frame.index
         if camera.first_score is None:
             camera.first_score = time.time()
+            if camera.moved is not None:
+                reason, since = camera.moved
+                self.shard.moves.labels(reason).inc()
+                self.shard.resume_seconds.labels(reason).observe(max(0.0, camera.first_score - since))
         messages = self.stream.on_scored(scored)
         if time.monotonic() - camera.saved_at >= self.shard.settings.checkpoint_s:
             # taken here (the state after this frame), stored by the alert writer in order with the alert writes
@@ -238,6 +243,16 @@ class ShardCore:
         self.store = PostgresStore(settings.database_url.get_secret_value())
         self.bus = RedisPublisher(settings.bus_url, name)
         self.metrics = Metrics()
+        from prometheus_client import Counter, Histogram
+
+        r = self.metrics.registry
+        self.moves = Counter("mnad_camera_moves_total", "Cameras this shard took over from another, scoring again",
+                             ["reason"], registry=r)  # fmt: skip
+        self.resume_seconds = Histogram(
+            "mnad_camera_resume_seconds",
+            "From a camera's shard lost (or the move, for a drain) to its first score here: the failover time",
+            ["reason"], buckets=(0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60), registry=r,
+        )  # fmt: skip
         self.cameras: dict[str, Camera] = {}
         self._lock = threading.RLock()
         self.host = host or ModelHost.load_dir(settings.models_dir, pick_device(settings.device),
@@ -306,8 +321,9 @@ class ShardCore:
                 reader.stop()
                 del self.standby[stream_id]
 
-    def run(self, stream_id: str, epoch: int) -> bool:
-        """Start (or keep) running a camera under `epoch`, from its last checkpoint. False if it is gone."""
+    def run(self, stream_id: str, epoch: int, moved: tuple[str, float] | None = None) -> bool:
+        """Start (or keep) running a camera under `epoch`, from its last checkpoint. False if it is gone.
+        `moved`: (reason, since when it was not scored) when it comes from another shard, for the metrics."""
         with self._lock:
             camera = self.cameras.get(stream_id)
             if camera is not None:
@@ -317,7 +333,7 @@ class ShardCore:
             if row is None:
                 return False
             resumed = self.store.load_checkpoint(stream_id)
-            camera = Camera(stream_id, epoch, resumed=resumed)
+            camera = Camera(stream_id, epoch, resumed=resumed, moved=moved)
             if resumed is not None:
                 camera.offset, camera.frame = resumed.frame + 1, resumed.frame
                 self.store.log_restore(stream_id, epoch, self.name, resumed.frame, items_digest(resumed.items),

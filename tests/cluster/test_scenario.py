@@ -223,9 +223,18 @@ def test_cameras_survive_a_node_and_a_paused_shard(
         print(timing, flush=True)
         assert failover <= FAILOVER_BAR_S, timing
         assert all(f.closed is None for f in feeds), [f.closed for f in feeds]
+        # the shard that took them over counts the moves and their failover time in its metrics
+        target = store.shards()[store.assignments()[moved[0]]["shard"]]
+        text = httpx.get(f"http://127.0.0.1:{target['metrics_port']}/metrics", timeout=10).text
+        counted = [line for line in text.splitlines() if line.startswith('mnad_camera_moves_total{reason="shard lost"')]
+        assert counted and float(counted[0].rsplit(" ", 1)[1]) >= len(moved), counted
+        assert "mnad_camera_resume_seconds_bucket{" in text
 
         # 4. The restored memory equals the last checkpoint; the open alert continued, none was duplicated.
         restores = {r["stream_id"]: r for r in store.restores() if r["at"] > killed_at}
+        # only the dead node's cameras restarted: the coordinator runs on the head, so it and the head's shard
+        # survived (on the worker it died with it, and every shard with it)
+        assert set(restores) == set(moved), (sorted(restores), moved)
         for i in moved:
             cp = before[i]
             assert restores[i]["frame"] == cp.frame

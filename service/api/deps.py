@@ -9,6 +9,7 @@ its threadpool, a thread hop per dependency per request for an attribute read.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
@@ -57,32 +58,19 @@ def _runtime(conn: HTTPConnection) -> Runtime:
     return conn.app.state.runtime
 
 
-async def settings(conn: HTTPConnection) -> Settings:
-    return _runtime(conn).settings
+def part(name: str) -> Callable[[HTTPConnection], Awaitable[Any]]:
+    """A dependency giving one part of the runtime (`settings`, `store`, ...): a route names what it uses, never
+    the whole runtime. Async, so FastAPI reads the attribute without a trip through its thread pool."""
+
+    async def get(conn: HTTPConnection) -> Any:
+        return getattr(_runtime(conn), name)
+
+    get.__name__ = name
+    return get
 
 
-async def metrics(conn: HTTPConnection) -> Metrics:
-    return _runtime(conn).metrics
-
-
-async def store(conn: HTTPConnection) -> Store:
-    return _runtime(conn).store
-
-
-async def snapshots(conn: HTTPConnection) -> AlertSnapshots:
-    return _runtime(conn).snapshots
-
-
-async def bus(conn: HTTPConnection) -> Bus:
-    return _runtime(conn).bus
-
-
-async def streams(conn: HTTPConnection) -> StreamsApi:
-    return _runtime(conn).streams
-
-
-async def clips(conn: HTTPConnection) -> ClipManager:
-    return _runtime(conn).clips
+settings, metrics, store, snapshots = part("settings"), part("metrics"), part("store"), part("snapshots")
+bus, streams, clips = part("bus"), part("streams"), part("clips")
 
 
 async def host(conn: HTTPConnection) -> ModelHost:

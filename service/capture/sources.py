@@ -49,16 +49,26 @@ DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
 
 
 def reach(url: str, timeout_s: float) -> None:
-    """Open and close a TCP connection to the URL's host and port; OSError when none can be made in time.
-    OpenCV opens one source at a time, holding a process-wide lock while FFmpeg connects: a camera that is
-    off or unreachable would hold every other camera's (re)connect for the whole open timeout. Checked here,
-    outside that lock, it fails alone. (A server that accepts and then never answers still holds the lock:
-    README, Limits and safety.)"""
+    """Check that the camera answers before FFmpeg opens it; OSError when it does not in time. OpenCV opens one
+    source at a time, holding a process-wide lock while FFmpeg connects: a camera that is off, unreachable or
+    hung would hold every other camera's (re)connect for the whole open timeout. Checked here, outside that
+    lock, it fails alone. rtsp: an OPTIONS request must get an RTSP status line (any status: 401 means it is
+    alive); other schemes: a TCP connection (a TLS server that accepts and then stalls still holds the lock)."""
     parts = urlsplit(url)
-    port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+    scheme = parts.scheme.lower()
+    port = parts.port or DEFAULT_PORTS.get(scheme)
     if parts.hostname is None or port is None:
         return  # nothing to check: FFmpeg will say
-    socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    with socket.create_connection((parts.hostname, port), timeout=timeout_s) as s:
+        if scheme != "rtsp":
+            return
+        target = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))  # no credentials on the wire
+        s.sendall(f"OPTIONS {target} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: mnad\r\n\r\n".encode())
+        answer = b""
+        while len(answer) < 5 and (chunk := s.recv(16)):
+            answer += chunk
+        if not answer.startswith(b"RTSP/"):
+            raise ConnectionError(f"no RTSP answer to OPTIONS ({answer[:16]!r})")
 
 
 def redact(url: str) -> str:

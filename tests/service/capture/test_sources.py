@@ -1,5 +1,5 @@
-"""Readers against real servers: a camera that is off must not hold the others' connects (OpenCV opens one
-source at a time, see `reach` in service/capture/sources.py)."""
+"""Readers against real servers: a camera that is off, unreachable or hung must not hold the others' connects
+(OpenCV opens one source at a time, see `reach` in service/capture/sources.py)."""
 
 from __future__ import annotations
 
@@ -40,17 +40,35 @@ def unreachable_port() -> Iterator[int]:
     server.close()
 
 
-def test_reach_fails_in_time_for_an_unreachable_host(unreachable_port: int) -> None:
+@pytest.fixture
+def hung_port() -> Iterator[int]:
+    """A camera that accepts connections and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.fixture(params=["unreachable", "hung"])
+def dead_port(request) -> int:
+    return request.getfixturevalue(f"{request.param}_port")
+
+
+def test_reach_fails_in_time_for_a_dead_camera(dead_port: int) -> None:
     started = time.monotonic()
     with pytest.raises(OSError):
-        reach(f"rtsp://127.0.0.1:{unreachable_port}/cam", 1.0)
+        reach(f"rtsp://127.0.0.1:{dead_port}/cam", 1.0)
     assert time.monotonic() - started < 2.0
 
 
-def test_an_unreachable_camera_does_not_hold_another_cameras_connect(
-    unreachable_port: int, rtsp_factory, h264_clip
-) -> None:
-    dead = Reader(f"rtsp://127.0.0.1:{unreachable_port}/cam", CONFIG, 10.0, FrameBuffer(4), open_timeout_s=5,
+def test_reach_accepts_a_real_rtsp_server_with_credentials_in_the_url(rtsp_factory, h264_clip) -> None:
+    url = rtsp_factory(h264_clip).url
+    reach(url.replace("rtsp://", "rtsp://user:secret@"), 5.0)
+
+
+def test_a_dead_camera_does_not_hold_another_cameras_connect(dead_port: int, rtsp_factory, h264_clip) -> None:
+    dead = Reader(f"rtsp://127.0.0.1:{dead_port}/cam", CONFIG, 10.0, FrameBuffer(4), open_timeout_s=5,
                   read_timeout_s=5, policy=LOCAL)  # fmt: skip
     good = Reader(rtsp_factory(h264_clip).url, CONFIG, 10.0, FrameBuffer(64), open_timeout_s=5, read_timeout_s=5,
                   policy=LOCAL)  # fmt: skip
@@ -60,7 +78,7 @@ def test_an_unreachable_camera_does_not_hold_another_cameras_connect(
     good.start()
     try:
         wait_for(lambda: good.state == "live", 10, interval=0.05, message="the good camera live")
-        # without the TCP check outside OpenCV's lock the good camera waited for the dead one's 5 s timeout
+        # without the check outside OpenCV's lock the good camera waited for the dead one's 5 s timeout
         assert time.monotonic() - started < 3.0
         wait_for(lambda: dead.last_error == SOURCE_UNAVAILABLE, 10, message="the dead camera reported")
     finally:

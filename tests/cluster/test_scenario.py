@@ -166,6 +166,10 @@ def test_cameras_survive_a_node_and_a_paused_shard(
                        (store.load_checkpoint(i) for i in ids))  # fmt: skip
 
         step("scores on all 8 sockets")
+        # recent scores over REST on the other API node too, from what the bus brought it
+        recent = httpx.get(f"{apis[1].base}/api/streams/{ids[0]}/scores", params={"limit": 5}, timeout=10)
+        frames = [s["frame"] for s in recent.json()]
+        assert recent.status_code == 200 and frames and frames == sorted(frames), recent.text
         for name, shard in store.shards().items():  # the single process's metric names, plus a shard label
             text = httpx.get(f"http://127.0.0.1:{shard['metrics_port']}/metrics", timeout=10).text
             scored = [line for line in text.splitlines() if line.startswith("mnad_frames_scored_total{")]

@@ -216,17 +216,14 @@ class Cluster:
             "MNAD_INFERENCE": self.args.inference, "MNAD_CHECKPOINT_S": str(self.args.checkpoint_s),
             "MNAD_THREADS": str(self.args.shard_threads), "MNAD_LOG_LEVEL": "warning",
         }  # fmt: skip
-        # The coordinator before any worker: `mnad-cluster start` attaches to a raylet on its IP, and the
-        # coordinator goes to that node; with every node on 127.0.0.1 that could be a worker (killed below).
-        parts.coordinator(self.env, "start")
-        if not any("Coordinator" in _cmdline(p) for p in self.head.pids()):
-            raise RuntimeError("the coordinator does not run on the head node")
         for i in range(workers):
             self.node(f"w{i}")
         self.api = parts.start_api_node(self.env, self.tmp / "api.log")
-        self.store = PostgresStore(self.pg.dsn)
-        parts.wait_for(lambda: len(self.live_shards()) >= workers, 180, f"{workers} shards ready", interval=0.5)
+        parts.coordinator(self.env, "start", "--shards", str(workers))
+        if not any("Coordinator" in _cmdline(p) for p in self.head.pids()):  # the kills below must not hit it
+            raise RuntimeError("the coordinator does not run on the head node")
         self.api.wait()
+        self.store = PostgresStore(self.pg.dsn)
         return self
 
     def live_shards(self) -> dict[str, dict]:

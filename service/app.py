@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.auth import require_origin, require_token
+from service.api.deps import BusDep, MetricsDep
 from service.api.errors import ErrorOut, responses, status_for
 from service.api.routers import alerts, clips, dashboard, health, models, streams, ws
 from service.core.exceptions import DomainError
@@ -56,10 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(ErrorOut(detail=str(exc)).model_dump(), status_code=status_for(exc))
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics(request: Request) -> Response:
-        rt: Runtime = request.app.state.runtime
-        rt.metrics.ws_clients.set(rt.bus.subscribers())
-        return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    def metrics(m: MetricsDep, bus: BusDep) -> Response:
+        m.ws_clients.set(bus.subscribers())
+        return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -14,6 +14,9 @@ import hmac
 
 from fastapi import HTTPException, Request, WebSocket, status
 
+from service.api import deps
+from service.api.deps import MetricsDep, SettingsDep
+
 WS_PROTOCOL = "mnad.bearer"
 WS_TOKEN_PREFIX = "mnad.token."
 
@@ -78,21 +81,21 @@ def origin_ok(origin: str | None, host: str | None, allowed: list[str]) -> bool:
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-async def require_origin(request: Request) -> None:
+async def require_origin(request: Request, settings: SettingsDep, metrics: MetricsDep) -> None:
     """State-changing requests from a web page of another origin are refused, token or not."""
-    if request.method in UNSAFE_METHODS:
-        settings = request.app.state.runtime.settings
-        if not origin_ok(request.headers.get("origin"), request.headers.get("host"), settings.allowed_origins):
-            request.app.state.runtime.metrics.refused.labels("origin").inc()
-            raise HTTPException(status.HTTP_403_FORBIDDEN, ORIGIN_REFUSED)
+    if request.method not in UNSAFE_METHODS:
+        return
+    if not origin_ok(request.headers.get("origin"), request.headers.get("host"), settings.allowed_origins):
+        metrics.refused.labels("origin").inc()
+        raise HTTPException(status.HTTP_403_FORBIDDEN, ORIGIN_REFUSED)
 
 
 ORIGIN_REFUSED = "cross-origin request refused: the Origin is neither this service nor in allowed_origins"
 
 
-async def require_token(request: Request) -> None:
-    if not token_ok(_expected(request.app.state.runtime.settings), request.headers.get("authorization")):
-        request.app.state.runtime.metrics.refused.labels("auth").inc()
+async def require_token(request: Request, settings: SettingsDep, metrics: MetricsDep) -> None:
+    if not token_ok(_expected(settings), request.headers.get("authorization")):
+        metrics.refused.labels("auth").inc()
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
@@ -100,10 +103,9 @@ async def require_token(request: Request) -> None:
 
 async def websocket_allowed(websocket: WebSocket) -> bool:
     """Checked before accepting: a refused handshake never sees a message (the client gets HTTP 403)."""
-    runtime = websocket.app.state.runtime
-    settings = runtime.settings
+    settings, metrics = await deps.settings(websocket), await deps.metrics(websocket)
     if not origin_ok(websocket.headers.get("origin"), websocket.headers.get("host"), settings.allowed_origins):
-        runtime.metrics.refused.labels("origin").inc()
+        metrics.refused.labels("origin").inc()
         await websocket.close(code=1008, reason="cross-origin WebSocket refused")
         return False
     header = websocket.headers.get("authorization")
@@ -111,6 +113,6 @@ async def websocket_allowed(websocket: WebSocket) -> bool:
         header = f"Bearer {token}"
     if token_ok(_expected(settings), header):
         return True
-    runtime.metrics.refused.labels("auth").inc()
+    metrics.refused.labels("auth").inc()
     await websocket.close(code=1008, reason="missing or wrong bearer token")
     return False

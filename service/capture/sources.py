@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -37,8 +38,37 @@ def limit_probe(probe_ms: float) -> None:
     """Cap how long FFmpeg analyzes a source when opening it (its default: up to 5 s of an RTSP stream). OpenCV
     opens one FFmpeg source at a time (a process-wide lock), so every camera that (re)connects waits for the
     opens before it: with FFmpeg's default, 4 cameras connecting together took 2.8, 5.6, 8.4 and 11.3 s.
-    Process-wide, called once before any source opens; an operator's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins."""
-    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", f"analyzeduration;{round(probe_ms * 1000)}")
+    Process-wide, called once before any source opens; an operator's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins.
+    RTSP over TCP is OpenCV's own default, which it applies only while that variable is unset: over UDP a
+    lossless test camera's frames arrived damaged (parity test)."""
+    options = f"rtsp_transport;tcp|analyzeduration;{round(probe_ms * 1000)}"
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", options)
+
+
+DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
+
+
+def reach(url: str, timeout_s: float) -> None:
+    """Check that the camera answers before FFmpeg opens it; OSError when it does not in time. OpenCV opens one
+    source at a time, holding a process-wide lock while FFmpeg connects: a camera that is off, unreachable or
+    hung would hold every other camera's (re)connect for the whole open timeout. Checked here, outside that
+    lock, it fails alone. rtsp: an OPTIONS request must get an RTSP status line (any status: 401 means it is
+    alive); other schemes: a TCP connection (a TLS server that accepts and then stalls still holds the lock)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or DEFAULT_PORTS.get(scheme)
+    if parts.hostname is None or port is None:
+        return  # nothing to check: FFmpeg will say
+    with socket.create_connection((parts.hostname, port), timeout=timeout_s) as s:
+        if scheme != "rtsp":
+            return
+        target = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))  # no credentials on the wire
+        s.sendall(f"OPTIONS {target} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: mnad\r\n\r\n".encode())
+        answer = b""
+        while len(answer) < 5 and (chunk := s.recv(16)):
+            answer += chunk
+        if not answer.startswith(b"RTSP/"):
+            raise ConnectionError(f"no RTSP answer to OPTIONS ({answer[:16]!r})")
 
 
 def redact(url: str) -> str:
@@ -101,7 +131,7 @@ class Reader:
         url: str,
         config: ModelConfig,
         fps: float,
-        buffer: FrameBuffer,
+        buffer: FrameBuffer | None,  # None: standby, frames are read and dropped until attach()
         *,
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 10.0,
@@ -136,15 +166,28 @@ class Reader:
         self.fps_out = RateMeter()
         self._segment = 0
         self._drops_unlogged, self._drop_logged = 0, -DROP_LOG_S
+        self._index_base = 0  # frames read before attach(): frame indices count from there
+        self._attach_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def attach(self, buffer: FrameBuffer, hooks: ReaderHooks | None = None) -> None:
+        """From the next frame on, feed `buffer` (numbered from 0) instead of the current one. A standby reader,
+        connected ahead with a buffer nobody reads, becomes a stream's reader without reconnecting: a camera
+        that moves between shards loses no frames to the new connect (make before break)."""
+        with self._attach_lock:
+            self.buffer, self._index_base = buffer, self.frames_read
+            if hooks is not None:
+                self.hooks = hooks
+                hooks.up(self.state == "live")
+
     def stop(self, join: bool = False) -> None:
         self._stop.set()
-        self.buffer.close()
+        if self.buffer is not None:
+            self.buffer.close()
         self.state = "stopped"
         if join and self._thread.is_alive():
             self._thread.join(timeout=self.read_timeout_s + 1)
@@ -154,6 +197,7 @@ class Reader:
         if self.local:
             return cv2.VideoCapture(self.url)
         pinned = self.policy.pin(self.url)  # FFmpeg gets the checked address, never the name
+        reach(pinned, self.open_timeout_s)
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000)]  # fmt: skip
         return cv2.VideoCapture(pinned, cv2.CAP_FFMPEG, params)
@@ -221,6 +265,8 @@ class Reader:
         except SourceRefused as e:
             self.hooks.refused()
             return self._unavailable(f"refused by the source policy: {e}")
+        except OSError as e:  # reach(): off, unreachable, or refusing connections
+            return self._unavailable(f"could not connect: {e}")
         n = 0
         try:
             if not capture.isOpened():
@@ -264,11 +310,15 @@ class Reader:
                 self.hooks.read()
                 if not (self.sampler.keep(t) or every_frame):
                     continue
-                frame = Frame(self.frames_read - 1, self._segment, captured, preprocess(image, self.config), image)
-                before = self.buffer.dropped
-                self.buffer.put(frame)
-                if self.buffer.dropped != before:
-                    self._dropped(self.buffer.dropped - before, now)
+                if self.buffer is None:  # standby: connected ahead, discarding until attach()
+                    continue
+                pixels = preprocess(image, self.config)
+                with self._attach_lock:
+                    frame = Frame(self.frames_read - 1 - self._index_base, self._segment, captured, pixels, image)
+                    before = self.buffer.dropped
+                    self.buffer.put(frame)
+                    if self.buffer.dropped != before:
+                        self._dropped(self.buffer.dropped - before, now)
                 self.fps_out.tick(now)
             return None
         except cv2.error as e:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "mnad"
 COORDINATOR = "coordinator"
 STARTUP_S = 120.0  # a new shard loads its models before its first answer
+HEAD_RESOURCE = "node:__internal_head__"  # Ray gives the head node this resource
 
 
 def settings_payload(settings: Settings) -> dict[str, Any]:
@@ -58,8 +60,11 @@ class Shard:
     def status(self) -> dict[str, Any]:
         return self.core.status()
 
-    def run(self, stream_id: str, epoch: int) -> bool:
-        return self.core.run(stream_id, epoch)
+    def run(self, stream_id: str, epoch: int, moved: tuple[str, float] | None = None) -> bool:
+        return self.core.run(stream_id, epoch, moved)
+
+    def prepare(self, stream_id: str, timeout: float) -> bool:
+        return self.core.prepare(stream_id, timeout)
 
     def release(self, stream_id: str) -> None:
         self.core.release(stream_id)
@@ -137,10 +142,9 @@ class Coordinator:
             if not any(i.node == node_id and not i.dead for i in self.shards.values()):
                 self._create_shard(node_id, node)
         self._ping(now)
-        live = {n: i for n, i in self.shards.items() if i.ready and not i.lost(now, self.settings.shard_lost_s)}
+        live = self._live(now)
         for info in self.shards.values():
             if info.name in self.drained:
-                live.pop(info.name, None)
                 continue
             if info.name not in live and info.lost_at is None and (info.ready or info.dead):
                 info.lost_at = time.time()
@@ -152,6 +156,13 @@ class Coordinator:
         for name in [n for n, i in self.shards.items() if i.dead]:
             del self.shards[name]
             self.drained.discard(name)
+
+    def _live(self, now: float, exclude: AbstractSet[str] = frozenset()) -> dict[str, ShardInfo]:
+        """Shards that may run cameras: ready, answering pings, not drained (nor in `exclude`)."""
+        return {
+            n: i for n, i in self.shards.items()
+            if i.ready and not i.lost(now, self.settings.shard_lost_s) and n not in self.drained and n not in exclude
+        }  # fmt: skip
 
     def _create_shard(self, node_id: str, node: dict[str, Any]) -> None:
         self._count += 1
@@ -219,7 +230,8 @@ class Coordinator:
             reason = "new" if previous is None else "drain" if previous in self.drained else "shard lost"
             self.store.log_move(stream_id, previous, target, epoch, reason, lost_at)
             load[target] += 1
-            live[target].handle.run.remote(stream_id, epoch)
+            moved = None if previous is None else (reason, lost_at or time.time())
+            live[target].handle.run.remote(stream_id, epoch, moved)
             live[target].requested[stream_id] = time.monotonic()
             log.info("camera %s -> %s (epoch %d)", stream_id, target, epoch)
 
@@ -237,13 +249,31 @@ class Coordinator:
         return True
 
     def drain(self, shards: list[str], timeout: float = 30.0) -> dict[str, Any]:
-        """Hand the cameras of these shards over to the others (a clean node stop): each shard checkpoints and
-        releases its cameras, then they move under new epochs; returns once they run elsewhere or at timeout."""
+        """Hand the cameras of these shards over to the others (a clean node stop), make before break: a target
+        shard connects to each camera while the old one still scores it; then the old shards checkpoint and
+        release their cameras, and each moves under a new epoch to the shard already connected to it, which
+        continues from that checkpoint. Returns once they run elsewhere, or at timeout."""
         started = time.monotonic()
         infos = [self.shards[n] for n in shards if n in self.shards and not self.shards[n].dead]
-        self.holding.update(i.name for i in infos)
+        names = {i.name for i in infos}
+        self.holding.update(names)
+        targets: dict[str, str] = {}
         handed: list[str] = []
         try:
+            live = self._live(time.monotonic(), exclude=names)
+            load = {n: 0 for n in live}
+            assigned = self.store.assignments()
+            for row in assigned.values():
+                if row["shard"] in load:
+                    load[row["shard"]] += 1
+            for stream_id in sorted(c for i in infos for c in i.cameras):
+                candidates = [n for n in live if load[n] < self.settings.shard_capacity]
+                if candidates:  # else the tick places it later, like any camera without a shard
+                    targets[stream_id] = min(candidates, key=lambda n: (load[n], n))
+                    load[targets[stream_id]] += 1
+            connecting = [live[t].handle.prepare.remote(c, self.settings.open_timeout_s) for c, t in targets.items()]
+            ray.wait(connecting, num_returns=len(connecting), timeout=timeout)  # a failed connect is retried by run()
+            released = time.time()
             for info in infos:
                 cameras = list(info.cameras)
                 try:
@@ -251,15 +281,21 @@ class Coordinator:
                     handed += cameras
                 except Exception:  # it died meanwhile: its cameras move as from a lost shard
                     log.exception("handover of %s failed", info.name)
+            for stream_id, target in targets.items():
+                previous = assigned.get(stream_id, {}).get("shard")
+                epoch = self.store.assign(stream_id, target)
+                self.store.log_move(stream_id, previous, target, epoch, "drain", None)
+                live[target].handle.run.remote(stream_id, epoch, ("drain", released))
+                live[target].requested[stream_id] = time.monotonic()
         finally:
-            self.drained.update(i.name for i in infos)
-            self.holding.difference_update(i.name for i in infos)
-        log.info("drained %s: %d cameras handed over", [i.name for i in infos], len(handed))
+            self.drained.update(names)
+            self.holding.difference_update(names)
+        log.info("drained %s: %d cameras handed over", sorted(names), len(handed))
 
         def placed() -> dict[str, str]:
             assigned = self.store.assignments()
             return {
-                c: a["shard"] for c in handed if (a := assigned.get(c)) is not None and a["shard"] not in shards
+                c: a["shard"] for c in handed if (a := assigned.get(c)) is not None and a["shard"] not in names
                 and (s := self.shards.get(a["shard"])) is not None and s.cameras.get(c) == a["epoch"]
             }  # fmt: skip
 
@@ -267,7 +303,7 @@ class Coordinator:
         while len(moved) < len(handed) and time.monotonic() - started < timeout:
             time.sleep(0.1)
             moved = placed()
-        return {"drained": [i.name for i in infos], "handed_over": handed, "moved": moved,
+        return {"drained": sorted(names), "handed_over": handed, "moved": moved,
                 "seconds": round(time.monotonic() - started, 2)}  # fmt: skip
 
     def stop(self) -> None:
@@ -282,9 +318,10 @@ def start(settings: Settings, wait_shards: int = 0, timeout: float = 180.0) -> A
     """Join the Ray cluster and start the named coordinator (or find the running one)."""
     if not ray.is_initialized():
         ray.init(address=settings.ray_address or "auto", namespace=NAMESPACE, log_to_driver=False)
+    # On the head, whatever node this command runs on: the head already holds the cluster's state (GCS), and a
+    # coordinator on a worker died with it, taking every shard along (actors share their owner's fate).
     coordinator = Coordinator.options(
-        name=COORDINATOR, lifetime="detached", get_if_exists=True,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
+        name=COORDINATOR, lifetime="detached", get_if_exists=True, resources={HEAD_RESOURCE: 0.001},
     ).remote(settings_payload(settings))  # fmt: skip
     ray.get(coordinator.ready.remote(), timeout=60)
     deadline = time.monotonic() + timeout

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, cast
+from typing import Any
 
 import torch
 
@@ -31,7 +31,7 @@ from service.core.settings import Settings
 from service.pipeline.clips import ClipManager
 from service.pipeline.engine import Engine
 from service.pipeline.host import HostedModel, ModelHost
-from service.pipeline.streams import StreamManager
+from service.pipeline.streams import alert_policy
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,10 @@ class NotInCluster(Conflict):
 class ClusterStream:
     """What the routers read of a stream on an API node: its row, and what the bus said of it lately."""
 
-    def __init__(self, row: dict[str, Any], seen: dict[str, Any], policy: dict[str, Any]) -> None:
+    def __init__(self, row: dict[str, Any], seen: dict[str, Any], policy: dict[str, Any], live: LiveView) -> None:
         self.row, self.seen, self.policy = row, seen, policy
         self.id = row["id"]
-        self.live = LiveView()  # pictures stay on the shard: latest.jpg answers 404 here
+        self.live = live  # recent scores from the bus; pictures stay on the shard: latest.jpg answers 404 here
 
     def describe(self) -> dict[str, Any]:
         r, seen = self.row, self.seen
@@ -74,12 +74,14 @@ class ClusterStream:
 
 
 class ClusterStreams:
-    """StreamManager's methods for the routers, on the streams table; the coordinator does the running."""
+    """What the routers use of StreamManager (service.api.deps.StreamsApi), on the streams table; the coordinator
+    does the running."""
 
     def __init__(self, settings: Settings, store: PostgresStore, host: Any) -> None:
         self.settings, self.store, self._host = settings, store, host
         self.source_policy = SourcePolicy.parse(settings.source_networks, settings.source_schemes)
         self._seen: dict[str, dict[str, Any]] = {}
+        self._views: dict[str, LiveView] = {}  # each camera's recent scores, as the bus brought them
         self._lock = threading.Lock()
 
     def observe(self, messages: Published) -> None:
@@ -90,6 +92,7 @@ class ClusterStreams:
                     seen = self._seen.setdefault(m.stream, {"frames": 0})
                     seen.update(frames=seen["frames"] + 1, score=m.score, frame=m.frame, in_alert=m.in_alert,
                                 at=time.time())  # fmt: skip
+                    self._views.setdefault(m.stream, LiveView()).history.append((m.frame, m.captured, m.score))
                 elif isinstance(m, AlertOpen | AlertClose):
                     self._seen.setdefault(m.stream, {"frames": 0})["in_alert"] = isinstance(m, AlertOpen)
 
@@ -99,13 +102,14 @@ class ClusterStreams:
         if model is None:
             return {"on": 1.0, "off": 1.0, "on_frames": self.settings.alert_on_frames,
                     "off_frames": self.settings.alert_off_frames}  # fmt: skip
-        p = StreamManager.policy(cast(StreamManager, self), model, row["alerts"])  # it reads only .settings
+        p = alert_policy(self.settings, model, row["alerts"])
         return {"on": p.on, "off": p.off, "on_frames": p.on_frames, "off_frames": p.off_frames}
 
     def _stream(self, row: dict[str, Any]) -> ClusterStream:
         with self._lock:
             seen = dict(self._seen.get(row["id"], {}))
-        return ClusterStream(row, seen, self._policy(row))
+            live = self._views.setdefault(row["id"], LiveView())
+        return ClusterStream(row, seen, self._policy(row), live)
 
     def get(self, id: str) -> ClusterStream:
         row = self.store.stream(id)
@@ -134,6 +138,9 @@ class ClusterStreams:
         self.store.delete_stream(id)
         self.store.delete_alerts(stream_id=id)
         self.store.delete_calibration(id)
+        with self._lock:  # (a camera deleted through another API node keeps its few recent scores here)
+            self._seen.pop(id, None)
+            self._views.pop(id, None)
 
     def stop_all(self) -> None:
         """Nothing runs here."""

@@ -25,6 +25,7 @@ import torch
 
 from model.device import pick_device
 from service.alerts.writer import AlertWriter
+from service.capture.sources import Reader
 from service.cluster.bus import RedisPublisher
 from service.cluster.store import Checkpoint, PostgresStore, StaleEpoch
 from service.core.messages import Published
@@ -49,6 +50,7 @@ class Camera:
     saved_at: float = field(default_factory=time.monotonic)
     stream: Stream | None = None
     first_score: float | None = None  # wall clock of the first frame scored here (failover measurements)
+    moved: tuple[str, float] | None = None  # (reason, since): why it came here, and since when it was not scored
 
 
 class CameraOwner:
@@ -64,6 +66,10 @@ class CameraOwner:
         camera.frame = scored.frame.index
         if camera.first_score is None:
             camera.first_score = time.time()
+            if camera.moved is not None:
+                reason, since = camera.moved
+                self.shard.moves.labels(reason).inc()
+                self.shard.resume_seconds.labels(reason).observe(max(0.0, camera.first_score - since))
         messages = self.stream.on_scored(scored)
         if time.monotonic() - camera.saved_at >= self.shard.settings.checkpoint_s:
             # taken here (the state after this frame), stored by the alert writer in order with the alert writes
@@ -237,6 +243,16 @@ class ShardCore:
         self.store = PostgresStore(settings.database_url.get_secret_value())
         self.bus = RedisPublisher(settings.bus_url, name)
         self.metrics = Metrics()
+        from prometheus_client import Counter, Histogram
+
+        r = self.metrics.registry
+        self.moves = Counter("mnad_camera_moves_total", "Cameras this shard took over from another, scoring again",
+                             ["reason"], registry=r)  # fmt: skip
+        self.resume_seconds = Histogram(
+            "mnad_camera_resume_seconds",
+            "From a camera's shard lost (or the move, for a drain) to its first score here: the failover time",
+            ["reason"], buckets=(0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60), registry=r,
+        )  # fmt: skip
         self.cameras: dict[str, Camera] = {}
         self._lock = threading.RLock()
         self.host = host or ModelHost.load_dir(settings.models_dir, pick_device(settings.device),
@@ -248,6 +264,7 @@ class ShardCore:
         self.writer = AlertWriter(self._publish, name=f"writer-{name}")
         self.streams = ShardStreams(settings, ShardStore(self), self.engine, self.metrics, self.writer, None)  # type: ignore[arg-type]
         self.refused = 0
+        self.standby: dict[str, tuple[Reader, float]] = {}  # camera -> reader connected ahead of a move, since
         self.metrics_port: int | None = None
         if settings.shard_metrics_port is not None:
             from prometheus_client import CollectorRegistry, start_http_server
@@ -276,8 +293,37 @@ class ShardCore:
         except StaleEpoch as e:
             self.lost(checkpoint.stream_id, e)
 
-    def run(self, stream_id: str, epoch: int) -> bool:
-        """Start (or keep) running a camera under `epoch`, from its last checkpoint. False if it is gone."""
+    def prepare(self, stream_id: str, timeout: float) -> bool:
+        """Connect to a camera that is about to move here, while its shard still runs it (make before break):
+        its frames are read and dropped until `run` takes the reader over, so the move costs no reconnect.
+        Whether the reader went live within `timeout`. Writes nothing: the camera is not ours yet."""
+        row = self.store.stream(stream_id)
+        if row is None:
+            return False
+        with self._lock:
+            self._expire_standby()
+            if stream_id in self.cameras or stream_id in self.standby:
+                return stream_id in self.cameras or self.standby[stream_id][0].state == "live"
+            model = self.host.get(row["model"])
+            fps = min(model.fps, row["fps_cap"]) if row["fps_cap"] else model.fps
+            reader = self.streams.reader(stream_id, row["url"], model, fps, None, None)
+            self.standby[stream_id] = (reader, time.monotonic())
+            reader.start()
+        deadline = time.monotonic() + timeout
+        while reader.state != "live" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return reader.state == "live"
+
+    def _expire_standby(self, older_than_s: float = 60.0) -> None:
+        """Stop standby readers no move claimed (the drain failed or went elsewhere)."""
+        for stream_id, (reader, since) in list(self.standby.items()):
+            if time.monotonic() - since > older_than_s:
+                reader.stop()
+                del self.standby[stream_id]
+
+    def run(self, stream_id: str, epoch: int, moved: tuple[str, float] | None = None) -> bool:
+        """Start (or keep) running a camera under `epoch`, from its last checkpoint. False if it is gone.
+        `moved`: (reason, since when it was not scored) when it comes from another shard, for the metrics."""
         with self._lock:
             camera = self.cameras.get(stream_id)
             if camera is not None:
@@ -287,17 +333,20 @@ class ShardCore:
             if row is None:
                 return False
             resumed = self.store.load_checkpoint(stream_id)
-            camera = Camera(stream_id, epoch, resumed=resumed)
+            camera = Camera(stream_id, epoch, resumed=resumed, moved=moved)
             if resumed is not None:
                 camera.offset, camera.frame = resumed.frame + 1, resumed.frame
                 self.store.log_restore(stream_id, epoch, self.name, resumed.frame, items_digest(resumed.items),
                                        (resumed.episode or {}).get("id"))  # fmt: skip
             self.cameras[stream_id] = camera
+            standby = self.standby.pop(stream_id, (None, 0.0))[0]
             try:
                 self.streams.start(row["url"], row["name"], self.host.get(row["model"]), row["fps_cap"],
-                                   row["alerts"], id=stream_id, persist=False)  # fmt: skip
+                                   row["alerts"], id=stream_id, persist=False, standby=standby)  # fmt: skip
             except Exception:
                 self.cameras.pop(stream_id, None)
+                if standby is not None:
+                    standby.stop()
                 raise
             log.info("shard %s runs %s under epoch %d from frame %d", self.name, stream_id, epoch, camera.offset)
             return True
@@ -341,6 +390,8 @@ class ShardCore:
         return len(ids)
 
     def stop(self) -> None:
+        for reader, _ in self.standby.values():
+            reader.stop()
         for stream_id in list(self.cameras):
             self.release(stream_id)
         self.engine.stop()

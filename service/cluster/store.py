@@ -166,9 +166,10 @@ class PostgresStore(SqlStore):
             raise StaleEpoch(stream_id, epoch, current)
 
     @contextmanager
-    def _fenced(self, stream_id: str, epoch: int, what: str) -> Iterator[None]:
+    def fenced_transaction(self, stream_id: str, epoch: int, what: str) -> Iterator[None]:
         """A transaction under the camera's epoch: fenced first; when the camera moved, StaleEpoch, after the
-        rollback and a row in refused_writes naming `what`."""
+        rollback and a row in refused_writes naming `what`. Fenced writes nest in it (savepoints): a move waits
+        until it ends."""
         with self._lock:
             try:
                 with self._db.transaction():
@@ -181,7 +182,7 @@ class PostgresStore(SqlStore):
     def fenced(self, stream_id: str, epoch: int, what: str, sql: str, args: tuple) -> list[dict[str, Any]]:
         """One statement (psycopg's `%s` placeholders) under the camera's epoch; StaleEpoch (and a row in
         refused_writes) when it moved."""
-        with self._fenced(stream_id, epoch, what):
+        with self.fenced_transaction(stream_id, epoch, what):
             cur = self._db.execute(sql, args)
             return cur.fetchall() if cur.description else []
 
@@ -191,7 +192,7 @@ class PostgresStore(SqlStore):
     ) -> None:  # fmt: skip
         """Insert the alert and the checkpoint that holds its id in one transaction: a camera that moves
         right after either has both or neither, so its next shard never opens the same episode twice."""
-        with self._fenced(stream_id, epoch, "open_alert"):
+        with self.fenced_transaction(stream_id, epoch, "open_alert"):
             self._exec(
                 "INSERT INTO alerts (id, stream_id, model, start_time, start_frame, peak_score, peak_frame, epoch)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -206,7 +207,7 @@ class PostgresStore(SqlStore):
         checkpoint: Checkpoint, reason: str | None = None,
     ) -> None:  # fmt: skip
         """Close the alert (only if still open: closed once) and checkpoint the camera without it, together."""
-        with self._fenced(stream_id, epoch, "close_alert"):
+        with self.fenced_transaction(stream_id, epoch, "close_alert"):
             self._exec(
                 "UPDATE alerts SET end_time = ?, end_frame = ?, peak_score = ?, peak_frame = ?, closed_reason = ?"
                 " WHERE id = ? AND end_time IS NULL",
@@ -215,7 +216,7 @@ class PostgresStore(SqlStore):
             self._write_checkpoint(checkpoint)
 
     def checkpoint(self, checkpoint: Checkpoint) -> None:
-        with self._fenced(checkpoint.stream_id, checkpoint.epoch, "checkpoint"):
+        with self.fenced_transaction(checkpoint.stream_id, checkpoint.epoch, "checkpoint"):
             self._write_checkpoint(checkpoint)
 
     def _write_checkpoint(self, c: Checkpoint) -> None:

@@ -18,6 +18,7 @@ from service.alerts.machine import AlertPolicy
 from service.alerts.snapshots import AlertSnapshots
 from service.alerts.views import LiveView, View
 from service.alerts.writer import AlertWriter
+from service.capture.buffer import FrameBuffer
 from service.capture.sources import Reader, ReaderHooks, limit_probe, redact
 from service.core.exceptions import StreamLimit, StreamNotFound
 from service.core.messages import AlertThresholds, Calibrated, Published, StreamScore
@@ -40,6 +41,27 @@ def cli_stream_id(index: int, url: str) -> str:
     """A start-time stream keeps its id across restarts (same place in the list, same URL): its own
     calibration, stored under that id, comes back with it, and its metrics keep their label."""
     return hashlib.sha256(f"{index}\n{url}".encode()).hexdigest()[:12]
+
+
+def alert_policy(
+    settings: Settings,
+    model: HostedModel,
+    overrides: dict[str, Any] | None = None,
+    calibration: Calibration | None = None,
+) -> AlertPolicy:
+    """Per-stream values, else the settings', else the calibration's (the stream's own once fitted, else the
+    checkpoint's). A threshold taken from the calibration yields to an explicit one: a fit never makes
+    `on` fall below an `off` the user set, nor `off` rise above their `on`. A function of the settings alone,
+    so an uploaded clip and an API node of cluster mode (no StreamManager there) get the same values."""
+    o = {k: v for k, v in (overrides or {}).items() if v is not None}
+    s = settings
+    calibration = calibration or model.calibration
+    on_set, off_set = o.get("on", s.alert_on), o.get("off", s.alert_off)
+    on = on_set if on_set is not None else calibration.alert_on
+    off = off_set if off_set is not None else calibration.alert_off
+    if on_set is None:
+        on = max(on, off)
+    return AlertPolicy(on, min(off, on), o.get("on_frames", s.alert_on_frames), o.get("off_frames", s.alert_off_frames))
 
 
 @dataclass(eq=False)
@@ -211,20 +233,8 @@ class StreamManager:
     def policy(
         self, model: HostedModel, overrides: dict[str, Any] | None = None, calibration: Calibration | None = None
     ) -> AlertPolicy:
-        """Per-stream values, else the settings', else the calibration's (the stream's own once fitted, else the
-        checkpoint's). A threshold taken from the calibration yields to an explicit one: a fit never makes
-        `on` fall below an `off` the user set, nor `off` rise above their `on`."""
-        o = {k: v for k, v in (overrides or {}).items() if v is not None}
-        s = self.settings
-        calibration = calibration or model.calibration
-        on_set, off_set = o.get("on", s.alert_on), o.get("off", s.alert_off)
-        on = on_set if on_set is not None else calibration.alert_on
-        off = off_set if off_set is not None else calibration.alert_off
-        if on_set is None:
-            on = max(on, off)
-        return AlertPolicy(
-            on, min(off, on), o.get("on_frames", s.alert_on_frames), o.get("off_frames", s.alert_off_frames)
-        )
+        """alert_policy under this manager's settings."""
+        return alert_policy(self.settings, model, overrides, calibration)
 
     def own_calibration(self, id: str, model: HostedModel) -> StreamCalibration:
         """The model's calibration, or the one this stream fitted before a restart (if for the same model)."""
@@ -243,10 +253,25 @@ class StreamManager:
             log.error("stream %s: stored calibration unreadable (%s): using the model's", id, e)
         return own
 
+    def reader(
+        self, id: str, url: str, model: HostedModel, fps: float, buffer: FrameBuffer | None, hooks: ReaderHooks | None,
+        origin: str = "api",
+    ) -> Reader:  # fmt: skip
+        """A reader of `url` for stream `id` (not started), under this service's timeouts and source policy."""
+        s = self.settings
+        return Reader(
+            url, model.config, fps, buffer, open_timeout_s=s.open_timeout_s, read_timeout_s=s.read_timeout_s,
+            backoff_initial_s=s.reconnect_initial_s, backoff_max_s=s.reconnect_max_s,
+            healthy_s=s.reconnect_healthy_s, hooks=hooks, name=f"reader-{id}", policy=self.source_policy,
+            local_ok=origin == "cli",
+        )  # fmt: skip
+
     def start(
         self, url: str, name: str, model: HostedModel, fps_cap: float | None = None,
         alerts: dict[str, Any] | None = None, origin: str = "api", id: str | None = None, persist: bool = True,
+        standby: Reader | None = None,
     ) -> Stream:  # fmt: skip
+        """Start scoring a stream; `standby`: a reader of it already connected (see Reader.attach) to take over."""
         with self._lock:
             if len(self._streams) >= self.settings.max_streams:
                 raise StreamLimit(self.settings.max_streams)
@@ -275,13 +300,12 @@ class StreamManager:
         m.reconnects.labels(id)
         m.stream_up.labels(id).set(0)
         m.reconnect_delay.labels(id).set(0)
-        stream.reader = Reader(
-            url, model.config, stream.sample_fps, stream.lane.buffer, open_timeout_s=s.open_timeout_s,
-            read_timeout_s=s.read_timeout_s, backoff_initial_s=s.reconnect_initial_s,
-            backoff_max_s=s.reconnect_max_s, healthy_s=s.reconnect_healthy_s, hooks=hooks, name=f"reader-{id}",
-            policy=self.source_policy, local_ok=origin == "cli",
-        )  # fmt: skip
-        stream.reader.start()
+        if standby is not None:
+            stream.reader = standby
+            standby.attach(stream.lane.buffer, hooks)
+        else:
+            stream.reader = self.reader(id, url, model, stream.sample_fps, stream.lane.buffer, hooks, origin)
+            stream.reader.start()
         log.info("stream %s (%s) started: %s, model %s", id, name, redact(url), model.name)
         return stream
 

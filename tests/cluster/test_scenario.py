@@ -22,10 +22,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.ped2]
 FAILOVER_BAR_S = 20.0
 CAMERA_FPS = 10  # camera_clips
 WINDOW = 5  # the tiny model's window: 4 past frames and the current one
-# Frames a clean node stop may lose per camera: a few, plus one open's worth (~0.3 s) per camera that connects
-# before it on the same shard (OpenCV opens one source at a time; MNAD_PROBE_MS caps each open)
-HANDOVER_LOST = 5
-HANDOVER_LOST_PER_EARLIER_OPEN = 5
+# Frames a clean node stop may lose per camera ("a few"); the count below is good to about one frame. The drain
+# connects the new shard before the old one lets go (Coordinator.drain), so no reconnect gap counts.
+HANDOVER_LOST_BAR = 3
 
 
 def test_cameras_survive_a_node_and_a_paused_shard(
@@ -39,19 +38,15 @@ def test_cameras_survive_a_node_and_a_paused_shard(
     def step(what: str) -> None:
         print(f"[{time.monotonic() - t0:6.1f} s] {what}", flush=True)
 
-    head = ray_nodes("head")
+    head, worker = ray_nodes("head"), ray_nodes("worker")
+    step("2 ray nodes")
     env = cluster_env(tiny_models, pg_dsn, redis_server.url, head.gcs_address, tmp_path / "data")
     apis = [start_api_node(env, tmp_path / f"api-{i}.log") for i in range(2)]
     store = PostgresStore(pg_dsn)
     feeds: list[Feed] = []
     try:
-        # The coordinator goes to the node whose raylet `mnad-cluster start` attached to, any node on its IP: with
-        # every node on 127.0.0.1 it is started while the head is the only one, so that the kill below is a node's.
-        coordinator(env, "start")
-        assert any(k.endswith(":ray::Coordinator") for k in parts.ray_processes([head])), "coordinator not on head"
-        worker = ray_nodes("worker")
         coordinator(env, "start", "--shards", "2")
-        step("2 ray nodes, coordinator and 2 shards")
+        step("coordinator and 2 shards")
         for api in apis:
             api.wait()
         step("2 API nodes")
@@ -83,6 +78,10 @@ def test_cameras_survive_a_node_and_a_paused_shard(
                        (store.load_checkpoint(i) for i in ids))  # fmt: skip
 
         step("scores on all 8 sockets")
+        # recent scores over REST on the other API node too, from what the bus brought it
+        recent = httpx.get(f"{apis[1].base}/api/streams/{ids[0]}/scores", params={"limit": 5}, timeout=10)
+        frames = [s["frame"] for s in recent.json()]
+        assert recent.status_code == 200 and frames and frames == sorted(frames), recent.text
         for name, shard in store.shards().items():  # the single process's metric names, plus a shard label
             text = httpx.get(f"http://127.0.0.1:{shard['metrics_port']}/metrics", timeout=10).text
             scored = [line for line in text.splitlines() if line.startswith("mnad_frames_scored_total{")]
@@ -135,9 +134,18 @@ def test_cameras_survive_a_node_and_a_paused_shard(
         print(timing, flush=True)
         assert failover <= FAILOVER_BAR_S, timing
         assert all(f.closed is None for f in feeds), [f.closed for f in feeds]
+        # the shard that took them over counts the moves and their failover time in its metrics
+        target = store.shards()[store.assignments()[moved[0]]["shard"]]
+        text = httpx.get(f"http://127.0.0.1:{target['metrics_port']}/metrics", timeout=10).text
+        counted = [line for line in text.splitlines() if line.startswith('mnad_camera_moves_total{reason="shard lost"')]
+        assert counted and float(counted[0].rsplit(" ", 1)[1]) >= len(moved), counted
+        assert "mnad_camera_resume_seconds_bucket{" in text
 
         # 4. The restored memory equals the last checkpoint; the open alert continued, none was duplicated.
         restores = {r["stream_id"]: r for r in store.restores() if r["at"] > killed_at}
+        # only the dead node's cameras restarted: the coordinator runs on the head, so it and the head's shard
+        # survived (on the worker it died with it, and every shard with it)
+        assert set(restores) == set(moved), (sorted(restores), moved)
         for i in moved:
             cp = before[i]
             assert restores[i]["frame"] == cp.frame
@@ -215,14 +223,12 @@ def test_cameras_survive_a_node_and_a_paused_shard(
             assert old and max(m["frame"] for m in old) == restores[i]["frame"], (i, restores[i])
             assert new and min(m["frame"] for m in new) == restores[i]["frame"] + WINDOW, (i, restores[i])
             # frames the camera sent in [t_start, t_end] (it streams without a break) that no reader got: not
-            # scored, less the WINDOW - 1 the new reader read to fill its window. Cameras moving together
-            # connect one after another (OpenCV opens one source at a time): the later ones lose more.
+            # scored, less the WINDOW - 1 the new shard read to fill its window
             lost = parts.frames_lost(scores, t_start, t_end, CAMERA_FPS, WINDOW)
             gap = restores[i]["at"] - max(m["captured"] for m in old)
             report.append((i[:4], lost, round(gap, 2)))
         print(f"handover (camera, frames lost, s from the last old score to the restore): {report}", flush=True)
-        for rank, lost in enumerate(sorted(lost for _, lost, _ in report)):
-            assert lost <= HANDOVER_LOST + rank * HANDOVER_LOST_PER_EARLIER_OPEN, report
+        assert all(lost <= HANDOVER_LOST_BAR for _, lost, _ in report), report
         assert all(f.closed is None for f in feeds), [f.closed for f in feeds]
         rows, total = store.alerts(None, None, None, 100, 0)
         assert total == 4 and all(r["end_time"] is None for r in rows), rows  # the open episodes went along

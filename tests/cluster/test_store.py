@@ -67,13 +67,12 @@ def test_a_move_waits_for_a_fenced_write_in_flight(store, pg_dsn: str) -> None:
 
     store.assign("cam", "a")
     other = PostgresStore(pg_dsn)
-    with store._lock, store._db.transaction():
-        store._fence("cam", 1, "test")
+    with store.fenced_transaction("cam", 1, "test"):
         moved = threading.Thread(target=other.assign, args=("cam", "b"))
         moved.start()
         moved.join(0.5)
         assert moved.is_alive(), "the move did not wait for the write in flight"
-        store._write_checkpoint(checkpoint("cam", 1, 3))
+        store.checkpoint(checkpoint("cam", 1, 3))
     moved.join(10)
     assert store.assignments()["cam"]["epoch"] == 2 and store.load_checkpoint("cam").frame == 3
     other.close()

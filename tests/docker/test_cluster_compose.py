@@ -38,4 +38,9 @@ def test_cluster_profile_wiring() -> None:
     assert services["mnad-api"]["entrypoint"] == ["serve"] and "mnad" in services["mnad-api"]["networks"]["default"][
         "aliases"]  # fmt: skip
     assert services["coordinator"]["entrypoint"] == ["mnad-cluster"]
+    # every shard serves /metrics on 9101 of its Ray worker, and Prometheus finds each worker replica there
+    assert services["coordinator"]["environment"]["MNAD_SHARD_METRICS_PORT"] == "9101"
+    prometheus = yaml.safe_load((REPO / "docker" / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in prometheus["scrape_configs"]}
+    assert jobs["mnad-shards"]["dns_sd_configs"] == [{"names": ["ray-worker"], "type": "A", "port": 9101}]
     assert 'ARG EXTRAS=""' in (REPO / "docker" / "Dockerfile").read_text(), "the default image has no cluster extra"

@@ -7,18 +7,22 @@ import asyncio
 import csv
 import io
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from model.data import VIDEO_SUFFIXES
 from service.alerts import heatmap
-from service.api.deps import ready_runtime, runtime
+from service.api.deps import ClipsDep, HostDep, MetricsDep, SettingsDep, StoreDep
 from service.api.errors import responses
+from service.api.params import Overlay, Width
 from service.api.schemas import ClipCreated, ClipItem, ClipOut
 from service.capture.video import probe
 from service.core.exceptions import NotAVideo, UnreadableVideo
-from service.runtime import Runtime
+from service.core.settings import Settings
+from service.pipeline.clips import ClipManager
+from service.pipeline.streams import alert_policy
 
 router = APIRouter(prefix="/api/clips", tags=["clips"])
 
@@ -114,30 +118,35 @@ class FilePart:
 
 
 @router.get("", response_model=list[ClipItem])
-def list_clips(limit: int = Query(50, ge=1, le=1000), rt: Runtime = Depends(runtime)) -> list[dict]:
+def list_clips(store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict]:
     """Uploads, newest first (kept for clip_retention_s)."""
-    return rt.store.clips(limit)
+    return store.clips(limit)
 
 
-def _room(rt: Runtime, used: int) -> int:
+def _room(s: Settings, clips: ClipManager, used: int) -> int:
     """Bytes an upload may still write: under the quota (`used` at its start plus what every upload in flight
     wrote since) and above the free-space floor."""
-    s, clips = rt.settings, rt.clips
     return min(s.upload_quota_bytes - used - clips.receiving_bytes, clips.free_bytes() - s.min_free_bytes)
 
 
-def _no_room_message(rt: Runtime) -> str:
-    s = rt.settings
+def _no_room_message(s: Settings) -> str:
     return (f"no room for this upload: stored uploads are limited to {s.upload_quota_bytes} bytes"
             f" (upload_quota_bytes) and {s.min_free_bytes} bytes of disk stay free (min_free_bytes);"
             " delete clips or wait for retention")  # fmt: skip
 
 
 @router.post("", response_model=ClipCreated, status_code=202, responses=responses(413, 415, 429, 507))
-async def upload_clip(request: Request, model: str | None = Query(None), rt: Runtime = Depends(ready_runtime)) -> dict:
-    limit = rt.settings.max_upload_bytes
-    rejected = rt.metrics.upload_rejected
-    hosted = rt.host.get(model)
+async def upload_clip(
+    request: Request,
+    host: HostDep,
+    settings: SettingsDep,
+    clips: ClipsDep,
+    metrics: MetricsDep,
+    model: Annotated[str | None, Query()] = None,
+) -> dict:
+    limit = settings.max_upload_bytes
+    rejected = metrics.upload_rejected
+    hosted = host.get(model)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit + 64 * 1024:
         rejected.labels("too_large").inc()
@@ -146,18 +155,18 @@ async def upload_clip(request: Request, model: str | None = Query(None), rt: Run
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         rejected.labels("not_multipart").inc()
         raise HTTPException(415, "expected multipart/form-data with the video in a file field named 'file'")
-    clips = rt.clips
-    if clips.receiving >= rt.settings.max_concurrent_uploads:
+    if clips.receiving >= settings.max_concurrent_uploads:
         rejected.labels("busy").inc()
         raise HTTPException(429, f"{clips.receiving} uploads are being received already (max_concurrent_uploads);"
                             " retry when one is done", headers={"Retry-After": "5"})  # fmt: skip
     used = await asyncio.to_thread(clips.usage)
-    if (length is not None and length.isdigit() and int(length) > _room(rt, used)) or _room(rt, used) <= 0:
+    room = _room(settings, clips, used)
+    if (length is not None and length.isdigit() and int(length) > room) or room <= 0:
         rejected.labels("no_room").inc()
-        raise HTTPException(507, _no_room_message(rt))
+        raise HTTPException(507, _no_room_message(settings))
     clip_id, path = clips.new_path(".upload")
     with clips.receiving_upload() as wrote:
-        part = FilePart(path, limit, lambda: _room(rt, used), rt.settings.max_upload_name, wrote)
+        part = FilePart(path, limit, lambda: _room(settings, clips, used), settings.max_upload_name, wrote)
         parser = MultipartParser(params[b"boundary"], part.callbacks())
         try:
             async for chunk in request.stream():
@@ -171,7 +180,7 @@ async def upload_clip(request: Request, model: str | None = Query(None), rt: Run
                 raise HTTPException(413, f"upload exceeds the limit of {limit} bytes (max_upload_bytes)") from None
             if isinstance(e, NoRoom):
                 rejected.labels("no_room").inc()
-                raise HTTPException(507, _no_room_message(rt)) from None
+                raise HTTPException(507, _no_room_message(settings)) from None
             if isinstance(e, NameTooLong):
                 rejected.labels("name_too_long").inc()
                 raise HTTPException(
@@ -192,18 +201,18 @@ async def upload_clip(request: Request, model: str | None = Query(None), rt: Run
         final.unlink(missing_ok=True)
         rejected.labels("not_video" if isinstance(e, NotAVideo) else "corrupt").inc()
         raise type(e)(f"{part.filename}: {e}") from None
-    job = rt.clips.submit(clip_id, final, part.filename, part.size, hosted, rt.streams.policy(hosted), fps, count)
+    job = clips.submit(clip_id, final, part.filename, part.size, hosted, alert_policy(settings, hosted), fps, count)
     return {"id": job.id, "status": job.status}
 
 
 @router.get("/{clip_id}", response_model=ClipOut, response_model_exclude_none=False)
 def get_clip(
     clip_id: str,
-    format: str = Query("json", pattern="^(json|csv)$", description="csv: per-frame scores only"),
-    scores: bool = Query(True, description="Include per-frame scores"),
-    rt: Runtime = Depends(runtime),
+    clips: ClipsDep,
+    format: Annotated[str, Query(pattern="^(json|csv)$", description="csv: per-frame scores only")] = "json",
+    scores: Annotated[bool, Query(description="Include per-frame scores")] = True,
 ):
-    result = rt.clips.result(clip_id, scores=scores or format == "csv")  # a failed clip says so, not 404
+    result = clips.result(clip_id, scores=scores or format == "csv")  # a failed clip says so, not 404
     if format == "csv":
         rows = result.get("scores", [])
         out = io.StringIO()
@@ -219,25 +228,17 @@ def get_clip(
 
 
 @router.get("/{clip_id}/frames/{frame}.jpg", responses={200: {"content": {"image/jpeg": {}}}})
-def clip_frame(
-    clip_id: str,
-    frame: int,
-    overlay: bool = Query(False, description="Blend the anomaly heatmap over the picture"),
-    width: int = Query(640, ge=16, le=4096),
-    rt: Runtime = Depends(runtime),
-) -> Response:
+def clip_frame(clip_id: str, frame: int, clips: ClipsDep, overlay: Overlay = False, width: Width = 640) -> Response:
     """A scored frame of an upload (decoded again from the stored video) as JPEG."""
-    picture, error = rt.clips.scored_frame(clip_id, frame)
+    picture, error = clips.scored_frame(clip_id, frame)
     image = heatmap.render(picture, error, width, overlay)
     return Response(heatmap.jpeg(image), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.get("/{clip_id}/frames/{frame}/heatmap.png", responses={200: {"content": {"image/png": {}}}})
-def clip_heatmap(
-    clip_id: str, frame: int, width: int = Query(640, ge=16, le=4096), rt: Runtime = Depends(runtime)
-) -> Response:
+def clip_heatmap(clip_id: str, frame: int, clips: ClipsDep, width: Width = 640) -> Response:
     """Where that frame was anomalous: the stored error map, colour-mapped RGBA PNG, the frame's size."""
-    picture, error = rt.clips.scored_frame(clip_id, frame)
+    picture, error = clips.scored_frame(clip_id, frame)
     if error is None:
         raise HTTPException(404, f"no error map stored for frame {frame}")
     data = heatmap.render_heatmap(picture, error, width)

@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from service.api.deps import ready_runtime
+from service.api.deps import HostDep
 from service.api.schemas import ModelsOut
-from service.runtime import Runtime
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 
 
 @router.get("", response_model=ModelsOut)
-def list_models(rt: Runtime = Depends(ready_runtime)) -> dict:
-    host = rt.host
+def list_models(host: HostDep) -> dict:
     return {"default": host.default, "models": [m.describe() for m in host.list()], "errors": host.errors}

@@ -1,33 +1,35 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from service.alerts import heatmap
 from service.alerts.views import View
-from service.api.deps import ready_runtime, runtime
+from service.api.deps import HostDep, MetricsDep, StreamsApi, StreamsDep
 from service.api.errors import responses
+from service.api.params import Overlay, Width
 from service.api.schemas import CalibrationOut, CalibrationStart, ScorePoint, StreamCreate, StreamCreated, StreamOut
 from service.capture.sources import redact
 from service.core.exceptions import FrameNotFound
+from service.core.metrics import Metrics
 from service.core.policy import SOURCE_REFUSED, SourceRefused, Unresolved
-from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/streams", tags=["streams"])
 
 
-def _check_source(rt: Runtime, url: str) -> None:
+def _check_source(streams: StreamsApi, metrics: Metrics, url: str) -> None:
     """The source policy, before anything connects: one 422 text for every address it refuses, whatever the
     reason (the precise one goes to the log). A name that does not resolve now is let through: the reader
     retries it, and checks every address it resolves to at every connect."""
-    policy = rt.streams.source_policy
+    policy = streams.source_policy
     scheme = urlsplit(url).scheme.lower()
     if scheme not in policy.schemes:
-        rt.metrics.sources_refused.labels("api").inc()
+        metrics.sources_refused.labels("api").inc()
         raise HTTPException(422, f"URL scheme {scheme!r} not allowed here: source_schemes is {list(policy.schemes)}")
     try:
         policy.check(url)
@@ -35,39 +37,39 @@ def _check_source(rt: Runtime, url: str) -> None:
         pass
     except SourceRefused as e:
         log.warning("stream URL %s refused: %s", redact(url), e)
-        rt.metrics.sources_refused.labels("api").inc()
+        metrics.sources_refused.labels("api").inc()
         raise HTTPException(422, SOURCE_REFUSED) from None
 
 
 @router.post("", response_model=StreamCreated, status_code=201, responses=responses(409))
-def create_stream(body: StreamCreate, rt: Runtime = Depends(ready_runtime)) -> dict:
-    model = rt.host.get(body.model)
-    _check_source(rt, body.url)
+def create_stream(body: StreamCreate, host: HostDep, streams: StreamsDep, metrics: MetricsDep) -> dict:
+    model = host.get(body.model)
+    _check_source(streams, metrics, body.url)
     try:
-        stream = rt.streams.start(body.url, body.name, model, body.fps_cap, body.alert_overrides())
+        stream = streams.start(body.url, body.name, model, body.fps_cap, body.alert_overrides())
     except ValueError as e:  # e.g. inconsistent thresholds with the calibration defaults
         raise HTTPException(422, str(e)) from None
     return {"id": stream.id}
 
 
 @router.get("", response_model=list[StreamOut])
-def list_streams(rt: Runtime = Depends(runtime)) -> list[dict]:
-    return [s.describe() for s in rt.streams.list()]
+def list_streams(streams: StreamsDep) -> list[dict]:
+    return [s.describe() for s in streams.list()]
 
 
 @router.get("/{stream_id}", response_model=StreamOut)
-def get_stream(stream_id: str, rt: Runtime = Depends(runtime)) -> dict:
-    return rt.streams.get(stream_id).describe()
+def get_stream(stream_id: str, streams: StreamsDep) -> dict:
+    return streams.get(stream_id).describe()
 
 
 @router.delete("/{stream_id}", status_code=204)
-def delete_stream(stream_id: str, rt: Runtime = Depends(runtime)) -> Response:
-    rt.streams.delete(stream_id)
+def delete_stream(stream_id: str, streams: StreamsDep) -> Response:
+    streams.delete(stream_id)
     return Response(status_code=204)
 
 
-def _latest(rt: Runtime, stream_id: str) -> View:
-    view = rt.streams.get(stream_id).live.latest
+def _latest(streams: StreamsApi, stream_id: str) -> View:
+    view = streams.get(stream_id).live.latest
     if view is None:
         raise FrameNotFound("no frame scored yet")
     return view
@@ -79,28 +81,28 @@ def _picture_headers(view: View) -> dict[str, str]:
 
 
 @router.get("/{stream_id}/scores", response_model=list[ScorePoint])
-def recent_scores(stream_id: str, limit: int = Query(600, ge=1, le=5000), rt: Runtime = Depends(runtime)) -> list[dict]:
+def recent_scores(stream_id: str, streams: StreamsDep, limit: Annotated[int, Query(ge=1, le=5000)] = 600) -> list[dict]:
     """The stream's latest scores, oldest first (what a chart opened now starts from)."""
-    return rt.streams.get(stream_id).live.recent(limit)
+    return streams.get(stream_id).live.recent(limit)
 
 
 @router.get("/{stream_id}/frame.jpg", responses={200: {"content": {"image/jpeg": {}}}})
 def latest_frame(
     stream_id: str,
-    overlay: bool = Query(False, description="Blend the anomaly heatmap over the picture"),
-    width: int = Query(640, ge=16, le=4096, description="Downscale to at most this width"),
-    rt: Runtime = Depends(runtime),
+    streams: StreamsDep,
+    overlay: Overlay = False,
+    width: Annotated[int, Query(ge=16, le=4096, description="Downscale to at most this width")] = 640,
 ) -> Response:
     """The latest scored frame as JPEG (X-Frame, X-Score headers say which); encoded per request."""
-    view = _latest(rt, stream_id)
+    view = _latest(streams, stream_id)
     image = heatmap.render(view.picture, view.error, width, overlay, view.box)
     return Response(heatmap.jpeg(image), media_type="image/jpeg", headers=_picture_headers(view))
 
 
 @router.get("/{stream_id}/heatmap.png", responses={200: {"content": {"image/png": {}}}})
-def latest_heatmap(stream_id: str, width: int = Query(640, ge=16, le=4096), rt: Runtime = Depends(runtime)) -> Response:
+def latest_heatmap(stream_id: str, streams: StreamsDep, width: Width = 640) -> Response:
     """The latest scored frame's per-pixel prediction error, colour-mapped RGBA PNG, frame.jpg's size."""
-    view = _latest(rt, stream_id)
+    view = _latest(streams, stream_id)
     if view.error is None:
         raise FrameNotFound("no error map for this frame")
     data = heatmap.render_heatmap(view.picture, view.error, width)
@@ -108,23 +110,23 @@ def latest_heatmap(stream_id: str, width: int = Query(640, ge=16, le=4096), rt: 
 
 
 @router.post("/{stream_id}/calibration", response_model=CalibrationOut, status_code=202, responses=responses(409))
-def start_calibration(stream_id: str, body: CalibrationStart, rt: Runtime = Depends(runtime)) -> dict:
+def start_calibration(stream_id: str, body: CalibrationStart, streams: StreamsDep) -> dict:
     """Calibrate on this camera: its next `seconds` of scored frames are taken as normal, and their PSNR and
     feature distance fit the stream's own score normalizer and alert thresholds (unless set explicitly).
     Poll GET for progress; the stream's WebSocket says `{"type": "calibrated", ...}` when it is in force.
     409 while one is collecting."""
-    return rt.streams.get(stream_id).start_calibration(body.seconds)
+    return streams.get(stream_id).start_calibration(body.seconds)
 
 
 @router.get("/{stream_id}/calibration", response_model=CalibrationOut)
-def get_calibration(stream_id: str, rt: Runtime = Depends(runtime)) -> dict:
+def get_calibration(stream_id: str, streams: StreamsDep) -> dict:
     """The calibration scoring the stream (the checkpoint's or its own) and any collection's progress."""
-    return rt.streams.get(stream_id).calibration_state()
+    return streams.get(stream_id).calibration_state()
 
 
 @router.delete("/{stream_id}/calibration", response_model=CalibrationOut)
-def reset_calibration(stream_id: str, rt: Runtime = Depends(runtime)) -> dict:
+def reset_calibration(stream_id: str, streams: StreamsDep) -> dict:
     """Back to the checkpoint's calibration and thresholds; a collection in progress is dropped."""
-    stream = rt.streams.get(stream_id)
+    stream = streams.get(stream_id)
     stream.reset_calibration()
     return stream.calibration_state()

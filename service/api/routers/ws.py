@@ -10,19 +10,20 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from service.alerts.episodes import ALERTS_TOPIC
 from service.api.auth import accepted_subprotocol, websocket_allowed
-from service.core.bus import Subscriber
+from service.api.deps import BusDep, ClipsDep, MetricsDep, StreamsDep
+from service.core.bus import Bus, Subscriber
 from service.core.exceptions import ClipNotFound, StreamNotFound
 from service.core.messages import ClipDone, ClipScoreMessage, Message, StreamScore
+from service.core.metrics import Metrics
 from service.pipeline.clips import clip_topic
 from service.pipeline.streams import stream_topic
-from service.runtime import Runtime
 
 router = APIRouter(tags=["websocket"])
 
 
-async def _pump(websocket: WebSocket, rt: Runtime, sub: Subscriber, stop_on_done: bool = False) -> None:
+async def _pump(websocket: WebSocket, bus: Bus, metrics: Metrics, sub: Subscriber, stop_on_done: bool = False) -> None:
     """Send the subscriber's queue until the client goes; only this client waits on its socket."""
-    rt.metrics.ws_clients.inc()
+    metrics.ws_clients.inc()
 
     async def drain_client() -> None:
         with contextlib.suppress(WebSocketDisconnect):
@@ -32,7 +33,7 @@ async def _pump(websocket: WebSocket, rt: Runtime, sub: Subscriber, stop_on_done
     reader = asyncio.create_task(drain_client())
     try:
         while not reader.done():
-            getter = asyncio.ensure_future(rt.bus.next(sub))
+            getter = asyncio.ensure_future(bus.next(sub))
             done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
             if getter not in done:
                 getter.cancel()
@@ -40,15 +41,15 @@ async def _pump(websocket: WebSocket, rt: Runtime, sub: Subscriber, stop_on_done
             for text, message in getter.result():
                 await websocket.send_text(text)
                 if isinstance(message, StreamScore):
-                    rt.metrics.end_to_end_seconds.observe(max(0.0, time.time() - message.captured))
+                    metrics.end_to_end_seconds.observe(max(0.0, time.time() - message.captured))
                 if stop_on_done and isinstance(message, ClipDone):
                     return
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
         reader.cancel()
-        rt.bus.unsubscribe(sub)
-        rt.metrics.ws_clients.dec()
+        bus.unsubscribe(sub)
+        metrics.ws_clients.dec()
         with contextlib.suppress(Exception):
             await websocket.close()
 
@@ -64,37 +65,36 @@ async def _not_found(websocket: WebSocket, reason: str) -> None:
 
 
 @router.websocket("/ws/streams/{stream_id}")
-async def stream_feed(websocket: WebSocket, stream_id: str) -> None:
-    rt: Runtime = websocket.app.state.runtime
+async def stream_feed(
+    websocket: WebSocket, stream_id: str, streams: StreamsDep, bus: BusDep, metrics: MetricsDep
+) -> None:
     if not await websocket_allowed(websocket):
         return
     try:
-        rt.streams.get(stream_id)
+        streams.get(stream_id)
     except StreamNotFound as e:
         await _not_found(websocket, str(e))
         return
     await websocket.accept(subprotocol=accepted_subprotocol(websocket))
-    await _pump(websocket, rt, rt.bus.subscribe(stream_topic(stream_id)))
+    await _pump(websocket, bus, metrics, bus.subscribe(stream_topic(stream_id)))
 
 
 @router.websocket("/ws/alerts")
-async def alert_feed(websocket: WebSocket) -> None:
-    rt: Runtime = websocket.app.state.runtime
+async def alert_feed(websocket: WebSocket, bus: BusDep, metrics: MetricsDep) -> None:
     if not await websocket_allowed(websocket):
         return
     await websocket.accept(subprotocol=accepted_subprotocol(websocket))
-    await _pump(websocket, rt, rt.bus.subscribe(ALERTS_TOPIC))
+    await _pump(websocket, bus, metrics, bus.subscribe(ALERTS_TOPIC))
 
 
 @router.websocket("/ws/clips/{clip_id}")
-async def clip_feed(websocket: WebSocket, clip_id: str) -> None:
+async def clip_feed(websocket: WebSocket, clip_id: str, clips: ClipsDep, bus: BusDep, metrics: MetricsDep) -> None:
     """Scores so far, then live ones as they come, then a final 'done' message."""
-    rt: Runtime = websocket.app.state.runtime
     if not await websocket_allowed(websocket):
         return
-    job = rt.clips.get(clip_id)
+    job = clips.get(clip_id)
     if job is None:  # finished before a restart, or interrupted by one: its stored state, then close
-        final = rt.clips.stored(clip_id)
+        final = clips.stored(clip_id)
         if final is None:
             await _not_found(websocket, str(ClipNotFound(clip_id)))
             return
@@ -105,18 +105,18 @@ async def clip_feed(websocket: WebSocket, clip_id: str) -> None:
         await websocket.close()
         return
     await websocket.accept(subprotocol=accepted_subprotocol(websocket))
-    sub = rt.bus.subscribe(clip_topic(clip_id))  # subscribe before the snapshot: nothing falls in between
+    sub = bus.subscribe(clip_topic(clip_id))  # subscribe before the snapshot: nothing falls in between
     backlog = list(job.scores)
     for row in backlog:
         await _send(websocket, ClipScoreMessage(clip=clip_id, **row))  # no progress: a backlog row has none
     if job.finished.is_set():
         await _send(websocket, ClipDone(clip=clip_id, **job.describe(scores=False)))
-        rt.bus.unsubscribe(sub)
+        bus.unsubscribe(sub)
         await websocket.close()
         return
     last = backlog[-1]["frame"] if backlog else -1
-    rt.bus.discard(sub, lambda m: isinstance(m, ClipScoreMessage) and m.frame <= last)  # sent from the backlog
-    await _pump(websocket, rt, sub, stop_on_done=True)
+    bus.discard(sub, lambda m: isinstance(m, ClipScoreMessage) and m.frame <= last)  # sent from the backlog
+    await _pump(websocket, bus, metrics, sub, stop_on_done=True)
 
 
 async def _send(websocket: WebSocket, message: Message) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
+from fakes import fake_model
 from fastapi.testclient import TestClient
 
-from model.calibration import Calibration
 from service.alerts.writer import AlertWriter
 from service.api.errors import status_for
 from service.app import create_app
@@ -27,10 +26,9 @@ from service.core.metrics import Metrics
 from service.core.settings import Settings
 from service.core.store import SqliteStore
 from service.pipeline.calibration import CalibrationBusy
+from service.pipeline.engine import Engine
 from service.pipeline.host import ModelHost
-from service.pipeline.streams import Stream, StreamManager
-
-MODEL = Calibration(44.1, 0.6, 0.01, 0.002, 0.6, 0.9, 0.8, 400)
+from service.pipeline.streams import StreamManager
 
 
 def test_each_domain_error_has_its_status() -> None:
@@ -45,13 +43,18 @@ def test_each_domain_error_has_its_status() -> None:
 def test_managers_raise_domain_errors_not_key_or_overflow_errors(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db.sqlite3")
     writer = AlertWriter(lambda messages: None)
-    m = StreamManager(Settings(_env_file=None, max_streams=1), store, None, Metrics(), writer)
-    model = SimpleNamespace(name="ped2", calibration=MODEL, fps=10.0)
+    engine = Engine(4, 0.0, lambda messages: None)  # not started: lanes are added, nothing is scored
+    m = StreamManager(Settings(_env_file=None, max_streams=1), store, engine, Metrics(), writer)
+    model = fake_model()
     with pytest.raises(StreamNotFound, match="no stream 'nope'"):
         m.delete("nope")
-    m._streams["s"] = Stream("s", "rtsp://x/y", "cam", model, None, m.policy(model), "api", store, Metrics(), writer)
-    with pytest.raises(StreamLimit):
-        m.start("rtsp://x/z", "two", model)
+    absent = str(tmp_path / "absent.avi")  # a local file that is not there: its reader retries, reads nothing
+    m.start(absent, "one", model, origin="cli", persist=False)  # the one stream max_streams allows
+    try:
+        with pytest.raises(StreamLimit):
+            m.start(absent, "two", model, origin="cli", persist=False)
+    finally:
+        m.stop_all()
     with pytest.raises(UnknownModel, match="unknown model 'nope'"):
         ModelHost(torch.device("cpu")).get("nope")
     store.close()

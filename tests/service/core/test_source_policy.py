@@ -252,10 +252,14 @@ class ScriptedReader(Reader):
         self._live_since, self._last_frame = (100.0, 100.0 + length) if length else (None, None)
         return "end of stream"
 
+    def run_here(self) -> None:
+        """The reconnect loop on the calling thread, until the scripted sessions run out."""
+        self._run()
+
 
 def test_only_a_healthy_session_resets_the_delay() -> None:
     delays: list[float] = []
     r = ScriptedReader([0, 0, 0, 2.9, 0, 3.0, 0, 0, 0, 0, 0, 0], hooks=ReaderHooks(backoff=delays.append),
                        backoff_initial_s=0.01, backoff_max_s=0.05, healthy_s=3.0)  # fmt: skip
-    r._run()
+    r.run_here()
     assert [d for d in delays if d] == [0.01, 0.02, 0.04, 0.05, 0.05, 0.01, 0.02, 0.04, 0.05, 0.05, 0.05]

@@ -63,18 +63,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 def engine_totals(base: str) -> dict[str, float]:
-    """Inference batches so far: count, windows, busy seconds (from /metrics)."""
+    """Inference batches so far: count, windows, busy seconds; frames read, scored, dropped (from /metrics)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    out = {"batches": 0.0, "windows": 0.0, "busy_s": 0.0}
+    names = {"mnad_inference_batch_size_count": "batches", "mnad_inference_batch_size_sum": "windows",
+             "mnad_inference_seconds_sum": "busy_s", "mnad_frames_read_total": "read",
+             "mnad_frames_scored_total": "scored", "mnad_frames_dropped_total": "dropped"}  # fmt: skip
+    out = dict.fromkeys(names.values(), 0.0)
     for family in text_string_to_metric_families(httpx.get(f"{base}/metrics").text):
         for sample in family.samples:
-            if sample.name == "mnad_inference_batch_size_count":
-                out["batches"] += sample.value
-            elif sample.name == "mnad_inference_batch_size_sum":
-                out["windows"] += sample.value
-            elif sample.name == "mnad_inference_seconds_sum":
-                out["busy_s"] += sample.value
+            if sample.name in names:
+                out[names[sample.name]] += sample.value
     return out
 
 

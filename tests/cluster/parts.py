@@ -22,17 +22,21 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from service.cluster.node import descendants
 
 CLONE_NEWNET = 0x40000000
 SIOCSIFFLAGS = 0x8914
 IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
-RAY = str(Path(sys.executable).with_name("ray"))
+BIN = Path(sys.executable).parent
+RAY = str(BIN / "ray")
 # Node-death detection: the GCS health-checks each raylet every 500 ms and calls it dead after 3 misses
 # (Ray's default is 3 s x 5 = 15 s). The cost: a raylet stalled for 1.5 s (swap, a long GC) counts as dead.
 RAY_FAST_FAILOVER = {
@@ -288,3 +292,115 @@ class RayNode:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
         self.proc = None
+
+
+def ray_processes(nodes: list[RayNode]) -> dict[str, list[int]]:
+    """Each node's processes by what they run: `node:raylet`, `node:gcs_server`, `node:ray::Shard`, ..."""
+    by_name: dict[str, list[int]] = {}
+    for node in nodes:
+        for pid in node.pids():
+            with contextlib.suppress(OSError):
+                argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+                name = argv[0].rsplit("/", 1)[-1][:40]
+                if name.startswith("python"):  # the script it runs: ray (start), log_monitor.py, monitor.py, ...
+                    name = next((a.rsplit("/", 1)[-1] for a in argv[1:] if not a.startswith("-")), name)
+                by_name.setdefault(f"{node.name}:{name}", []).append(pid)
+    return by_name
+
+
+def cluster_env(models: Path, pg_dsn: str, redis_url: str, ray_address: str, data: Path) -> dict[str, str]:
+    """Settings of the API nodes and the coordinator (the shards get the coordinator's): the tiny test model
+    in fp32 on one thread per shard, checkpoints every second; override entries for other runs."""
+    return {
+        **os.environ, "OMP_NUM_THREADS": "1", "MNAD_MODE": "cluster", "MNAD_DATABASE_URL": pg_dsn,
+        "MNAD_BUS_URL": redis_url, "MNAD_RAY_ADDRESS": ray_address, "MNAD_MODELS_DIR": str(models),
+        "MNAD_DATA_DIR": str(data), "MNAD_THREADS": "1", "MNAD_DEVICE": "cpu", "MNAD_INFERENCE": "fp32",
+        "MNAD_SOURCE_NETWORKS": '["private", "public", "127.0.0.0/8"]', "MNAD_CHECKPOINT_S": "1",
+        "MNAD_SHARD_LOST_S": "3", "MNAD_SHARD_METRICS_PORT": "0", **RAY_FAST_FAILOVER,
+    }  # fmt: skip
+
+
+@dataclass
+class ApiNode:
+    """`serve` (in cluster mode for an API node, or a single process) on a loopback port."""
+
+    proc: subprocess.Popen
+    base: str
+    log: Path
+
+    def wait(self) -> ApiNode:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited: {self.log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200
+            return False
+
+        wait_for(ready, 180, "serve ready", interval=0.3)
+        return self
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=15)
+            self.proc.kill()  # nothing when it stopped in time
+            self.proc.wait(timeout=10)
+
+
+def start_api_node(env: dict[str, str], log: Path) -> ApiNode:
+    """`serve` with these settings; not waited for (see ApiNode.wait), so nodes start while the cluster does."""
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "serve"), "--port", str(port)], env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    return ApiNode(proc, f"http://127.0.0.1:{port}", log)
+
+
+def coordinator(env: dict[str, str], *args: str, timeout: float = 240) -> dict:
+    """`mnad-cluster ARGS` with these settings; its JSON answer."""
+    out = subprocess.run([str(BIN / "mnad-cluster"), *args], env=env, capture_output=True, text=True,
+                         timeout=timeout)  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"mnad-cluster {' '.join(args)} failed: {out.stderr[-3000:]}")
+    return json.loads(out.stdout[out.stdout.index("{") :])
+
+
+@dataclass
+class Feed:
+    """One WebSocket client in a thread: every message it receives, with the time it arrived."""
+
+    url: str
+    messages: list[tuple[float, dict]] = field(default_factory=list)
+    closed: str | None = None
+    connected: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Feed:
+        threading.Thread(target=self._run, daemon=True).start()
+        return self
+
+    def _run(self) -> None:
+        from websockets.sync.client import connect
+
+        try:
+            with connect(self.url, open_timeout=20) as ws:
+                self.connected.set()
+                while not self._stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        self.messages.append((time.time(), json.loads(ws.recv(timeout=0.5))))
+                self.closed = "by the test"
+        except Exception as e:  # the socket closed under the client: the scenario says it must not
+            self.closed = repr(e)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def scores(self, after: float = 0.0) -> list[tuple[float, dict]]:
+        return [(t, m) for t, m in list(self.messages) if m["type"] == "score" and t > after]
+
+
+def frames_lost(scores: list[dict], t_start: float, t_end: float, fps: float, window: int) -> int:
+    """Frames a camera streaming without a break at `fps` sent in [t_start, t_end] that were never scored
+    (`captured`: when a reader read the frame), less the window - 1 a new reader reads to fill its window."""
+    scored = sum(1 for m in scores if t_start <= m["captured"] <= t_end)
+    return round((t_end - t_start) * fps) - scored - (window - 1)

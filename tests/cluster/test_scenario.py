@@ -6,113 +6,25 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import numpy as np
 import parts
 import pytest
+from parts import Feed, cluster_env, coordinator, start_api_node
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ped2]
 
-BIN = Path(sys.executable).parent
 FAILOVER_BAR_S = 20.0
 CAMERA_FPS = 10  # camera_clips
 WINDOW = 5  # the tiny model's window: 4 past frames and the current one
 # Frames a clean node stop may lose per camera ("a few"); the count below is good to about one frame. The drain
 # connects the new shard before the old one lets go (Coordinator.drain), so no reconnect gap counts.
 HANDOVER_LOST_BAR = 3
-
-
-def cluster_env(models: Path, pg_dsn: str, redis_url: str, ray_address: str, data: Path) -> dict[str, str]:
-    return {
-        **os.environ, "OMP_NUM_THREADS": "1", "MNAD_MODE": "cluster", "MNAD_DATABASE_URL": pg_dsn,
-        "MNAD_BUS_URL": redis_url, "MNAD_RAY_ADDRESS": ray_address, "MNAD_MODELS_DIR": str(models),
-        "MNAD_DATA_DIR": str(data), "MNAD_THREADS": "1", "MNAD_DEVICE": "cpu", "MNAD_INFERENCE": "fp32",
-        "MNAD_SOURCE_NETWORKS": '["private", "public", "127.0.0.0/8"]', "MNAD_CHECKPOINT_S": "1",
-        "MNAD_SHARD_LOST_S": "3", "MNAD_SHARD_METRICS_PORT": "0", **parts.RAY_FAST_FAILOVER,
-    }  # fmt: skip
-
-
-@dataclass
-class ApiNode:
-    proc: subprocess.Popen
-    base: str
-    log: Path
-
-    def wait(self) -> ApiNode:
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"API node exited: {self.log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200
-            return False
-
-        parts.wait_for(ready, 180, "API node ready", interval=0.3)
-        return self
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-def start_api_node(env: dict[str, str], log: Path) -> ApiNode:
-    """`serve` in cluster mode; not waited for (see ApiNode.wait), so nodes start while the cluster does."""
-    port = parts.free_port()
-    proc = subprocess.Popen([str(BIN / "serve"), "--port", str(port)], env=env, stdout=log.open("w"),
-                            stderr=subprocess.STDOUT)  # fmt: skip
-    return ApiNode(proc, f"http://127.0.0.1:{port}", log)
-
-
-@dataclass
-class Feed:
-    """One WebSocket client in a thread: every message it receives, with the time it arrived."""
-
-    url: str
-    messages: list[tuple[float, dict]] = field(default_factory=list)
-    closed: str | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def start(self) -> Feed:
-        threading.Thread(target=self._run, daemon=True).start()
-        return self
-
-    def _run(self) -> None:
-        from websockets.sync.client import connect
-
-        try:
-            with connect(self.url, open_timeout=20) as ws:
-                while not self._stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        self.messages.append((time.time(), json.loads(ws.recv(timeout=0.5))))
-                self.closed = "by the test"
-        except Exception as e:  # the socket closed under the client: the scenario says it must not
-            self.closed = repr(e)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def scores(self, after: float = 0.0) -> list[tuple[float, dict]]:
-        return [(t, m) for t, m in list(self.messages) if m["type"] == "score" and t > after]
-
-
-def coordinator(env: dict[str, str], *args: str, timeout: float = 240) -> dict:
-    out = subprocess.run([str(BIN / "mnad-cluster"), *args], env=env, capture_output=True, text=True,
-                         timeout=timeout)  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout[out.stdout.index("{") :])
 
 
 def test_cameras_survive_a_node_and_a_paused_shard(
@@ -174,12 +86,7 @@ def test_cameras_survive_a_node_and_a_paused_shard(
             text = httpx.get(f"http://127.0.0.1:{shard['metrics_port']}/metrics", timeout=10).text
             scored = [line for line in text.splitlines() if line.startswith("mnad_frames_scored_total{")]
             assert scored and all(f'shard="{name}"' in line for line in scored), text[-2000:]
-        by_name = {}  # memory of the Ray processes (docs/cluster.md)
-        for node in (head, worker):
-            for pid in node.pids():
-                with contextlib.suppress(OSError):
-                    comm = Path(f"/proc/{pid}/cmdline").read_text().split("\0")[0].rsplit("/", 1)[-1][:40]
-                    by_name.setdefault(f"{node.name}:{comm}", []).append(pid)
+        by_name = parts.ray_processes([head, worker])  # memory of the Ray processes (docs/cluster.md)
         shard_pids = {s["pid"] for s in store.shards().values()}
         print("RSS MiB: " + ", ".join(f"{k} {parts.rss_mib(v):.0f}" for k, v in sorted(by_name.items()))
               + f"; shards {[round(parts.rss_mib([p])) for p in shard_pids]}; nodes"
@@ -317,8 +224,7 @@ def test_cameras_survive_a_node_and_a_paused_shard(
             assert new and min(m["frame"] for m in new) == restores[i]["frame"] + WINDOW, (i, restores[i])
             # frames the camera sent in [t_start, t_end] (it streams without a break) that no reader got: not
             # scored, less the WINDOW - 1 the new shard read to fill its window
-            scored = sum(1 for m in scores if t_start <= m["captured"] <= t_end)
-            lost = round((t_end - t_start) * CAMERA_FPS) - scored - (WINDOW - 1)
+            lost = parts.frames_lost(scores, t_start, t_end, CAMERA_FPS, WINDOW)
             gap = restores[i]["at"] - max(m["captured"] for m in old)
             report.append((i[:4], lost, round(gap, 2)))
         print(f"handover (camera, frames lost, s from the last old score to the restore): {report}", flush=True)

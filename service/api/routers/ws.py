@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -21,8 +22,12 @@ from service.pipeline.streams import stream_topic
 router = APIRouter(tags=["websocket"])
 
 
-async def _pump(websocket: WebSocket, bus: Bus, metrics: Metrics, sub: Subscriber, stop_on_done: bool = False) -> None:
-    """Send the subscriber's queue until the client goes; only this client waits on its socket."""
+async def _pump(
+    websocket: WebSocket, bus: Bus, metrics: Metrics, sub: Subscriber, stop_on_done: bool = False,
+    skip: Callable[[Message], bool] | None = None,
+) -> None:  # fmt: skip
+    """Send the subscriber's queue until the client goes (but messages `skip` names); only this client waits on
+    its socket."""
     metrics.ws_clients.inc()
 
     async def drain_client() -> None:
@@ -39,6 +44,8 @@ async def _pump(websocket: WebSocket, bus: Bus, metrics: Metrics, sub: Subscribe
                 getter.cancel()
                 break
             for text, message in getter.result():
+                if skip is not None and skip(message):
+                    continue
                 await websocket.send_text(text)
                 if isinstance(message, StreamScore):
                     metrics.end_to_end_seconds.observe(max(0.0, time.time() - message.captured))
@@ -115,8 +122,12 @@ async def clip_feed(websocket: WebSocket, clip_id: str, clips: ClipsDep, bus: Bu
         await websocket.close()
         return
     last = backlog[-1]["frame"] if backlog else -1
-    bus.discard(sub, lambda m: isinstance(m, ClipScoreMessage) and m.frame <= last)  # sent from the backlog
-    await _pump(websocket, bus, metrics, sub, stop_on_done=True)
+
+    def sent(m: Message) -> bool:  # in the backlog already: a score is stored before the engine publishes it,
+        return isinstance(m, ClipScoreMessage) and m.frame <= last  # so it may reach the queue after the snapshot
+
+    bus.discard(sub, sent)  # what is queued already; later ones are skipped as they come
+    await _pump(websocket, bus, metrics, sub, stop_on_done=True, skip=sent)
 
 
 async def _send(websocket: WebSocket, message: Message) -> None:

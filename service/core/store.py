@@ -14,6 +14,7 @@ import json
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -114,7 +115,7 @@ class Store(Protocol):
     def delete_clip(self, id: str) -> None: ...
 
 
-class SqlStore:
+class SqlStore(ABC):
     """The `Store` operations whose SQL is the same in SQLite and PostgreSQL, written once on two primitives a
     dialect provides: `_exec` (a write; its row count) and `_all` (a query; its rows as fresh dicts). Both take
     `?` placeholders (PostgresStore translates them) and serialize on the store's one connection. A dialect adds
@@ -127,17 +128,17 @@ class SqlStore:
         with self._lock:
             self._db.close()
 
+    @abstractmethod
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         """Run one write, committed at once; how many rows it changed."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Run one query; its rows as dicts (the caller may change them)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _delete_where(self, table: str, where: str, args: tuple[Any, ...], columns: str) -> list[dict[str, Any]]:
         """Delete the rows of `table` matching `where`; their `columns`, atomically with the delete."""
-        raise NotImplementedError
 
     # streams
     def add_stream(self, id: str, url: str, name: str, model: str, fps_cap: float | None, alerts: dict) -> None:

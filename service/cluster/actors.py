@@ -164,6 +164,25 @@ class Coordinator:
             if i.ready and not i.lost(now, self.settings.shard_lost_s) and n not in self.drained and n not in exclude
         }  # fmt: skip
 
+    @staticmethod
+    def _load(live: dict[str, ShardInfo], assigned: dict[str, dict[str, Any]]) -> dict[str, int]:
+        """Cameras assigned to each live shard."""
+        load = {name: 0 for name in live}
+        for row in assigned.values():
+            if row["shard"] in load:
+                load[row["shard"]] += 1
+        return load
+
+    def _place(self, load: dict[str, int]) -> str | None:
+        """The shard a camera goes to: the one with the fewest cameras, below capacity (counted in `load`);
+        None when every one is full."""
+        candidates = [n for n in load if load[n] < self.settings.shard_capacity]
+        if not candidates:
+            return None
+        target = min(candidates, key=lambda n: (load[n], n))
+        load[target] += 1
+        return target
+
     def _create_shard(self, node_id: str, node: dict[str, Any]) -> None:
         self._count += 1
         name = f"shard-{node_id[:8]}-{self._count}"
@@ -205,10 +224,7 @@ class Coordinator:
         # from here: the shard's own next write under the old epoch is refused and it releases the camera, so
         # a resumed shard never needs the coordinator to stop doing harm. Deleted cameras go the same way
         # (unassign bumped their epoch).
-        load = {name: 0 for name in live}
-        for row in assigned.values():
-            if row["shard"] in load:
-                load[row["shard"]] += 1
+        load = self._load(live, assigned)
         for stream_id in sorted(wanted):
             owner = assigned.get(stream_id)
             if owner is not None and owner["shard"] in self.holding:
@@ -220,16 +236,14 @@ class Coordinator:
                     info.requested[stream_id] = time.monotonic()  # e.g. after the coordinator restarted
                     info.handle.run.remote(stream_id, owner["epoch"])
                 continue
-            candidates = [n for n in live if load[n] < self.settings.shard_capacity]
-            if not candidates:
+            target = self._place(load)
+            if target is None:
                 continue
-            target = min(candidates, key=lambda n: (load[n], n))
             previous = owner["shard"] if owner else None
             lost_at = self.shards[previous].lost_at if previous in self.shards else None
             epoch = self.store.assign(stream_id, target)
             reason = "new" if previous is None else "drain" if previous in self.drained else "shard lost"
             self.store.log_move(stream_id, previous, target, epoch, reason, lost_at)
-            load[target] += 1
             moved = None if previous is None else (reason, lost_at or time.time())
             live[target].handle.run.remote(stream_id, epoch, moved)
             live[target].requested[stream_id] = time.monotonic()
@@ -261,16 +275,12 @@ class Coordinator:
         handed: list[str] = []
         try:
             live = self._live(time.monotonic(), exclude=names)
-            load = {n: 0 for n in live}
             assigned = self.store.assignments()
-            for row in assigned.values():
-                if row["shard"] in load:
-                    load[row["shard"]] += 1
+            load = self._load(live, assigned)
             for stream_id in sorted(c for i in infos for c in i.cameras):
-                candidates = [n for n in live if load[n] < self.settings.shard_capacity]
-                if candidates:  # else the tick places it later, like any camera without a shard
-                    targets[stream_id] = min(candidates, key=lambda n: (load[n], n))
-                    load[targets[stream_id]] += 1
+                target = self._place(load)
+                if target is not None:  # else the tick places it later, like any camera without a shard
+                    targets[stream_id] = target
             connecting = [live[t].handle.prepare.remote(c, self.settings.open_timeout_s) for c, t in targets.items()]
             ray.wait(connecting, num_returns=len(connecting), timeout=timeout)  # a failed connect is retried by run()
             released = time.time()

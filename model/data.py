@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from model.camera import BENIGN, camera_change
+from model.crowd import background, busier
 from model.network import ModelConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
@@ -160,14 +161,20 @@ class WindowDataset(torch.utils.data.Dataset):
 
     `augment` (a probability): that share of windows get one random benign camera change (exposure,
     re-aim, compression, sensor noise; model.camera), the same on all their frames, so
-    motion is untouched and only the camera differs. Drawn from `seed`: the same order gives the same windows.
+    motion is untouched and only the camera differs. `crowd` (a probability): that share of windows get
+    the walkers of a random window of another clip laid over them (model.crowd), so a busier day is normal
+    too. Drawn from `seed`: the same order gives the same windows.
     """
 
-    def __init__(self, clips: Sequence[Clip], config: ModelConfig, augment: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self, clips: Sequence[Clip], config: ModelConfig, augment: float = 0.0, seed: int = 0, crowd: float = 0.0
+    ) -> None:
         self.clips = list(clips)
         self.config = config
         self.index = [(i, t) for i, c in enumerate(self.clips) for t in range(len(c.frames) - config.window + 1)]
         self.augment = augment
+        self.crowd = crowd if len(self.clips) > 1 else 0.0  # one clip has no other day to borrow walkers from
+        self.backgrounds = [background(c.frames) for c in self.clips] if self.crowd else []
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -176,6 +183,11 @@ class WindowDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         clip, t = self.index[i]
         window = self.clips[clip].frames[t : t + self.config.window]  # (window, H, W, ch)
+        if self.crowd and self.rng.random() < self.crowd:
+            other = int(self.rng.choice([i for i in range(len(self.clips)) if i != clip]))
+            u = int(self.rng.integers(0, len(self.clips[other].frames) - self.config.window + 1))
+            donor = self.clips[other].frames[u : u + self.config.window]
+            window = busier(window, donor, self.backgrounds[other])
         if self.augment and self.rng.random() < self.augment:
             window = camera_change(window, str(self.rng.choice(BENIGN)), self.rng)
         return window_tensors(window, self.config)

@@ -84,6 +84,12 @@ def main(
         float,
         typer.Option(min=0.0, max=1.0, help="Share of training windows given a random benign camera change (0: none)"),
     ] = 0.0,
+    crowd: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Share of training windows given another clip's walkers too: a busier day (0: none)"
+        ),
+    ] = 0.0,
     snapshot_every: Annotated[
         int, typer.Option(min=0, help="Epochs between weight snapshots OUT.epNN.safetensors (0: none)")
     ] = 0,
@@ -105,7 +111,7 @@ def main(
     can_validate = validation.usable(holdout_clips, config.window)
     if not can_validate:
         print("validation: the held-out clips are too short for synthetic anomalies; shipping the last epoch")
-    dataset = WindowDataset(train_clips, config, augment, seed)
+    dataset = WindowDataset(train_clips, config, augment, seed, crowd)
     if len(dataset) < batch_size:
         raise typer.BadParameter(f"{data}: only {len(dataset)} training windows, fewer than one batch")
     loader = torch.utils.data.DataLoader(
@@ -221,6 +227,7 @@ def main(
         "lambda_c": lc,
         "lambda_s": ls,
         "augment": augment,
+        "crowd": crowd,
         "seed": seed,
         "precision": "bf16" if use_bf16 else "fp32",
         "device": str(dev),

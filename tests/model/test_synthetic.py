@@ -35,7 +35,7 @@ def test_same_seed_same_clips_other_seed_other_clips() -> None:
 def test_in_place_kinds_change_frames_only_inside_the_event(kind: str) -> None:
     clip = walkers()
     fakes = [f for f in synthetic.make([clip], window=5, seed=1) if f.kind == kind]
-    assert len(fakes) == 2
+    assert len(fakes) == synthetic.PER_KIND
     for f in fakes:
         assert f.frames.shape == clip.frames.shape and f.labels.shape == (len(clip.frames),)
         changed = (f.frames != clip.frames).reshape(len(f.frames), -1).any(axis=1)
@@ -65,13 +65,17 @@ def test_benign_copies_are_normal_throughout_seeded_and_move_nothing() -> None:
     assert [x.kind for x in a] == list(synthetic.BENIGN)
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x.frames, y.frames)
-        assert not x.labels.any() and x.frames.shape == clip.frames.shape and x.frames.dtype == np.uint8
+        assert not x.labels.any() and x.frames.dtype == np.uint8 and len(x.labels) == len(x.frames)
+        if x.kind == "crowd":  # one clip: its second half's walkers over its first half
+            assert x.frames.shape == (len(clip.frames) // 2, *clip.frames.shape[1:])
+            continue
+        assert x.frames.shape == clip.frames.shape
         assert not np.array_equal(x.frames, clip.frames)
         # the scene's own motion is kept: frame-to-frame change is the original's, give or take the change itself
         moved = np.abs(np.diff(x.frames.astype(int), axis=0)).mean()
         original = np.abs(np.diff(clip.frames.astype(int), axis=0)).mean()
         assert moved <= original + 8, x.kind
-    exposure, reframe, compression, sensor = a
+    exposure, reframe, compression, sensor, _ = a
     # exposure: a global gain and offset
     diff = exposure.frames.astype(int) - clip.frames.astype(int)
     assert np.abs(diff).max() <= 0.1 * 255 + 8 + 1
@@ -85,6 +89,17 @@ def test_benign_copies_are_normal_throughout_seeded_and_move_nothing() -> None:
     # compression and sensor noise: small changes everywhere, no large ones
     for x in (compression, sensor):
         assert np.abs(x.frames.astype(int) - clip.frames.astype(int)).mean() < 6, x.kind
+
+
+def test_the_crowd_copy_of_several_clips_borrows_the_next_clips_walkers() -> None:
+    a, b = walkers(60, seed=0), Clip("other", walkers(50, seed=1).frames[:, :, ::-1].copy(), 10.0)  # walk the other way
+    busier = {x.name: x for x in synthetic.benign([a, b]) if x.kind == "crowd"}
+    assert set(busier) == {"street-crowd", "other-crowd"}
+    street = busier["street-crowd"].frames
+    assert street.shape == b.frames.shape  # as long as the shorter of the two
+    dark = (street < 80).reshape(len(street), -1).sum(axis=1)
+    alone = (a.frames[:50] < 80).reshape(50, -1).sum(axis=1)
+    assert (dark > alone).all()  # more people on every frame
 
 
 def test_an_unknown_benign_kind_is_refused() -> None:

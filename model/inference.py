@@ -336,6 +336,22 @@ def max_difference(path: InferencePath, batch: int = 2) -> float:
     return max(frame, (out.queries.float() - ref.queries).abs().max().item())
 
 
+def fast_path_difference(net: MemoryAE, device: torch.device) -> tuple[str, float] | None:
+    """The path `auto` tries first on this device and how far these weights stray from fp32 on it.
+
+    None where that path cannot be built here (no bf16 on this CPU, say). `train` ships no epoch that
+    strays more than `VERIFY_TOLERANCE`: the service would refuse the fast path and serve it in fp32.
+    """
+    name = AUTO_ORDER.get(device.type, ("fp32",))[0]
+    if name == "fp32":
+        return None
+    try:
+        run, detail = BUILDERS[name](net, device)
+    except Exception:  # cannot run here at all: nothing to hold against these weights
+        return None
+    return name, max_difference(InferencePath(name, name, net, run, detail))
+
+
 def build(name: str, net: MemoryAE, device: torch.device | str | None = None) -> InferencePath:
     """Build the named path for `net` (eval mode, already on its device); any failure falls back to fp32.
 

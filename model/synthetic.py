@@ -6,8 +6,8 @@ looking at a test split. Each synthetic clip is a held-out normal clip with one 
 contiguous stretch of frames labelled anomalous, of one of these kinds:
 
 - ``paste``: an object cut from the clip itself (the region that differs most from the clip's
-  background) pasted in and moved across the scene at several times walking speed;
-- ``skip``: frames skipped, so every moving thing in the scene runs (a time-lapse stretch);
+  background) pasted in and moved across the scene at 1.5-8 times walking speed;
+- ``skip``: frames skipped, 2-5 at a time, so every moving thing in the scene runs (a time-lapse stretch);
 - ``blur``: a box of the scene blurred (a smeared, unfamiliar texture);
 - ``noise``: a box of the scene covered with pixel noise.
 
@@ -21,11 +21,14 @@ So validation also gets a *benign* copy of each normal clip, labelled normal thr
   at the model's small frame size lower qualities leave blocks no real downscaled stream shows);
 - ``sensor``: faint pixel noise over the whole frame (more gain at dusk).
 
-None of these moves anything in the scene, so a setting that alarms on them alarms on the camera,
-not on what it sees.
+- ``crowd``: a busier day, the walkers of the next held-out clip laid over this one at their own
+  places and times (`model.crowd`; one clip lends its second half's walkers to its first half).
 
-(Extra people pasted in at walking speed were tried as a "busier day" and dropped: at the model's
-scale the paste's edges are themselves an anomaly, so such clips alarm for the wrong reason.)
+The camera changes move nothing in the scene, so a setting that alarms on them alarms on the camera,
+not on what it sees; the crowd moves nothing at the wrong speed, so one that alarms on it alarms on
+an ordinary busy hour. (A single cut-out person slid across the frame was tried as a busier day
+before and dropped: at the model's scale its edges are themselves an anomaly. `model.crowd` takes
+each walker with the pavement around it, which both clips share, so there is no edge.)
 
 Everything is drawn from one seed: the same clips and seed give the same events, bit for bit.
 """

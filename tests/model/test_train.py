@@ -116,10 +116,15 @@ def test_train_validates_on_synthetic_anomalies_and_ships_the_best_epoch(
     out = tmp_path / "v.safetensors"
     train(root, out=out, **{**TINY, "epochs": 3, "validate_every": 1})
     printed = capsys.readouterr().out
-    aucs = {int(e): float(a) for e, a in re.findall(r"epoch (\d+): validation AUC ([\d.]+) %", printed)}
-    assert sorted(aucs) == [1, 2, 3]
+    lines = dict(re.findall(r"epoch (\d+): (validation AUC .*)", printed))
+    assert sorted(map(int, lines)) == [1, 2, 3]
+    aucs = {int(e): float(re.search(r"AUC ([\d.]+) %", x)[1]) for e, x in lines.items()}
+    # calm first: every benign kind at or below 5 % of its frames above alert_on
+    shares = {int(e): re.findall(r"([\d.]+) %", x.split("alert_on:")[1]) for e, x in lines.items()}
+    calm = {e: max(map(float, v)) <= 5.0 for e, v in shares.items()}
+    fast = {int(e): "refuses it" not in x for e, x in lines.items()}  # a tiny fp32-trained net can stray in bf16
     ckpt = checkpoint.load(out)
-    best = max(aucs, key=lambda e: aucs[e])
+    best = max(aucs, key=lambda e: (fast[e], calm[e], aucs[e]))
     assert ckpt.provenance["shipped_epoch"] == best
     chosen = ckpt.provenance["validation"]["best"]
     assert chosen["auc"] * 100 == pytest.approx(aucs[best], abs=0.01)
@@ -127,3 +132,42 @@ def test_train_validates_on_synthetic_anomalies_and_ships_the_best_epoch(
         chosen["error_window"], chosen["distance_window"], chosen["weight"],
     )  # fmt: skip
     assert f"shipping epoch {best} of 3" in printed
+
+
+def test_train_never_ships_an_epoch_the_fast_inference_path_refuses(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """An epoch whose bf16 output strays from fp32 would be served in fp32 at a third of the speed."""
+    from model.commands import train as command
+
+    root = tmp_path_factory.mktemp("refused")
+    for i in range(3):
+        write_video(root / f"cam{i}.avi", 40, 10.0, seed=i)
+    checked: list[int] = []  # the fake stands in for the bf16 check; a real refusal is tested below
+
+    def refuse_all_but_the_second(model: MemoryAE, device: torch.device) -> str | None:
+        checked.append(len(checked) + 1)
+        return None if len(checked) == 2 else "the service's bf16 path refuses it (output strays 0.2 from fp32 > 0.05)"
+
+    monkeypatch.setattr(command, "fast_path_refusal", refuse_all_but_the_second)
+    out = tmp_path / "v.safetensors"
+    train(root, out=out, **{**TINY, "epochs": 3, "validate_every": 1})
+    assert checked == [1, 2, 3]
+    assert checkpoint.load(out).provenance["shipped_epoch"] == 2
+    assert capsys.readouterr().out.count("bf16 path refuses it") == 2
+
+
+def test_fast_path_refusal_names_weights_that_stray_in_bf16() -> None:
+    from model import inference
+    from model.commands.train import fast_path_refusal
+
+    cpu = torch.device("cpu")
+    if not inference.bf16_supported(cpu):
+        pytest.skip("this CPU has no bf16: there is no fast path to refuse anything")
+    torch.manual_seed(0)
+    net = MemoryAE(ModelConfig(base_width=4, height=32, width=48, memory_size=4))
+    assert fast_path_refusal(net, cpu) is None
+    with torch.no_grad():
+        net.decoder.head[-2].weight.mul_(1e3)  # the frame's pre-tanh values in the hundreds: bf16's 8 bits show
+    assert "the service's bf16 path refuses it" in (fast_path_refusal(net, cpu) or "")

@@ -185,8 +185,11 @@ def validate(
     relative = (fixed.distance_relative,) if fixed else (False, True)
     table = choose(normal, anomalous, labels, error_windows, distance_windows, weights, benign, relative)
     best, calibration = pick(table)
-    psnr_only = max((c for c, _ in table if c.weight == 1.0), key=lambda c: c.auc, default=best)
-    distance_only = max((c for c, _ in table if c.weight == 0.0), key=lambda c: c.auc, default=best)
+    alone = table  # a fixed λ: each term alone still reported, at the fixed windows
+    if fixed:
+        alone = choose(normal, anomalous, labels, error_windows, distance_windows, (0.0, 1.0), benign, relative)
+    psnr_only = max((c for c, _ in alone if c.weight == 1.0), key=lambda c: c.auc, default=best)
+    distance_only = max((c for c, _ in alone if c.weight == 0.0), key=lambda c: c.auc, default=best)
     paper = next(
         (
             c

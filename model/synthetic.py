@@ -9,7 +9,9 @@ contiguous stretch of frames labelled anomalous, of one of these kinds:
   background) pasted in and moved across the scene at 1.5-8 times walking speed;
 - ``skip``: frames skipped, 2-5 at a time, so every moving thing in the scene runs (a time-lapse stretch);
 - ``blur``: a box of the scene blurred (a smeared, unfamiliar texture);
-- ``noise``: a box of the scene covered with pixel noise.
+- ``noise``: a box of the scene covered with pixel noise;
+- ``rush``: the busier day below, whose borrowed walkers move 2-4 times too fast inside the event:
+  real people, whole, at a cyclist's pace among people walking normally (needs two clips).
 
 Normal footage varies too, and a score that alarms on that variation is useless on a live camera.
 So validation also gets a *benign* copy of each normal clip, labelled normal throughout:
@@ -46,7 +48,8 @@ from model.camera import BENIGN as CAMERA_CHANGES
 from model.camera import camera_change
 from model.data import Clip
 
-KINDS: tuple[str, ...] = ("paste", "skip", "blur", "noise")
+ONE_CLIP_KINDS: tuple[str, ...] = ("paste", "skip", "blur", "noise")
+KINDS: tuple[str, ...] = (*ONE_CLIP_KINDS, "rush")  # rush borrows another clip's walkers: two clips or more
 BENIGN: tuple[str, ...] = (*CAMERA_CHANGES, "crowd")
 # How strong each kind's event is, drawn per event from barely visible to obvious. Ped2's real events
 # (bikes, skaters, carts) move at 2-3x walking speed: events that are all obvious (3-8x, step 3-5,
@@ -56,6 +59,7 @@ PASTE_SPEED = (0.0075, 0.04)  # share of the frame width per frame: 1.5-8x a wal
 SKIP_STEP = (2, 5)  # frames advanced per frame inside the event
 BLUR_SIGMA = (1.0, 4.0)  # pixels
 NOISE_SIGMA = (4.0, 25.0)  # grey levels
+RUSH_SPEED = (2, 4)  # times walking speed of the borrowed walkers inside a rush event (Ped2's bikes: ~2-3x)
 PER_KIND = 4  # events of each kind per held-out clip
 __all__ = ["BENIGN", "KINDS", "SyntheticClip", "benign", "camera_change", "make", "min_frames"]
 
@@ -164,6 +168,21 @@ def _region(frames: np.ndarray, span: tuple[int, int], rng: np.random.Generator,
     return out
 
 
+def _rush(
+    base: np.ndarray, donor: np.ndarray, span: tuple[int, int], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The donor's walkers over the base (model.crowd) at their own pace, `speed` times faster inside the
+    event, then at their own pace again. Shortened to what the donor can supply; returns frames, labels."""
+    speed = int(rng.integers(RUSH_SPEED[0], RUSH_SPEED[1] + 1))
+    start, end = span
+    length = max(1, min(end - start, (len(donor) - start - 20) // speed))  # normal frames after it too
+    t = np.arange(len(base))
+    source = np.where(t < start, t, np.where(t < start + length, start + speed * (t - start), t + (speed - 1) * length))
+    kept = int((source < len(donor)).sum())  # source only grows: the first `kept` frames
+    frames = crowd.busier(base[:kept], donor[source[:kept]])
+    return frames, (t[:kept] >= start) & (t[:kept] < start + length)
+
+
 def benign(clips: Sequence[Clip], seed: int = 0) -> list[SyntheticClip]:
     """One copy of each normal clip per benign kind: normal variation, every frame labelled normal.
 
@@ -204,7 +223,7 @@ def make(clips: Sequence[Clip], window: int, seed: int = 0, per_kind: int = PER_
         n = len(clip.frames)
         if n < min_frames(window):
             continue
-        for kind in KINDS:
+        for kind in ONE_CLIP_KINDS:
             for k in range(per_kind):
                 span = _event_span(n, rng, lead=2 * window + 2)
                 labels = np.zeros(n, bool)
@@ -216,4 +235,11 @@ def make(clips: Sequence[Clip], window: int, seed: int = 0, per_kind: int = PER_
                 else:
                     frames = _region(clip.frames, span, rng, kind)
                 out.append(SyntheticClip(f"{clip.name}-{kind}{k}", kind, frames, labels, clip.fps))
+    rng = np.random.default_rng(seed + 2_000_003)  # its own stream: the one-clip events above stay as they were
+    long = [c for c in clips if len(c.frames) >= min_frames(window)]
+    for i, clip in enumerate(long if len(long) > 1 else []):
+        donor = long[(i + 1) % len(long)].frames
+        for k in range(per_kind):
+            frames, labels = _rush(clip.frames, donor, _event_span(len(clip.frames), rng, 2 * window + 2), rng)
+            out.append(SyntheticClip(f"{clip.name}-rush{k}", "rush", frames, labels, clip.fps))
     return out

@@ -55,6 +55,23 @@ def test_skip_runs_the_clip_faster_inside_the_event_only() -> None:
         np.testing.assert_array_equal(f.frames[-5:], clip.frames[-5:])  # it ends where the clip ends, at normal speed
 
 
+def test_rush_lays_the_next_clips_walkers_over_and_runs_them_inside_the_event_only() -> None:
+    from model import crowd
+
+    a, b = walkers(80, seed=0), Clip("other", walkers(90, seed=1).frames[:, ::-1].copy(), 10.0)  # other lanes
+    rush = [f for f in synthetic.make([a, b], window=5, seed=4) if f.kind == "rush"]
+    assert [f.name for f in rush] == [f"{c}-rush{k}" for c in ("street", "other") for k in range(synthetic.PER_KIND)]
+    assert [f.kind for f in synthetic.make([a], window=5) if f.kind == "rush"] == []  # one clip: no donor
+    for f in (f for f in rush if f.name.startswith("street")):
+        first, last = np.flatnonzero(f.labels)[[0, -1]]
+        busier = crowd.busier(a.frames, b.frames)  # the same walkers at their own pace
+        np.testing.assert_array_equal(f.frames[:first], busier[:first])  # before the event: a busier day
+        assert not np.array_equal(f.frames[first + 1 : last + 1], busier[first + 1 : last + 1])  # then they run
+        assert len(f.frames) > last + 1 and not f.labels[last + 1 :].any()  # and normal frames after it
+    again = [f for f in synthetic.make([a, b], window=5, seed=4) if f.kind == "rush"]
+    assert all(np.array_equal(x.frames, y.frames) and np.array_equal(x.labels, y.labels) for x, y in zip(rush, again))
+
+
 def test_clips_too_short_for_an_event_are_left_out() -> None:
     assert synthetic.make([walkers(synthetic.min_frames(5) - 1)], window=5) == []
 

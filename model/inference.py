@@ -339,8 +339,8 @@ def max_difference(path: InferencePath, batch: int = 2) -> float:
 def fast_path_difference(net: MemoryAE, device: torch.device) -> tuple[str, float] | None:
     """The path `auto` tries first on this device and how far these weights stray from fp32 on it.
 
-    None where that path cannot be built here (no bf16 on this CPU, say). `train` ships no epoch that
-    strays more than `VERIFY_TOLERANCE`: the service would refuse the fast path and serve it in fp32.
+    None where that path cannot be built here (no bf16 on this CPU, say). `train` ranks an epoch that
+    strays more than `VERIFY_TOLERANCE` below every one that does not: the service would serve it in fp32.
     """
     name = AUTO_ORDER.get(device.type, ("fp32",))[0]
     if name == "fp32":

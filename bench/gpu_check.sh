@@ -2,20 +2,26 @@
 # The one prepared GPU check (issue 5) for a session that is lent a device machine: the CUDA paths'
 # scores against CPU fp32 (pytest -m cuda), score_step and engine speed per CUDA path for the shipped
 # and the paper's setting (model_speed), and evaluate's frames/s and AUC per path (evaluate_speed).
-# Needs only what the device image has (torch, numpy, OpenCV, safetensors, scikit-learn, typer, tqdm,
-# pytest); the service's web stack is not used. Each step has its own time limit and a failing step
+# Needs what the device image has (torch, numpy, OpenCV, safetensors, scikit-learn, typer, tqdm, pytest)
+# and pydantic (the engine rows of model_speed import the service's messages), which the image lacks:
+# carry its wheels in .whl (pip download, see the device tool's notes: pydantic, pydantic_core,
+# annotated-types, typing-inspection, typing_extensions for cp312 manylinux). Each step has its own time limit and a failing step
 # does not stop the others; everything lands in $OUT (here: runs/gpu/).
 #
 # Ped2 does not travel with the repo (../shared stays behind), so copy the test split in first, here:
 #   echo /.ped2/ >> .git/info/exclude && mkdir -p .ped2 &&
 #   cp -r ../shared/datasets/ped2/testing ../shared/datasets/ped2/frame_labels_ped2.npy .ped2/
-# then call the device tool's run with command "bash bench/gpu_check.sh", carry [".ped2"], timeout_s 560.
+# then call the device tool's run with command "bash bench/gpu_check.sh", carry [".ped2", ".whl"], timeout_s 560.
 # It runs for about 7 minutes; report its tables in docs/benchmarks.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD MNAD_PED2=${MNAD_PED2:-$PWD/.ped2}
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl &&
+        export PYTHONPATH=$PWD:/tmp/site
+fi
 PY=${PYTHON:-python3}
 exec > >(tee "$OUT/gpu_check.log") 2>&1
 

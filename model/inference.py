@@ -232,8 +232,9 @@ def _build_compile(net: MemoryAE, device: torch.device) -> tuple[Callable, str]:
     if device.type == "cuda":
         dtype = torch.float16
     module = MixedForward(net, dtype).to(device)
-    mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs on GPU
-    compiled = torch.compile(module, mode=mode, dynamic=None, options={"freezing": True})
+    # CUDA graphs on GPU: what mode="reduce-overhead" turns on, but torch.compile takes mode or options, not both
+    options = {"freezing": True, **({"triton.cudagraphs": True} if device.type == "cuda" else {})}
+    compiled = torch.compile(module, dynamic=None, options=options)
     cuda = device.type == "cuda"
 
     def run(x: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:

@@ -205,8 +205,10 @@ def validate(
     kinds: dict[str, float] = {}
     for kind in synthetic.KINDS:  # AUC of each kind's events against its own clips' normal frames
         members = [k for k, f in enumerate(fakes) if f.kind == kind]
+        if not members:  # rush events need two held-out clips
+            continue
         y = np.concatenate([labels[k] for k in members])
-        if members and 0 < y.sum() < len(y):
+        if 0 < y.sum() < len(y):
             kinds[kind] = float(roc_auc_score(y, np.concatenate([scores[k] for k in members])))
     for kind in synthetic.BENIGN:  # share of benign frames at or above alert_on: false alarms from normal variation
         members = [k for k, f in enumerate(fakes) if f.kind == kind]

@@ -163,11 +163,13 @@ def test_fast_path_refusal_names_weights_that_stray_in_bf16() -> None:
     from model.commands.train import fast_path_refusal
 
     cpu = torch.device("cpu")
-    if not inference.bf16_supported(cpu):
-        pytest.skip("this CPU has no bf16: there is no fast path to refuse anything")
     torch.manual_seed(0)
     net = MemoryAE(ModelConfig(base_width=4, height=32, width=48, memory_size=4))
     assert fast_path_refusal(net, cpu) is None
     with torch.no_grad():
         net.decoder.head[-2].weight.mul_(1e3)  # the frame's pre-tanh values in the hundreds: bf16's 8 bits show
-    assert "the service's bf16 path refuses it" in (fast_path_refusal(net, cpu) or "")
+    refusal = fast_path_refusal(net, cpu)
+    if inference.bf16_supported(cpu):
+        assert "the service's bf16 path refuses it" in (refusal or "")
+    else:  # no bf16 here: the service serves fp32 anyway, so no epoch is held back for it
+        assert refusal is None

@@ -187,7 +187,7 @@ class WindowDataset(torch.utils.data.Dataset):
             other = int(self.rng.choice([i for i in range(len(self.clips)) if i != clip]))
             u = int(self.rng.integers(0, len(self.clips[other].frames) - self.config.window + 1))
             donor = self.clips[other].frames[u : u + self.config.window]
-            window = busier(window, donor, self.backgrounds[other])
+            window = busier(window, donor, self.backgrounds[other], self.backgrounds[clip])
         if self.augment and self.rng.random() < self.augment:
             window = camera_change(window, str(self.rng.choice(BENIGN)), self.rng)
         return window_tensors(window, self.config)

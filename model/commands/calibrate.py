@@ -94,6 +94,7 @@ def main(
         check = validation.validate(model, clips, threshold, ckpt.fps, dev, seed, fixed=None if select else calibration)
         calibration = check.calibration
         print(f"check on this footage's synthetic anomalies: {check.summary()}")
+        print(check.terms_summary())
     else:
         print(f"no check: synthetic anomalies need clips of {synthetic.min_frames(config.window)} frames or more")
     provenance = {
@@ -113,8 +114,10 @@ def main(
     checkpoint.save(out, ckpt.build("cpu"), ckpt.fps, calibration, provenance)  # the stored weights, not the backend's
     old = ckpt.calibration
     before = f"PSNR {old.psnr_mean:.2f}±{old.psnr_std:.2f} dB, " if old is not None else "no calibration, "
+    busier = calibration.frames - len(psnr)  # validation fits the thresholds on busier days of the footage too
     print(
-        f"calibrated on {len(psnr)} frames of {len(clips)} clips: {before}now PSNR "
+        f"calibrated on {len(psnr)} frames of {len(clips)} clips"
+        f"{f' and {busier} frames of their busier days' if busier > 0 else ''}: {before}now PSNR "
         f"{calibration.psnr_mean:.2f}±{calibration.psnr_std:.2f} dB; alert on/off "
         f"{calibration.alert_on:.3f}/{calibration.alert_off:.3f}; wrote {out}"
     )

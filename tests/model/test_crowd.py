@@ -58,3 +58,29 @@ def test_crowd_windows_are_seeded_and_only_when_asked() -> None:
         assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
         assert not np.array_equal(xa, xp)  # another clip's walker on every window
     assert WindowDataset(clips[:1], CONFIG, crowd=1.0).crowd == 0.0  # one clip: no other day to borrow from
+
+
+def test_the_pavement_around_a_donors_walker_never_covers_a_base_walker() -> None:
+    """Two people passing 3 px apart: both stay whole (the donor's feathered ring would fade the base's one)."""
+    base = street(20, [(10, 10, 1)], seed=0)
+    donor = street(20, [(10, 17, 1)], seed=1)  # 3 px to the right of the base's walker, same pace
+    out = crowd.busier(base, donor)
+    for t in range(20):
+        x = (10 + t) % 64
+        np.testing.assert_array_equal(out[t, 10:18, x : x + 4], base[t, 10:18, x : x + 4])  # base's walker intact
+        x = (17 + t) % 64
+        assert (out[t, 10:18, x : x + 4] == 40).all()  # and the donor's
+
+
+def test_crowd_windows_use_the_base_clips_background() -> None:
+    """A training window of 5 frames has no background of its own (its median holds its walker): the base
+    clip's is used, so the donor walkers' ring spares the base's walker in every crowd window."""
+    base = street(30, [(10, 10, 1)], seed=0)
+    donor = street(30, [(19, x0, 1) for x0 in range(0, 64, 8)], seed=1)  # a row of walkers just below it
+    windows = WindowDataset([Clip("a", base, 10.0), Clip("b", donor, 10.0)], CONFIG, seed=0, crowd=1.0)
+    for t in range(5):  # clip a's first windows
+        x, _ = windows[t]
+        for k in range(CONFIG.past_frames):
+            frame = base[t + k, 10:18, :, 0]
+            walker = frame == 40
+            np.testing.assert_allclose(x[k, 10:18].numpy()[walker], 40 / 127.5 - 1, atol=1e-6)

@@ -55,3 +55,31 @@ def test_the_worst_benign_kind_counts_not_the_mean() -> None:
     by_weight = {c.weight: c for c, _ in table}
     assert by_weight[0.0].benign_above_on > 0.9  # distance alone alarms on every frame of the shifted kind
     assert by_weight[1.0].benign_above_on <= 0.05  # PSNR alone stays calm under all four
+
+
+def test_busier_days_join_the_threshold_fit_and_are_checked_on_thresholds_fitted_without_them() -> None:
+    """A busier day lowers PSNR though nothing is anomalous: thresholds fitted on quiet days alone alarm on it.
+
+    Fitted with the busy days too, a third busy day stays calm; each busy day's own share is measured
+    with thresholds fitted without it, so a single busy day cannot vouch for itself."""
+    rng = np.random.default_rng(2)
+    quiet = clip("n", np.stack([30 + rng.normal(0, 1, 300)], 1), rng.normal(1, 0.1, (300, 1)))
+    days = [clip(f"c{k}", np.stack([27 + rng.normal(0, 1, 150)], 1), rng.normal(1, 0.1, (150, 1))) for k in range(3)]
+    event = clip("e", np.stack([30 - 9 * (np.arange(100) >= 50)], 1).astype(float), rng.normal(1, 0.1, (100, 1)))
+    labels = [np.zeros(150, bool)] * 3 + [np.arange(100) >= 50]
+    kinds = ["crowd"] * 3 + [None]
+    setting = dict(error_windows=(0,), distance_windows=(0,), weights=(1.0,), benign=kinds, relative=(False,))
+
+    quiet_fit = choose([quiet], [*days, event], labels, **setting)[0]
+    assert quiet_fit[0].above["crowd"] > 0.5  # the busy days alarm
+    busy_fit = choose([quiet], [*days, event], labels, **setting, busy=[True] * 3 + [False])[0]
+    assert busy_fit[0].above["crowd"] <= 0.05  # each day calm under thresholds fitted on the other two
+    assert busy_fit[1].frames == 300 + 3 * 150
+    typical_busy = (27.0, 1.0)  # PSNR, distance
+    assert quiet_fit[1].score(*typical_busy) >= quiet_fit[1].alert_on
+    assert busy_fit[1].score(*typical_busy) < busy_fit[1].alert_on
+    assert busy_fit[0].auc > 0.9  # the event, far below a busy day, still stands out
+
+    alone = choose([quiet], [days[0], event], [labels[0], labels[3]], **{**setting, "benign": ["crowd", None]},
+                   busy=[True, False])[0]  # fmt: skip
+    assert alone[0].above["crowd"] > 0.5  # the only busy day is checked against the quiet days' thresholds

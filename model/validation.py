@@ -54,7 +54,7 @@ class ValidationReport:
     calibration: Calibration  # fitted on the normal clips with the best setting
     psnr_only: Choice  # the best window for each term alone
     distance_only: Choice
-    paper_measures: Choice  # whole-frame PSNR and mean distance at the paper's λ (the setting before regions)
+    paper_measures: Choice | None  # whole-frame PSNR and mean distance at the paper's λ; None for a fixed setting
     events: dict  # event recall etc. of the best setting with the alert machine
     kinds: dict[str, float] = field(default_factory=dict)  # per anomaly kind: AUC; per benign kind: share above on
     frames: int = 0  # synthetic frames scored
@@ -74,7 +74,9 @@ class ValidationReport:
             f"validation AUC {100 * b.auc:.2f} % (error window {b.error_window}, distance window "
             f"{b.distance_window}{' relative' if b.distance_relative else ''}, λ {b.weight}); "
             f"PSNR alone {100 * self.psnr_only.auc:.2f}, distance alone "
-            f"{100 * self.distance_only.auc:.2f}, paper's measures {100 * self.paper_measures.auc:.2f}; events "
+            f"{100 * self.distance_only.auc:.2f}"
+            + (f", paper's measures {100 * self.paper_measures.auc:.2f}" if self.paper_measures else "")
+            + f"; events "
             f"{e['detected']}/{e['events']}, false episodes {e['false_episodes']}; benign frames above alert_on: "
             + ", ".join(f"{k.removesuffix('_above_on')} {100 * v:.1f} %" for k, v in self.kinds.items() if "above" in k)
         )
@@ -84,7 +86,7 @@ class ValidationReport:
             "best": asdict(self.best),
             "psnr_only": asdict(self.psnr_only),
             "distance_only": asdict(self.distance_only),
-            "paper_measures": asdict(self.paper_measures),
+            "paper_measures": asdict(self.paper_measures) if self.paper_measures else None,
             "events": self.events,
             "kinds": self.kinds,
             "frames": self.frames,
@@ -226,13 +228,13 @@ def validate(
         alone = choose(normal, anomalous, labels, error_windows, distance_windows, (0.0, 1.0), benign, relative, busy)
     psnr_only = max((c for c, _ in alone if c.weight == 1.0), key=lambda c: c.auc, default=best)
     distance_only = max((c for c, _ in alone if c.weight == 0.0), key=lambda c: c.auc, default=best)
-    paper = next(
+    paper = next(  # only scored when every setting is (a fixed setting scores its own windows alone)
         (
             c
             for c, _ in table
             if c.error_window == 0 and c.distance_window == 0 and not c.distance_relative and c.weight == paper_weight
         ),
-        best,
+        None,
     )
     columns = _index(calibration, error_windows, distance_windows)
     measures = [s.measures(*columns, calibration.distance_relative) for s in anomalous]

@@ -64,7 +64,18 @@ BLUR_SIGMA = (1.0, 4.0)  # pixels
 NOISE_SIGMA = (4.0, 25.0)  # grey levels
 RUSH_SPEED = (2, 4)  # times walking speed of the borrowed walkers inside a rush event (Ped2's bikes: ~2-3x)
 PER_KIND = 4  # events of each kind per held-out clip
-__all__ = ["BENIGN", "BUSY", "KINDS", "SyntheticClip", "benign", "camera_change", "make", "min_frames"]
+__all__ = ["BENIGN", "BUSY", "KINDS", "SyntheticClip", "benign", "camera_change", "make", "min_frames", "parse_kinds"]
+
+
+def parse_kinds(text: str) -> tuple[str, ...]:
+    """'all' or a comma-separated subset of KINDS (a command-line option) -> the kinds, in KINDS order."""
+    if text.strip() == "all":
+        return KINDS
+    asked = {k.strip() for k in text.split(",") if k.strip()}
+    unknown = asked - set(KINDS)
+    if unknown or not asked:
+        raise ValueError(f"anomaly kinds must be 'all' or some of {', '.join(KINDS)}; got {text!r}")
+    return tuple(k for k in KINDS if k in asked)
 
 
 @dataclass

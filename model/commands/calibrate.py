@@ -58,6 +58,13 @@ def main(
         bool, typer.Option(help="Choose the region windows and λ on this footage's synthetic anomalies too")
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic anomalies")] = 0,
+    kinds: Annotated[
+        str,
+        typer.Option(
+            help=f"Synthetic anomaly kinds to check with: 'all' or some of {','.join(synthetic.KINDS)} "
+            "(the anomalies that matter on this camera; with --select they decide how the two terms are weighed)"
+        ),
+    ] = "all",
 ) -> Calibration:
     """Score normal footage with a checkpoint and write a copy calibrated on it."""
     if not footage:
@@ -65,6 +72,7 @@ def main(
     if inference not in INFERENCE_CHOICES:
         raise typer.BadParameter(f"--inference must be one of {', '.join(INFERENCE_CHOICES)}")
     try:
+        validation_kinds = synthetic.parse_kinds(kinds)
         ckpt = checkpoint.load(weights)
         dev = pick_device(device)
         loaded = [c for f in footage for c in load_clips(f, ckpt.config, fps or ckpt.fps, progress=sys.stderr.isatty())]
@@ -91,7 +99,8 @@ def main(
     calibration = Calibration.fit(psnr, distance, weight, where)
     check = None
     if validation.usable(clips, config.window):
-        check = validation.validate(model, clips, threshold, ckpt.fps, dev, seed, fixed=None if select else calibration)
+        fixed = None if select else calibration
+        check = validation.validate(model, clips, threshold, ckpt.fps, dev, seed, fixed, kinds=validation_kinds)
         calibration = check.calibration
         print(f"check on this footage's synthetic anomalies: {check.summary()}")
         print(check.terms_summary())

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import typer
 from tqdm import tqdm
 
-from model import checkpoint, inference, memory, validation
+from model import checkpoint, inference, memory, synthetic, validation
 from model.calibration import FUSION_WEIGHT, Calibration
 from model.data import WindowDataset, load_clips, split_holdout
 from model.device import bf16_supported, pick_device
@@ -38,10 +38,13 @@ from model.validation import ValidationReport
 LOSS_WEIGHTS = {"prediction": (0.1, 0.1), "reconstruction": (0.01, 0.01)}
 
 
-def validate(model: MemoryAE, holdout: list, rate: float, device: torch.device, seed: int) -> ValidationReport:
+def validate(
+    model: MemoryAE, holdout: list, rate: float, device: torch.device, seed: int, kinds: tuple[str, ...]
+) -> ValidationReport:
     model.eval()
     try:
-        return validation.validate(model, holdout, UPDATE_THRESHOLD[model.config.variant], rate, device, seed)
+        threshold = UPDATE_THRESHOLD[model.config.variant]
+        return validation.validate(model, holdout, threshold, rate, device, seed, kinds=kinds)
     finally:
         model.train()
 
@@ -108,6 +111,13 @@ def main(
             min=0.0, max=1.0, help="Share of training windows given another clip's walkers too: a busier day (0: none)"
         ),
     ] = 0.0,
+    kinds: Annotated[
+        str,
+        typer.Option(
+            help=f"Synthetic anomaly kinds validation makes: 'all' or some of {','.join(synthetic.KINDS)} "
+            "(the anomalies that matter on this camera; they decide how PSNR and the memory distance are weighed)"
+        ),
+    ] = "all",
     snapshot_every: Annotated[
         int, typer.Option(min=0, help="Epochs between weight snapshots OUT.epNN.safetensors (0: none)")
     ] = 0,
@@ -118,6 +128,7 @@ def main(
     torch.manual_seed(seed)
     try:
         dev = pick_device(device)
+        validation_kinds = synthetic.parse_kinds(kinds)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     config = ModelConfig(variant, base_width, height, width, channels, memory_size, past_frames)
@@ -194,7 +205,7 @@ def main(
         wall += time.monotonic() - started
         last = epoch + 1 == epochs
         if can_validate and ((validate_every and (epoch + 1) % validate_every == 0) or last):
-            report = validate(model, holdout_clips, rate, dev, seed)
+            report = validate(model, holdout_clips, rate, dev, seed, validation_kinds)
             refusal = fast_path_refusal(model, dev)
             tqdm.write(f"epoch {epoch + 1}: {report.summary()}" + (f"; {refusal}" if refusal else ""))
             if rank(report, refusal) > best[0]:
@@ -227,7 +238,7 @@ def main(
         _, shipped_epoch, weights, chosen = best
         model.load_state_dict(weights)
         if chosen is None:  # resumed after the best epoch: its report was not kept, validate it again
-            chosen = validate(model, holdout_clips, rate, dev, seed)
+            chosen = validate(model, holdout_clips, rate, dev, seed, validation_kinds)
         model.eval()
         calibration = chosen.calibration
         print(f"shipping epoch {shipped_epoch} of {epochs}: {chosen.summary()}")
@@ -247,6 +258,7 @@ def main(
         "lambda_s": ls,
         "augment": augment,
         "crowd": crowd,
+        "validation_kinds": list(validation_kinds),
         "seed": seed,
         "precision": "bf16" if use_bf16 else "fp32",
         "device": str(dev),

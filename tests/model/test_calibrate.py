@@ -124,3 +124,20 @@ def test_faster_footage_is_subsampled_to_the_models_rate() -> None:
     assert resample(Clip("b", frames, 25.0), 10).frames.ravel().tolist()[:5] == [0, 3, 5, 8, 10]  # 2.5 apart
     for fps in (10.0, 10.9, 5.0, None):  # no faster than 1.1x: every frame, as the service keeps them
         assert resample(Clip("c", frames, fps), 10).frames.shape[0] == 30
+
+
+def test_kinds_keep_only_the_anomalies_that_matter_and_the_very_same_events(tiny, footage, tmp_path) -> None:
+    """An operator who cares about wrong speed alone validates on skips and rushes: the same events as with
+    every kind, none of the others."""
+    calibrate(tiny, footage, out=tmp_path / "all.safetensors", device="cpu", inference="fp32")
+    calibrate(tiny, footage, out=tmp_path / "motion.safetensors", device="cpu", inference="fp32", kinds="skip, rush")
+    every = checkpoint.load(tmp_path / "all.safetensors").provenance["recalibration"]["validation"]
+    motion = checkpoint.load(tmp_path / "motion.safetensors").provenance["recalibration"]["validation"]
+    assert set(motion["terms"]) == {"skip", "rush"}
+    assert motion["events"]["events"] == 2 * 2 * synthetic.PER_KIND  # two clips, two kinds
+    for kind in ("skip", "rush"):
+        assert motion["terms"][kind] == pytest.approx(every["terms"][kind], abs=1e-9)
+        assert motion["kinds"][kind] == pytest.approx(every["kinds"][kind], abs=1e-9)
+    with pytest.raises(typer.BadParameter, match="anomaly kinds must be 'all' or some of paste"):
+        calibrate(tiny, footage, out=tmp_path / "x.safetensors", device="cpu", kinds="bikes")
+    assert not (tmp_path / "x.safetensors").exists()

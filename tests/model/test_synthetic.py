@@ -124,3 +124,11 @@ def test_an_unknown_benign_kind_is_refused() -> None:
 
     with pytest.raises(ValueError, match="unknown benign kind"):
         synthetic.camera_change(walkers().frames, "rain", np.random.default_rng(0))
+
+
+def test_kinds_from_the_command_line() -> None:
+    assert synthetic.parse_kinds("all") == synthetic.KINDS
+    assert synthetic.parse_kinds("rush, skip") == ("skip", "rush")  # in KINDS order
+    for bad in ("bikes", "skip,bikes", " , "):
+        with pytest.raises(ValueError, match="anomaly kinds must be"):
+            synthetic.parse_kinds(bad)

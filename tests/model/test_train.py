@@ -10,7 +10,7 @@ import pytest
 import torch
 import typer
 
-from model import checkpoint
+from model import checkpoint, synthetic
 from model.commands.train import main as train
 from model.data import DataError, list_clips, load_clips, split_holdout
 from model.network import MemoryAE, ModelConfig
@@ -132,6 +132,9 @@ def test_train_validates_on_synthetic_anomalies_and_ships_the_best_epoch(
         chosen["error_window"], chosen["distance_window"], chosen["weight"],
     )  # fmt: skip
     assert f"shipping epoch {best} of 3" in printed
+    assert ckpt.provenance["validation_kinds"] == list(synthetic.KINDS)
+    with pytest.raises(typer.BadParameter, match="anomaly kinds must be"):
+        train(root, out=tmp_path / "k.safetensors", **{**TINY, "kinds": "bikes"})
 
 
 def test_train_never_ships_an_epoch_the_fast_inference_path_refuses(

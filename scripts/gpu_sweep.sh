@@ -11,7 +11,7 @@
 # Usage: gpu_sweep.sh [EPOCHS] [LIMIT_S]; variants are the ROUND lines below (name, then train options).
 # Note: these ran with the busier-day composite of that day, which faded base walkers under the donor's ring
 # (fixed since in model/crowd.py); the checkpoints were trained on it.
-set -uo pipefail
+set -euo pipefail  # a failed run is reported below, not fatal: each train runs in the background
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/sweep}
 EPOCHS=${1:-20}
@@ -43,12 +43,12 @@ done
 wait
 for v in "${VARIANTS[@]}"; do
     read -r name _ <<<"$v"
-    tr '\r' '\n' <"/tmp/sweep/$name.log" | grep -E "^(epoch|shipping|wrote|Traceback|[A-Za-z]*Error)" | sed "s/^/$name: /"
+    tr '\r' '\n' <"/tmp/sweep/$name.log" | grep -E "^(epoch|shipping|wrote|Traceback|[A-Za-z]*Error)" | sed "s/^/$name: /" || true
     if [ -f "/tmp/sweep/$name/ped2.safetensors" ]; then
         cp "/tmp/sweep/$name/ped2.safetensors" "$OUT/$name.safetensors"
     else  # cut at the limit: its latest snapshot, to be validated here with calibrate --select
-        last=$(find "/tmp/sweep/$name" -name 'ped2.ep*.safetensors' 2>/dev/null | sort | tail -1)
-        [ -n "$last" ] && cp "$last" "$OUT/$name.$(basename "$last" | cut -d. -f2).safetensors"
+        last=$(find "/tmp/sweep/$name" -name 'ped2.ep*.safetensors' 2>/dev/null | sort | tail -1 || true)
+        [ -z "$last" ] || cp "$last" "$OUT/$name.$(basename "$last" | cut -d. -f2).safetensors"
     fi
 done
 tar -czf "$OUT/logs.tgz" -C /tmp/sweep --exclude='*.safetensors' --exclude='*.pt' .

@@ -67,6 +67,12 @@ PER_KIND = 4  # events of each kind per held-out clip
 __all__ = ["BENIGN", "BUSY", "KINDS", "SyntheticClip", "benign", "camera_change", "make", "min_frames", "parse_kinds"]
 
 
+KINDS_HELP = (  # the --kinds option of train and calibrate
+    f"Synthetic anomaly kinds validation makes: 'all' or some of {','.join(KINDS)} (the anomalies that matter "
+    "on this camera; they decide how PSNR and the memory distance are weighed)"
+)
+
+
 def parse_kinds(text: str) -> tuple[str, ...]:
     """'all' or a comma-separated subset of KINDS (a command-line option) -> the kinds, in KINDS order."""
     if text.strip() == "all":

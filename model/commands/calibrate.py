@@ -60,10 +60,7 @@ def main(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic anomalies")] = 0,
     kinds: Annotated[
         str,
-        typer.Option(
-            help=f"Synthetic anomaly kinds to check with: 'all' or some of {','.join(synthetic.KINDS)} "
-            "(the anomalies that matter on this camera; with --select they decide how the two terms are weighed)"
-        ),
+        typer.Option(help=synthetic.KINDS_HELP),
     ] = "all",
 ) -> Calibration:
     """Score normal footage with a checkpoint and write a copy calibrated on it."""

@@ -113,10 +113,7 @@ def main(
     ] = 0.0,
     kinds: Annotated[
         str,
-        typer.Option(
-            help=f"Synthetic anomaly kinds validation makes: 'all' or some of {','.join(synthetic.KINDS)} "
-            "(the anomalies that matter on this camera; they decide how PSNR and the memory distance are weighed)"
-        ),
+        typer.Option(help=synthetic.KINDS_HELP),
     ] = "all",
     snapshot_every: Annotated[
         int, typer.Option(min=0, help="Epochs between weight snapshots OUT.epNN.safetensors (0: none)")

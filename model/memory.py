@@ -63,6 +63,30 @@ def update(queries: Tensor, items: Tensor, scores: Tensor | None = None) -> Tens
     return F.normalize(items + absorbed, dim=-1)
 
 
+def revive(items: Tensor, queries: Tensor, idle: Tensor, patience: int) -> tuple[Tensor, Tensor]:
+    """Dead items back to work: an item that has been nobody's nearest for `patience` updates moves onto a
+    query the memory describes worst (largest distance to its nearest item), one distinct query each.
+
+    The update rule only moves items that win queries, so an item that stops winning early never moves
+    again: the memory ends up with a few live prototypes. Re-seeding dead codes on poorly served inputs is
+    the standard cure for this in vector quantization. items (M, C), queries (N, C), idle (M,) updates
+    since each item was last nearest -> new items (M, C) and idle counts. Training only.
+    """
+    queries, items = queries.detach(), items.detach()
+    scores = matching_scores(queries, items)  # (N, M)
+    best, nearest = scores.max(dim=-1)  # unit vectors: distance to the nearest item is 2 - 2*best
+    used = torch.bincount(nearest, minlength=items.shape[0]) > 0
+    idle = torch.where(used, torch.zeros_like(idle), idle + 1)
+    dead = (idle >= patience).nonzero().flatten()[: len(queries)]
+    if len(dead) == 0:
+        return items, idle
+    worst = best.topk(len(dead), largest=False).indices  # the queries farthest from every item
+    items = items.clone()
+    items[dead] = F.normalize(queries[worst].to(items.dtype), dim=-1)
+    idle[dead] = 0
+    return items, idle
+
+
 def _nearest_two(queries: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
     """Nearest and second-nearest item for each query: two (..., N, C) tensors."""
     index = matching_scores(queries, items).topk(2, dim=-1).indices  # (..., N, 2)

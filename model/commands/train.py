@@ -115,6 +115,14 @@ def main(
         str,
         typer.Option(help=synthetic.KINDS_HELP),
     ] = "all",
+    revive: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Steps an item may go unmatched before it is moved onto the worst-described query (0: never, "
+            "as in the paper)",
+        ),
+    ] = 0,
     snapshot_every: Annotated[
         int, typer.Option(min=0, help="Epochs between weight snapshots OUT.epNN.safetensors (0: none)")
     ] = 0,
@@ -150,6 +158,8 @@ def main(
     model = MemoryAE(config).to(dev).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    idle = torch.zeros(memory_size, dtype=torch.long, device=dev)  # steps since each item was last nearest
+    revived = 0
     state_path = out.with_name(out.name + ".state.pt")
     start_epoch, wall = 0, 0.0
     best: tuple[float, int, dict, ValidationReport | None] = (-np.inf, 0, {}, None)  # rank, epoch, weights, report
@@ -161,6 +171,7 @@ def main(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, wall = int(state["epoch"]), float(state["wall_time_s"])
+        idle, revived = state.get("idle", idle).to(dev), int(state.get("revived", 0))
         torch.set_rng_state(state["rng"])
         loader.generator.set_state(state["loader_rng"])
         if "best_weights" in state:
@@ -189,12 +200,17 @@ def main(
             optimizer.step()
             with torch.no_grad():
                 model.items.copy_(memory.update(queries.flatten(0, 1), model.items))
+                if revive:
+                    items, idle = memory.revive(model.items, queries.flatten(0, 1), idle, revive)
+                    revived += int((items != model.items).any(dim=-1).sum())
+                    model.items.copy_(items)
             bar.set_postfix(
                 epoch=epoch + 1,
                 loss=f"{loss.item():.4f}",
                 frame=f"{frame_loss.item():.4f}",
                 compact=f"{compact.item():.1e}",
                 separate=f"{separate.item():.3f}",
+                **({"revived": revived} if revive else {}),
                 refresh=False,
             )
             bar.update()
@@ -221,6 +237,8 @@ def main(
                 "wall_time_s": wall,
                 "rng": torch.get_rng_state(),
                 "loader_rng": loader.generator.get_state(),
+                "idle": idle,
+                "revived": revived,
                 **({"best_auc": best[0], "best_epoch": best[1], "best_weights": best[2]} if best[2] else {}),
             }
             state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,6 +273,8 @@ def main(
         "lambda_s": ls,
         "augment": augment,
         "crowd": crowd,
+        "revive": revive,
+        "items_revived": revived,
         "validation_kinds": list(validation_kinds),
         "seed": seed,
         "precision": "bf16" if use_bf16 else "fp32",

@@ -132,3 +132,31 @@ def test_flatten_queries_normalizes_each_position() -> None:
     assert queries.shape == (2, 15, 16)
     torch.testing.assert_close(queries.norm(dim=-1), torch.ones(2, 15))
     torch.testing.assert_close(memory.unflatten_queries(queries, 3, 5), F.normalize(features, dim=1))
+
+
+def test_revive_moves_a_dead_item_onto_the_worst_served_query_after_patience() -> None:
+    items = torch.eye(4, dtype=torch.float64)  # items 2 and 3 are nobody's nearest
+    queries = F.normalize(
+        torch.tensor([[1.0, 0.1, 0.0, 0.0], [0.1, 1.0, 0.0, 0.0], [1.0, 0.9, 0.0, 0.0]], dtype=torch.float64), dim=-1
+    )
+    idle = torch.zeros(4, dtype=torch.long)
+    for _ in range(2):  # not yet dead: nothing moves, the idle count grows
+        revived, idle = memory.revive(items, queries, idle, patience=3)
+        torch.testing.assert_close(revived, items)
+    assert idle.tolist() == [0, 0, 2, 2]
+    revived, idle = memory.revive(items, queries, idle, patience=3)
+    torch.testing.assert_close(revived[:2], items[:2])  # live items stay where they are
+    # the two queries farthest from their nearest item, one each: the mixed one first, then a pure one
+    torch.testing.assert_close(revived[2], queries[2])
+    assert min((revived[3] - q).abs().max() for q in queries[:2]) < 1e-12
+    torch.testing.assert_close(revived.norm(dim=-1), torch.ones(4, dtype=torch.float64))
+    assert idle.tolist() == [0, 0, 0, 0]
+
+
+def test_revive_keeps_idle_count_per_item() -> None:
+    items = torch.eye(3, dtype=torch.float64)
+    idle = torch.tensor([5, 0, 1])
+    queries = items[:1].clone()  # only item 0 wins
+    revived, idle = memory.revive(items, queries, idle, patience=10)
+    assert idle.tolist() == [0, 1, 2]
+    torch.testing.assert_close(revived, items)

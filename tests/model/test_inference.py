@@ -239,3 +239,17 @@ def test_frozen_scores_do_not_depend_on_whether_a_batch_size_was_seen_before() -
     window = torch.cat([x, x[:, :1]], dim=1)[:, :4]  # the engine's layout: past frames sliced off a window
     assert not window.is_contiguous()
     assert torch.equal(path(window, items).frame, again.frame)  # a new layout's first call counts no more
+
+
+def test_the_verification_input_looks_like_footage() -> None:
+    """Smooth in space, close from frame to frame, in range and fixed by its seed: independent noise in every
+    pixel (what the check used before) ran a bf16 path 0.19 off fp32 that held-out frames put at 0.01."""
+    config = ModelConfig(base_width=4, height=32, width=48, memory_size=4)
+    x, items = inference._example(config, 3, torch.device("cpu"), seed=1)
+    assert x.shape == (3, config.input_frames, 32, 48) and items.shape == (3, 4, config.feature_dim)
+    assert x.abs().max() <= 1
+    assert (x[..., 1:] - x[..., :-1]).abs().mean() < 0.1  # neighbours alike (independent uniform noise: 0.67)
+    assert (x[:, 1:] - x[:, :-1]).abs().mean() < 0.1  # so are consecutive frames
+    assert x.std() > 0.2  # and there is a scene to see
+    torch.testing.assert_close(inference._example(config, 3, torch.device("cpu"), seed=1)[0], x)
+    assert not torch.equal(inference._example(config, 3, torch.device("cpu"), seed=2)[0], x)

@@ -1,7 +1,9 @@
 """Why does the memory distance carry so little? A probe of a checkpoint on normal footage.
 
 Prints, over every window of the given clips (use held-out normal clips, never test footage):
-- how the queries use the M memory items (share of queries per nearest item, effective count);
+- how the queries use the M memory items (share of queries per nearest item, effective count), and how
+  many query positions keep the same nearest item in every frame (then the items map the fixed scene,
+  not what moves through it);
 - how far the queries sit from their nearest item (the paper's D) and how alike the queries are
   (effective rank of the query matrix: 1 means every position says the same thing);
 - how much the prediction relies on the memory bottleneck: PSNR with the read as trained, with the
@@ -54,6 +56,7 @@ def probe(path: Path, clips: list[Path], batch: int = 16) -> dict[str, float]:
             distances.append(memory.feature_distance(q, items))
     q = torch.cat(queries)  # (frames*N, C)
     nearest = memory.matching_scores(q, items).argmax(dim=-1)
+    by_place = nearest.view(-1, features.shape[-2] * features.shape[-1])  # (frames, N): item per query position
     share = torch.bincount(nearest, minlength=items.shape[0]).double() / len(nearest)
     used = share[share > 0]
     singular = torch.linalg.svdvals(q - q.mean(dim=0))
@@ -64,6 +67,7 @@ def probe(path: Path, clips: list[Path], batch: int = 16) -> dict[str, float]:
         "items ever nearest": float((share > 0).sum()),
         "effective items (exp entropy of use)": float(torch.exp(-(used * used.log()).sum())),
         "largest item share": float(share.max()),
+        "positions whose item never changes": float((by_place == by_place[0]).all(dim=0).double().mean()),
         "D mean (paper's distance)": float(torch.cat(distances).mean()),
         "query cosine to mean query": float((q @ memory.F.normalize(q.mean(dim=0), dim=0)).mean()),
         "query effective rank (of C)": float(torch.exp(-(p * p.log()).sum())),

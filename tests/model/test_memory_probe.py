@@ -50,4 +50,5 @@ def test_probe_counts_items_in_use(tmp_path: Path, clip: Path) -> None:
     checkpoint.save(tmp_path / "b.safetensors", model, 10.0, None, {})
     collapsed = probe(tmp_path / "b.safetensors", clip)
     assert collapsed["items ever nearest"] == 1 and collapsed["effective items (exp entropy of use)"] == 1
-    assert collapsed["largest item share"] == 1
+    assert collapsed["largest item share"] == 1 and collapsed["positions whose item never changes"] == 1
+    assert 0 <= spread["positions whose item never changes"] <= 1

@@ -78,6 +78,21 @@ def test_resume_continues_from_the_saved_epoch(videos: Path, tmp_path: Path) -> 
     assert any(not torch.equal(first.state[k], second.state[k]) for k in first.state)
 
 
+def test_revive_moves_unmatched_items_and_survives_resume(videos: Path, tmp_path: Path) -> None:
+    """With --revive 1 an item no query of a step matched moves at once; the count and each item's idle
+    steps travel with the training state, so a resumed run carries on counting."""
+    out = tmp_path / "v.safetensors"
+    train(videos, out=out, revive=1, memory_size=8, **TINY)
+    first = checkpoint.load(out).provenance
+    assert first["revive"] == 1 and first["items_revived"] > 0
+    state = torch.load(out.with_name(out.name + ".state.pt"), weights_only=True)
+    assert state["revived"] == first["items_revived"] and state["idle"].shape == (8,)
+    train(videos, out=out, revive=1, memory_size=8, resume=True, **{**TINY, "epochs": 2})
+    assert checkpoint.load(out).provenance["items_revived"] > first["items_revived"]
+    train(videos, out=tmp_path / "off.safetensors", memory_size=8, **TINY)
+    assert checkpoint.load(tmp_path / "off.safetensors").provenance["items_revived"] == 0  # the paper's default
+
+
 def test_resume_without_state_is_an_error(videos: Path, tmp_path: Path) -> None:
     with pytest.raises(typer.BadParameter, match="not found"):
         train(videos, out=tmp_path / "none.safetensors", resume=True, **TINY)

@@ -11,6 +11,8 @@ separateness losses, and the items move only through `update`, as in the authors
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -85,6 +87,34 @@ def revive(items: Tensor, queries: Tensor, idle: Tensor, patience: int) -> tuple
     items[dead] = F.normalize(queries[worst].to(items.dtype), dim=-1)
     idle[dead] = 0
     return items, idle
+
+
+class Use(NamedTuple):
+    """How the queries of some normal footage use the memory: the collapse, measured."""
+
+    items: int  # M
+    in_use: int  # items that are some query's nearest
+    effective: float  # exp(entropy) of the share of queries per item: M when all share evenly, 1 when one wins all
+    fixed_positions: float  # share of query positions whose nearest item is the same in every frame
+
+    def summary(self) -> str:
+        return (
+            f"memory: {self.in_use} of {self.items} items in use (effective {self.effective:.1f}), "
+            f"{100 * self.fixed_positions:.0f} % of positions keep their item"
+        )
+
+
+def use(nearest: Tensor, memory_size: int) -> Use:
+    """(frames, N) index of each query's nearest item -> Use. A position that keeps its item in every frame
+    is read the same constant whatever passes through it: the memory then maps the place, not the content."""
+    share = torch.bincount(nearest.flatten(), minlength=memory_size).double() / nearest.numel()
+    used = share[share > 0]
+    return Use(
+        memory_size,
+        len(used),
+        float(torch.exp(-(used * used.log()).sum())),
+        float((nearest == nearest[:1]).all(dim=0).double().mean()),
+    )
 
 
 def _nearest_two(queries: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from model import events, synthetic
+from model import events, memory, synthetic
 from model.alerts import AlertPolicy
 from model.calibration import Calibration
-from model.data import Clip
+from model.data import Clip, window_tensors
 from model.inference import InferencePath
 from model.network import MemoryAE
 from model.regions import Regions
@@ -267,3 +267,28 @@ def validate(
 
 def _index(calibration: Calibration, error_windows: Sequence[int], distance_windows: Sequence[int]) -> tuple[int, int]:
     return error_windows.index(calibration.error_window), distance_windows.index(calibration.distance_window)
+
+
+@torch.no_grad()
+def memory_use(
+    model: MemoryAE, clips: Sequence[Clip], device: torch.device | str = "cpu", batch: int = 32
+) -> memory.Use:
+    """How the queries of held-out normal clips use the trained memory (memory.Use): `train` prints it with
+    every validation, so a memory that collapsed onto a few items, or onto a map of the place, shows.
+    None when no clip is a window long."""
+    was_training, window = model.training, model.config.window
+    model.eval()
+    try:
+        nearest = []
+        for clip in clips:
+            starts = range(len(clip.frames) - window + 1)
+            for i in range(0, len(starts), batch):
+                x, _ = window_tensors(
+                    np.stack([clip.frames[t : t + window] for t in starts[i : i + batch]]), model.config, device
+                )
+                features, _ = model.encoder(x)  # (B, C, h, w)
+                queries = memory.flatten_queries(features.float())  # (B, N, C)
+                nearest.append(memory.matching_scores(queries, model.items).argmax(dim=-1))  # (B, N)
+        return memory.use(torch.cat(nearest), model.config.memory_size) if nearest else None
+    finally:
+        model.train(was_training)

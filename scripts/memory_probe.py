@@ -56,18 +56,16 @@ def probe(path: Path, clips: list[Path], batch: int = 16) -> dict[str, float]:
             distances.append(memory.feature_distance(q, items))
     q = torch.cat(queries)  # (frames*N, C)
     nearest = memory.matching_scores(q, items).argmax(dim=-1)
-    by_place = nearest.view(-1, features.shape[-2] * features.shape[-1])  # (frames, N): item per query position
-    share = torch.bincount(nearest, minlength=items.shape[0]).double() / len(nearest)
-    used = share[share > 0]
+    used = memory.use(nearest.view(-1, features.shape[-2] * features.shape[-1]), items.shape[0])
     singular = torch.linalg.svdvals(q - q.mean(dim=0))
     p = singular.square() / singular.square().sum()
     p = p[p > 0]
     out = {
-        "memory items M": float(items.shape[0]),
-        "items ever nearest": float((share > 0).sum()),
-        "effective items (exp entropy of use)": float(torch.exp(-(used * used.log()).sum())),
-        "largest item share": float(share.max()),
-        "positions whose item never changes": float((by_place == by_place[0]).all(dim=0).double().mean()),
+        "memory items M": float(used.items),
+        "items ever nearest": float(used.in_use),
+        "effective items (exp entropy of use)": used.effective,
+        "largest item share": float(torch.bincount(nearest).max() / len(nearest)),
+        "positions whose item never changes": used.fixed_positions,
         "D mean (paper's distance)": float(torch.cat(distances).mean()),
         "query cosine to mean query": float((q @ memory.F.normalize(q.mean(dim=0), dim=0)).mean()),
         "query effective rank (of C)": float(torch.exp(-(p * p.log()).sum())),

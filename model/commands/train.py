@@ -220,7 +220,10 @@ def main(
         if can_validate and ((validate_every and (epoch + 1) % validate_every == 0) or last):
             report = validate(model, holdout_clips, rate, dev, seed, validation_kinds)
             refusal = fast_path_refusal(model, dev)
+            use = validation.memory_use(model, holdout_clips, dev)
             tqdm.write(f"epoch {epoch + 1}: {report.summary()}" + (f"; {refusal}" if refusal else ""))
+            if use is not None:  # a line of its own: the validation line's percentages stay the benign kinds'
+                tqdm.write(f"epoch {epoch + 1}: {use.summary()}")
             if rank(report, refusal) > best[0]:
                 weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 best = (rank(report, refusal), epoch + 1, weights, report)
@@ -259,6 +262,9 @@ def main(
         print(f"shipping epoch {shipped_epoch} of {epochs}: {chosen.summary()}")
     else:
         calibration = fallback_calibration(model, holdout_clips, dev)
+    use = validation.memory_use(model, holdout_clips, dev)
+    if use is not None:
+        print(use.summary())
     wall += time.monotonic() - started
     provenance = {
         "data": str(data),
@@ -275,6 +281,7 @@ def main(
         "crowd": crowd,
         "revive": revive,
         "items_revived": revived,
+        "memory_use": use._asdict() if use is not None else None,
         "validation_kinds": list(validation_kinds),
         "seed": seed,
         "precision": "bf16" if use_bf16 else "fp32",

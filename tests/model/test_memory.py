@@ -160,3 +160,15 @@ def test_revive_keeps_idle_count_per_item() -> None:
     revived, idle = memory.revive(items, queries, idle, patience=10)
     assert idle.tolist() == [0, 1, 2]
     torch.testing.assert_close(revived, items)
+
+
+def test_use_counts_items_shares_and_positions_that_keep_their_item() -> None:
+    nearest = torch.tensor([[0, 1, 1], [0, 2, 1]])  # 2 frames x 3 query positions
+    used = memory.use(nearest, memory_size=4)
+    assert used.items == 4 and used.in_use == 3
+    share = torch.tensor([2 / 6, 3 / 6, 1 / 6], dtype=torch.float64)
+    assert used.effective == pytest.approx(float(torch.exp(-(share * share.log()).sum())))
+    assert used.fixed_positions == pytest.approx(2 / 3)  # positions 0 and 2 keep theirs, position 1 switches
+    assert used.summary() == "memory: 3 of 4 items in use (effective 2.7), 67 % of positions keep their item"
+    one = memory.use(torch.zeros(5, 3, dtype=torch.long), memory_size=4)
+    assert one.in_use == 1 and one.effective == 1 and one.fixed_positions == 1

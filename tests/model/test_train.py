@@ -85,6 +85,8 @@ def test_revive_moves_unmatched_items_and_survives_resume(videos: Path, tmp_path
     train(videos, out=out, revive=1, memory_size=8, **TINY)
     first = checkpoint.load(out).provenance
     assert first["revive"] == 1 and first["items_revived"] > 0
+    use = first["memory_use"]  # how the held-out clip's queries use the shipped memory
+    assert use["items"] == 8 and 1 <= use["in_use"] <= 8 and 0 <= use["fixed_positions"] <= 1
     state = torch.load(out.with_name(out.name + ".state.pt"), weights_only=True)
     assert state["revived"] == first["items_revived"] and state["idle"].shape == (8,)
     train(videos, out=out, revive=1, memory_size=8, resume=True, **{**TINY, "epochs": 2})
@@ -133,6 +135,7 @@ def test_train_validates_on_synthetic_anomalies_and_ships_the_best_epoch(
     printed = capsys.readouterr().out
     lines = dict(re.findall(r"epoch (\d+): (validation AUC .*)", printed))
     assert sorted(map(int, lines)) == [1, 2, 3]
+    assert len(re.findall(r"epoch \d: memory: \d+ of 10 items in use", printed)) == 3  # the collapse, visible
     aucs = {int(e): float(re.search(r"AUC ([\d.]+) %", x)[1]) for e, x in lines.items()}
     # calm first: every benign kind at or below 5 % of its frames above alert_on
     shares = {int(e): re.findall(r"([\d.]+) %", x.split("alert_on:")[1]) for e, x in lines.items()}

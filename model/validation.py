@@ -272,7 +272,7 @@ def _index(calibration: Calibration, error_windows: Sequence[int], distance_wind
 @torch.no_grad()
 def memory_use(
     model: MemoryAE, clips: Sequence[Clip], device: torch.device | str = "cpu", batch: int = 32
-) -> memory.Use:
+) -> memory.Use | None:
     """How the queries of held-out normal clips use the trained memory (memory.Use): `train` prints it with
     every validation, so a memory that collapsed onto a few items, or onto a map of the place, shows.
     None when no clip is a window long."""

@@ -2,6 +2,8 @@
 
 Prediction variant: the past T frames, stacked on channels, -> frame T+1 (skip connections
 from the first three encoder stages). Reconstruction variant: one frame -> itself (no skips).
+`ModelConfig.skips` can drop the deepest skips (a departure from the paper, see the model card):
+what they carried must then come through the memory read.
 Pixels are in [-1, 1] on both sides.
 """
 
@@ -29,14 +31,21 @@ class ModelConfig:
     channels: int = 1  # colour channels per frame: 1 (grey) or 3 (BGR)
     memory_size: int = 10  # M
     past_frames: int = 4  # T, prediction variant only
+    # encoder stages whose features skip to the decoder, shallowest first (0-3); None: the paper's,
+    # 3 for prediction and 0 for reconstruction (checkpoints from before this field load as None)
+    skips: int | None = None
 
     def __post_init__(self) -> None:
+        if self.skips is None:
+            object.__setattr__(self, "skips", 3 if self.variant == "prediction" else 0)
         if self.variant not in ("prediction", "reconstruction"):
             raise ValueError(f"variant must be prediction or reconstruction, not {self.variant!r}")
         if self.height % 8 or self.width % 8 or self.height < 8 or self.width < 8:
             raise ValueError(f"input size {self.height}x{self.width} must be positive multiples of 8")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, not {self.channels}")
+        if not 0 <= self.skips <= 3:
+            raise ValueError(f"skips must be 0 to 3, not {self.skips}")
         if not 1 <= self.base_width <= 512 or self.memory_size < 2 or self.past_frames < 1:
             raise ValueError(f"invalid config {self}")
 
@@ -95,27 +104,34 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, out_channels: int, w: int, skips: bool) -> None:
+    """Upsamples the memory-augmented features back to a frame, concatenating the encoder features
+    of the `skips` shallowest stages on the way (3: all, the paper's prediction variant)."""
+
+    def __init__(self, out_channels: int, w: int, skips: int) -> None:
         super().__init__()
         self.skips = skips
-        k = 2 if skips else 1  # channel multiplier where a skip is concatenated
+
+        def k(stage: int) -> int:  # channel multiplier: 2 where that stage's skip is concatenated
+            return 2 if stage <= skips else 1
+
         self.bottleneck = _block(16 * w, 8 * w)  # query + read memory: 2C -> C
         self.up3 = _upsample(8 * w, 4 * w)
-        self.stage3 = _block(k * 4 * w, 4 * w)
+        self.stage3 = _block(k(3) * 4 * w, 4 * w)
         self.up2 = _upsample(4 * w, 2 * w)
-        self.stage2 = _block(k * 2 * w, 2 * w)
+        self.stage2 = _block(k(2) * 2 * w, 2 * w)
         self.up1 = _upsample(2 * w, w)
         self.head = nn.Sequential(
-            *_conv_bn_relu(k * w, w), *_conv_bn_relu(w, w), nn.Conv2d(w, out_channels, 3, padding=1), nn.Tanh()
+            *_conv_bn_relu(k(1) * w, w), *_conv_bn_relu(w, w), nn.Conv2d(w, out_channels, 3, padding=1), nn.Tanh()
         )
+
+    def _join(self, stage: int, skips: list[Tensor], x: Tensor) -> Tensor:
+        return torch.cat([skips[stage - 1], x], dim=1) if stage <= self.skips else x
 
     def forward(self, z: Tensor, skips: list[Tensor]) -> Tensor:
         x = self.bottleneck(z)  # (B, 2C, h, w) -> (B, C, h, w)
-        for up, stage, skip in ((self.up3, self.stage3, skips[2]), (self.up2, self.stage2, skips[1])):
-            x = up(x)
-            x = stage(torch.cat([skip, x], dim=1) if self.skips else x)
-        x = self.up1(x)  # (B, w, H, W)
-        return self.head(torch.cat([skips[0], x], dim=1) if self.skips else x)  # (B, ch, H, W)
+        x = self.stage3(self._join(3, skips, self.up3(x)))  # (B, 4w, H/4, W/4)
+        x = self.stage2(self._join(2, skips, self.up2(x)))  # (B, 2w, H/2, W/2)
+        return self.head(self._join(1, skips, self.up1(x)))  # (B, ch, H, W)
 
 
 class Output(NamedTuple):
@@ -131,7 +147,7 @@ class MemoryAE(nn.Module):
         self.config = config
         c = config
         self.encoder = Encoder(c.channels * c.input_frames, c.base_width)
-        self.decoder = Decoder(c.channels, c.base_width, skips=c.variant == "prediction")
+        self.decoder = Decoder(c.channels, c.base_width, c.skips)
         self.register_buffer("items", memory.init_items(c.memory_size, c.feature_dim))
 
     def forward(self, x: Tensor, items: Tensor | None = None) -> Output:

@@ -87,6 +87,15 @@ def main(
     channels: Annotated[int, typer.Option(help="1 (grey) or 3 (colour)")] = 1,
     memory_size: Annotated[int, typer.Option(help="Memory items M (paper: 10)")] = 10,
     past_frames: Annotated[int, typer.Option(help="Past frames T (paper: 4)")] = 4,
+    skips: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=3,
+            help="Encoder stages whose features skip to the decoder, shallowest first (default: the paper's, 3 for "
+            "prediction, 0 for reconstruction); fewer make the decoder depend on the memory read",
+        ),
+    ] = None,
     epochs: int = 40,
     batch_size: int = 4,
     lr: float = 2e-4,
@@ -134,9 +143,9 @@ def main(
     try:
         dev = pick_device(device)
         validation_kinds = synthetic.parse_kinds(kinds)
+        config = ModelConfig(variant, base_width, height, width, channels, memory_size, past_frames, skips)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    config = ModelConfig(variant, base_width, height, width, channels, memory_size, past_frames)
     clips = load_clips(data, config, fps, progress=True)
     rate = fps or next((c.fps for c in clips if c.fps), None)
     if rate is None:

@@ -39,6 +39,16 @@ def test_round_trip(saved: tuple[Path, MemoryAE]) -> None:
     assert torch.equal(rebuilt.items, model.items)  # memory items travel with the weights
 
 
+def test_skips_travel_and_older_checkpoints_get_the_papers(saved: tuple[Path, MemoryAE], tmp_path: Path) -> None:
+    two = ModelConfig(base_width=2, height=16, width=24, memory_size=5, skips=2)
+    checkpoint.save(tmp_path / "two.safetensors", MemoryAE(two), 10.0, None, {})
+    assert checkpoint.load(tmp_path / "two.safetensors").config.skips == 2
+    path, _ = saved
+    older = {k: v for k, v in CONFIG.to_dict().items() if k != "skips"}  # written before the field existed
+    _rewrite(path, config=json.dumps(older))
+    assert checkpoint.load(path).config.skips == 3
+
+
 def test_missing(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         checkpoint.load(tmp_path / "nope.safetensors")

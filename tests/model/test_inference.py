@@ -127,9 +127,9 @@ def test_cuda_path_scores_equal_cpu_fp32(name: str, trained, clips, reference) -
         np.testing.assert_allclose(fast.distance, ref.distance, rtol=DISTANCE_RTOL, atol=0)
 
 
-def small_net() -> MemoryAE:
+def small_net(skips: int | None = None) -> MemoryAE:
     torch.manual_seed(0)
-    return MemoryAE(ModelConfig(base_width=4, height=32, width=48)).eval()
+    return MemoryAE(ModelConfig(base_width=4, height=32, width=48, skips=skips)).eval()
 
 
 @pytest.mark.parametrize("name", ["openvino", "onnxruntime"])
@@ -177,8 +177,9 @@ def test_bf16_missing_on_this_cpu_falls_back(monkeypatch) -> None:
     assert inference.build("fp16", small_net()).name == "fp32"  # CUDA only
 
 
-def test_auto_picks_a_verified_path_and_unknown_names_fail() -> None:
-    path = inference.build("auto", small_net())
+@pytest.mark.parametrize("skips", [None, 2, 0])
+def test_auto_picks_a_verified_path_and_unknown_names_fail(skips: int | None) -> None:
+    path = inference.build("auto", small_net(skips))
     assert path.name in inference.AUTO_ORDER["cpu"]
     assert inference.max_difference(path) <= inference.VERIFY_TOLERANCE
     with pytest.raises(ValueError, match="must be one of"):

@@ -30,6 +30,30 @@ def test_skips_only_in_prediction_variant() -> None:
     assert pred.encoder.stage1[0].in_channels == 4 and recon.encoder.stage1[0].in_channels == 1
 
 
+def test_the_paper_skips_by_default_and_fewer_on_request() -> None:
+    assert ModelConfig().skips == 3 and ModelConfig(variant="reconstruction").skips == 0
+    small = {"base_width": 4, "height": 16, "width": 16}
+    decoders = {n: MemoryAE(ModelConfig(**small, skips=n)).decoder for n in range(4)}
+    widths = {n: [d.stage3[0].in_channels, d.stage2[0].in_channels, d.head[0].in_channels] for n, d in decoders.items()}
+    # the shallowest stages keep their skip first: 2 drops the deepest (stage 3), 1 keeps only the first
+    assert widths == {0: [16, 8, 4], 1: [16, 8, 8], 2: [16, 16, 8], 3: [32, 16, 8]}
+
+
+@pytest.mark.parametrize("skips", [0, 2])
+def test_a_dropped_skip_carries_nothing(skips: int) -> None:
+    """With stage 3's skip dropped, the output cannot depend on stage 3's features except through the
+    memory read: changing them alone leaves the frame as it was."""
+    torch.manual_seed(0)
+    model = MemoryAE(ModelConfig(base_width=4, height=16, width=16, skips=skips)).eval()
+    features, stages = model.encoder(torch.randn(1, 4, 16, 16))
+    z = torch.cat([features, features], dim=1)
+    before = model.decoder(z, stages)
+    after = model.decoder(z, [stages[0], stages[1], torch.randn_like(stages[2])])
+    torch.testing.assert_close(before, after)
+    changed = model.decoder(z, [torch.randn_like(stages[0]), stages[1], stages[2]])
+    assert (changed - before).abs().max() > 1e-3 if skips else torch.equal(changed, before)
+
+
 def test_encoder_last_block_ends_on_conv() -> None:
     model = MemoryAE(ModelConfig(base_width=4, height=16, width=16))
     assert isinstance(model.encoder.stage4[-1], torch.nn.Conv2d)
@@ -37,7 +61,8 @@ def test_encoder_last_block_ends_on_conv() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"height": 100}, {"channels": 2}, {"variant": "other"}, {"memory_size": 1}, {"past_frames": 0}]
+    "kwargs",
+    [{"height": 100}, {"channels": 2}, {"variant": "other"}, {"memory_size": 1}, {"past_frames": 0}, {"skips": 4}],
 )
 def test_invalid_config(kwargs: dict) -> None:
     with pytest.raises(ValueError):

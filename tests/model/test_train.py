@@ -95,6 +95,15 @@ def test_revive_moves_unmatched_items_and_survives_resume(videos: Path, tmp_path
     assert checkpoint.load(tmp_path / "off.safetensors").provenance["items_revived"] == 0  # the paper's default
 
 
+def test_skips_option_reaches_the_checkpoint(videos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "s.safetensors"
+    train(videos, out=out, skips=2, **TINY)
+    ckpt = checkpoint.load(out)
+    assert ckpt.config.skips == 2 and ckpt.build().decoder.stage3[0].in_channels == 4 * TINY["base_width"]
+    with pytest.raises(typer.BadParameter, match="skips must be 0 to 3"):
+        train(videos, out=out, skips=5, **TINY)
+
+
 def test_resume_without_state_is_an_error(videos: Path, tmp_path: Path) -> None:
     with pytest.raises(typer.BadParameter, match="not found"):
         train(videos, out=tmp_path / "none.safetensors", resume=True, **TINY)

@@ -46,6 +46,8 @@ class ModelConfig:
             raise ValueError(f"channels must be 1 or 3, not {self.channels}")
         if not 0 <= self.skips <= 3:
             raise ValueError(f"skips must be 0 to 3, not {self.skips}")
+        if self.variant == "reconstruction" and self.skips:
+            raise ValueError("the reconstruction variant takes no skips: they would hand the decoder its own target")
         if not 1 <= self.base_width <= 512 or self.memory_size < 2 or self.past_frames < 1:
             raise ValueError(f"invalid config {self}")
 

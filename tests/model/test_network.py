@@ -62,7 +62,15 @@ def test_encoder_last_block_ends_on_conv() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"height": 100}, {"channels": 2}, {"variant": "other"}, {"memory_size": 1}, {"past_frames": 0}, {"skips": 4}],
+    [
+        {"height": 100},
+        {"channels": 2},
+        {"variant": "other"},
+        {"memory_size": 1},
+        {"past_frames": 0},
+        {"skips": 4},
+        {"variant": "reconstruction", "skips": 1},  # would learn to copy its input
+    ],
 )
 def test_invalid_config(kwargs: dict) -> None:
     with pytest.raises(ValueError):

@@ -60,6 +60,13 @@ def to_tensor(frames: np.ndarray, device: torch.device | str = "cpu") -> Tensor:
     return x.float().div_(127.5).sub_(1.0)
 
 
+def empty_scene(clips: Sequence[Clip]) -> Tensor:
+    """The camera's empty scene, (ch, H, W) in [-1, 1]: the per-pixel median of frames spread over every clip,
+    so nobody who stands still in one clip stays in it."""
+    frames = np.concatenate([c.frames[:: max(1, len(c.frames) // 16)] for c in clips])
+    return torch.from_numpy(background(frames)).permute(2, 0, 1).div(127.5).sub(1)
+
+
 def list_clips(root: Path) -> list[Path]:
     """Clip sources under `root`: frame folders (sorted) or video files (sorted)."""
     root = Path(root)

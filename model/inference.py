@@ -41,7 +41,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from model import memory
 from model.device import bf16_supported
-from model.network import MemoryAE, ModelConfig, Output
+from model.network import MemoryAE, ModelConfig, Output, scene_frame, scene_residual
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +93,17 @@ class MixedForward(nn.Module):
         with torch.inference_mode(False), torch.no_grad():
             self.encoder = _fold_batchnorm(copy.deepcopy(net.encoder)).to(**layout)
             self.decoder = _fold_batchnorm(copy.deepcopy(net.decoder)).to(**layout)
+        self.register_buffer("background", net.background)  # float32: subtracted before the cast
         self.eval()
 
     def forward(self, x: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
-        x = x.to(dtype=self.dtype, memory_format=torch.channels_last)
+        x = scene_residual(x, self.background).to(dtype=self.dtype, memory_format=torch.channels_last)
         features, skips = self.encoder(x)
         h, w = features.shape[-2:]
         queries = memory.flatten_queries(features.float())  # (B, N, C) float32
         z = memory.read(queries, items)  # float32
         frame = self.decoder(memory.unflatten_queries(z, h, w).to(self.dtype), skips)
-        return frame.float(), queries
+        return scene_frame(frame.float(), self.background), queries
 
 
 class _Graph(nn.Module):

@@ -3,7 +3,9 @@
 Prediction variant: the past T frames, stacked on channels, -> frame T+1 (skip connections
 from the first three encoder stages). Reconstruction variant: one frame -> itself (no skips).
 `ModelConfig.skips` can drop the deepest skips (a departure from the paper, see the model card):
-what they carried must then come through the memory read.
+what they carried must then come through the memory read. `ModelConfig.background` (another
+departure) subtracts the camera's empty scene from the input, so the queries see what is in the
+scene rather than the place itself, and the decoder predicts the change from that scene.
 Pixels are in [-1, 1] on both sides.
 """
 
@@ -34,6 +36,9 @@ class ModelConfig:
     # encoder stages whose features skip to the decoder, shallowest first (0-3); None: the paper's,
     # 3 for prediction and 0 for reconstruction (checkpoints from before this field load as None)
     skips: int | None = None
+    # subtract the camera's empty scene (a buffer `train` fills with the median training frame) from every
+    # input frame, and predict the next frame as a change from it (checkpoints from before: False)
+    background: bool = False
 
     def __post_init__(self) -> None:
         if self.skips is None:
@@ -136,6 +141,17 @@ class Decoder(nn.Module):
         return self.head(self._join(1, skips, self.up1(x)))  # (B, ch, H, W)
 
 
+def scene_residual(x: Tensor, scene: Tensor | None) -> Tensor:
+    """(B, T*ch, H, W) frames minus the empty scene (ch, H, W), repeated for each of the T frames."""
+    return x if scene is None else x - scene.repeat(x.shape[1] // scene.shape[0], 1, 1)
+
+
+def scene_frame(decoded: Tensor, scene: Tensor | None) -> Tensor:
+    """The decoder's (B, ch, H, W) output in [-1, 1] -> the frame: with a scene, twice the output is the
+    change from it (a change spans [-2, 2]), clipped to the pixel range."""
+    return decoded if scene is None else (scene + 2 * decoded).clamp(-1, 1)
+
+
 class Output(NamedTuple):
     frame: Tensor  # (B, ch, H, W) predicted / reconstructed frame in [-1, 1]
     queries: Tensor  # (B, N, C) unit-norm queries, N = H/8 * W/8
@@ -151,12 +167,21 @@ class MemoryAE(nn.Module):
         self.encoder = Encoder(c.channels * c.input_frames, c.base_width)
         self.decoder = Decoder(c.channels, c.base_width, c.skips)
         self.register_buffer("items", memory.init_items(c.memory_size, c.feature_dim))
+        self.background: Tensor | None  # (ch, H, W) in [-1, 1]; None (not in the state dict) without one
+        self.register_buffer("background", torch.zeros(c.channels, c.height, c.width) if c.background else None)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """(B, T*ch, H, W) frames -> features (B, C, h, w) and the skip features."""
+        return self.encoder(scene_residual(x, self.background))
+
+    def decode(self, z: Tensor, skips: list[Tensor]) -> Tensor:
+        """(B, 2C, h, w) query and memory read -> the frame (B, ch, H, W) in [-1, 1]."""
+        return scene_frame(self.decoder(z, skips), self.background)
 
     def forward(self, x: Tensor, items: Tensor | None = None) -> Output:
         """x: (B, T*ch, H, W); items: (M, C) shared or (B, M, C) per sample (default: own items)."""
-        features, skips = self.encoder(x)  # (B, C, h, w)
+        features, skips = self.encode(x)  # (B, C, h, w)
         h, w = features.shape[-2:]
         queries = memory.flatten_queries(features)  # (B, N, C)
         z = memory.read(queries, self.items if items is None else items)  # (B, N, 2C)
-        frame = self.decoder(memory.unflatten_queries(z, h, w), skips)
-        return Output(frame, queries)
+        return Output(self.decode(memory.unflatten_queries(z, h, w), skips), queries)

@@ -286,7 +286,7 @@ def memory_use(
                 x, _ = window_tensors(
                     np.stack([clip.frames[t : t + window] for t in starts[i : i + batch]]), model.config, device
                 )
-                features, _ = model.encoder(x)  # (B, C, h, w)
+                features, _ = model.encode(x)  # (B, C, h, w)
                 queries = memory.flatten_queries(features.float())  # (B, N, C)
                 nearest.append(memory.matching_scores(queries, model.items).argmax(dim=-1))  # (B, N)
         return memory.use(torch.cat(nearest), model.config.memory_size) if nearest else None

@@ -45,13 +45,13 @@ def probe(path: Path, clips: list[Path], batch: int = 16) -> dict[str, float]:
         clip = load_clip(source, config, ck.fps)
         for w in windows(clip.frames, config.window, batch):
             x, target = window_tensors(w, config)
-            features, skips = net.encoder(x)  # (B, C, h, w)
+            features, skips = net.encode(x)  # (B, C, h, w)
             h, wd = features.shape[-2:]
             q = memory.flatten_queries(features)  # (B, N, C)
             z = memory.unflatten_queries(memory.read(q, items), h, wd)  # (B, 2C, h, w)
             variants = {"trained": z, "frame mean": z.mean(dim=(2, 3), keepdim=True).expand_as(z), "zeroed": 0 * z}
             for name, zz in variants.items():
-                psnrs[name].append(psnr(net.decoder(zz, skips), target))
+                psnrs[name].append(psnr(net.decode(zz, skips), target))
             queries.append(q.flatten(0, 1))
             distances.append(memory.feature_distance(q, items))
     q = torch.cat(queries)  # (frames*N, C)

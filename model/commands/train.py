@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from model import checkpoint, inference, memory, synthetic, validation
 from model.calibration import FUSION_WEIGHT, Calibration
-from model.data import WindowDataset, load_clips, split_holdout
+from model.data import WindowDataset, empty_scene, load_clips, split_holdout
 from model.device import bf16_supported, pick_device
 from model.network import MemoryAE, ModelConfig
 from model.scoring import UPDATE_THRESHOLD, score_clips
@@ -96,6 +96,13 @@ def main(
             "prediction, 0 for reconstruction); fewer make the decoder depend on the memory read",
         ),
     ] = None,
+    background: Annotated[
+        bool,
+        typer.Option(
+            help="Subtract the camera's empty scene (the median training frame) from the input and predict the "
+            "change from it, so the memory sees what is in the scene, not the place (not in the paper)",
+        ),
+    ] = False,
     epochs: int = 40,
     batch_size: int = 4,
     lr: float = 2e-4,
@@ -143,7 +150,7 @@ def main(
     try:
         dev = pick_device(device)
         validation_kinds = synthetic.parse_kinds(kinds)
-        config = ModelConfig(variant, base_width, height, width, channels, memory_size, past_frames, skips)
+        config = ModelConfig(variant, base_width, height, width, channels, memory_size, past_frames, skips, background)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     clips = load_clips(data, config, fps, progress=True)
@@ -165,6 +172,8 @@ def main(
     use_bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(dev))
 
     model = MemoryAE(config).to(dev).to(memory_format=torch.channels_last)
+    if model.background is not None:  # the camera's empty scene, from the footage the network trains on
+        model.background.copy_(empty_scene(train_clips))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     idle = torch.zeros(memory_size, dtype=torch.long, device=dev)  # steps since each item was last nearest

@@ -49,6 +49,20 @@ def test_skips_travel_and_older_checkpoints_get_the_papers(saved: tuple[Path, Me
     assert checkpoint.load(path).config.skips == 3
 
 
+def test_the_background_travels_and_older_checkpoints_have_none(saved: tuple[Path, MemoryAE], tmp_path: Path) -> None:
+    config = ModelConfig(base_width=2, height=16, width=24, memory_size=5, background=True)
+    model = MemoryAE(config)
+    model.background.uniform_(-1, 1)
+    checkpoint.save(tmp_path / "scene.safetensors", model, 10.0, None, {})
+    rebuilt = checkpoint.load(tmp_path / "scene.safetensors").build()
+    assert rebuilt.config.background and torch.equal(rebuilt.background, model.background)
+    path, _ = saved
+    older = {k: v for k, v in CONFIG.to_dict().items() if k != "background"}  # written before the field existed
+    _rewrite(path, config=json.dumps(older))
+    loaded = checkpoint.load(path)
+    assert not loaded.config.background and loaded.build().background is None and "background" not in loaded.state
+
+
 def test_missing(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         checkpoint.load(tmp_path / "nope.safetensors")

@@ -127,9 +127,12 @@ def test_cuda_path_scores_equal_cpu_fp32(name: str, trained, clips, reference) -
         np.testing.assert_allclose(fast.distance, ref.distance, rtol=DISTANCE_RTOL, atol=0)
 
 
-def small_net(skips: int | None = None) -> MemoryAE:
+def small_net(skips: int | None = None, background: bool = False) -> MemoryAE:
     torch.manual_seed(0)
-    return MemoryAE(ModelConfig(base_width=4, height=32, width=48, skips=skips)).eval()
+    net = MemoryAE(ModelConfig(base_width=4, height=32, width=48, skips=skips, background=background)).eval()
+    if background:  # a scene with some structure, so a path that forgets it is off by far more than rounding
+        net.background.copy_(torch.linspace(-0.8, 0.8, 32 * 48).view(1, 32, 48))
+    return net
 
 
 @pytest.mark.parametrize("name", ["openvino", "onnxruntime"])
@@ -177,9 +180,9 @@ def test_bf16_missing_on_this_cpu_falls_back(monkeypatch) -> None:
     assert inference.build("fp16", small_net()).name == "fp32"  # CUDA only
 
 
-@pytest.mark.parametrize("skips", [None, 2, 0])
-def test_auto_picks_a_verified_path_and_unknown_names_fail(skips: int | None) -> None:
-    path = inference.build("auto", small_net(skips))
+@pytest.mark.parametrize(("skips", "background"), [(None, False), (2, False), (0, False), (None, True)])
+def test_auto_picks_a_verified_path_and_unknown_names_fail(skips: int | None, background: bool) -> None:
+    path = inference.build("auto", small_net(skips, background))
     assert path.name in inference.AUTO_ORDER["cpu"]
     assert inference.max_difference(path) <= inference.VERIFY_TOLERANCE
     with pytest.raises(ValueError, match="must be one of"):

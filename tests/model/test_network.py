@@ -54,6 +54,43 @@ def test_a_dropped_skip_carries_nothing(skips: int) -> None:
     assert (changed - before).abs().max() > 1e-3 if skips else torch.equal(changed, before)
 
 
+def test_with_a_background_the_queries_see_what_is_in_the_scene_not_the_place() -> None:
+    """The same walker over two different empty scenes gives the same queries once each model knows its
+    scene; without one, the scene's texture is what the queries see."""
+    torch.manual_seed(0)
+    config = ModelConfig(base_width=4, height=16, width=24, background=True)
+    first, second = MemoryAE(config).eval(), MemoryAE(config).eval()
+    second.load_state_dict(first.state_dict())
+    scenes = torch.rand(2, 1, 16, 24) * 1.2 - 0.6  # two places, (ch, H, W) each
+    first.background.copy_(scenes[0])
+    second.background.copy_(scenes[1])
+    walker = torch.zeros(1, 4, 16, 24)
+    for t in range(4):
+        walker[0, t, 4:10, 3 + 3 * t : 7 + 3 * t] = 0.3
+    with_scene = (first(walker + scenes[0]).queries - second(walker + scenes[1]).queries).abs().max()
+    plain = MemoryAE(ModelConfig(base_width=4, height=16, width=24)).eval()
+    plain.load_state_dict({k: v for k, v in first.state_dict().items() if k != "background"})
+    without = (plain(walker + scenes[0]).queries - plain(walker + scenes[1]).queries).abs().max()
+    assert with_scene < 1e-6 and without > 1e-4  # random weights: queries differ little, but they do differ
+
+
+def test_with_a_background_the_decoder_predicts_the_change_from_the_scene() -> None:
+    """A decoder that outputs no change predicts the empty scene itself; its output is the change, doubled
+    (a change spans [-2, 2]), and the frame stays in the pixel range."""
+    model = MemoryAE(ModelConfig(base_width=4, height=16, width=24, background=True)).eval()
+    model.background.copy_(torch.linspace(-1, 1, 16 * 24).view(1, 16, 24))
+    last = model.decoder.head[-2]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    x = torch.rand(2, 4, 16, 24) * 2 - 1
+    torch.testing.assert_close(model(x).frame, model.background.expand(2, 1, 16, 24))
+    torch.nn.init.constant_(last.bias, 0.2)
+    frame = model(x).frame
+    change = 2 * torch.tanh(torch.tensor(0.2))
+    torch.testing.assert_close(frame, (model.background + change).clamp(-1, 1).expand_as(frame))
+    assert frame.max() == 1  # clipped where the scene is bright
+
+
 def test_encoder_last_block_ends_on_conv() -> None:
     model = MemoryAE(ModelConfig(base_width=4, height=16, width=16))
     assert isinstance(model.encoder.stage4[-1], torch.nn.Conv2d)

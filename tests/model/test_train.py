@@ -12,7 +12,7 @@ import typer
 
 from model import checkpoint, synthetic
 from model.commands.train import main as train
-from model.data import DataError, list_clips, load_clips, split_holdout
+from model.data import Clip, DataError, empty_scene, list_clips, load_clips, split_holdout
 from model.network import MemoryAE, ModelConfig
 
 TINY = {"base_width": 2, "height": 16, "width": 24, "epochs": 1, "batch_size": 2, "device": "cpu", "precision": "fp32"}
@@ -102,6 +102,28 @@ def test_skips_option_reaches_the_checkpoint(videos: Path, tmp_path: Path) -> No
     assert ckpt.config.skips == 2 and ckpt.build().decoder.stage3[0].in_channels == 4 * TINY["base_width"]
     with pytest.raises(typer.BadParameter, match="skips must be 0 to 3"):
         train(videos, out=out, skips=5, **TINY)
+
+
+def test_background_option_fills_the_scene_from_the_training_footage(videos: Path, tmp_path: Path) -> None:
+    """The scene is the footage's dark noise (grey 0-40) away from the rows the bright square crosses, not
+    the zeros the buffer starts at."""
+    out = tmp_path / "b.safetensors"
+    train(videos, out=out, background=True, **TINY)
+    scene = checkpoint.load(out).build().background  # (1, H, W) in [-1, 1]
+    assert scene.shape == (1, TINY["height"], TINY["width"])
+    grey = (scene + 1) * 127.5
+    away = torch.cat([grey[:, :3], grey[:, 9:]], dim=1)  # the square spans video rows 8-16, model rows 4-8
+    assert 5 < away.mean() < 40 and away.max() <= 40
+    assert checkpoint.load(out).config.background
+
+
+def test_the_empty_scene_drops_who_stands_still_in_one_clip() -> None:
+    rng = np.random.default_rng(0)
+    scene = rng.integers(60, 120, (16, 24, 1), dtype=np.uint8)
+    clips = [Clip(str(i), np.repeat(scene[None], 20, axis=0), 10.0) for i in range(3)]
+    clips[1].frames[:, 4:12, 8:12] = 250  # stands there all clip long
+    clips[2].frames[5:9, 2:6, 2:6] = 0  # passes by
+    np.testing.assert_allclose(empty_scene(clips).numpy(), scene.transpose(2, 0, 1) / 127.5 - 1, atol=1e-6)
 
 
 def test_resume_without_state_is_an_error(videos: Path, tmp_path: Path) -> None:

@@ -118,18 +118,25 @@ class _Graph(nn.Module):
         return out.frame, out.queries
 
 
-def _example(config: ModelConfig, batch: int, device: torch.device, seed: int = 0) -> tuple[Tensor, Tensor]:
+def _example(
+    config: ModelConfig, batch: int, device: torch.device, seed: int = 0, scene: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """A fixed input that looks like footage: (B, T*ch, H, W) in [-1, 1] and (B, M, C) random items.
 
-    A smooth scene (a coarse random grid, upsampled) with a few blobs moving a few pixels per frame and
-    faint sensor noise: what a camera gives, so the check measures how a path rounds on real frames.
-    Independent noise in every pixel and frame is no camera's footage; its activations run far above
-    real ones, and a bf16 path that matches fp32 to 0.01 on held-out frames strayed 0.19 on it.
+    A smooth scene (a coarse random grid, upsampled; or the network's own empty scene, `scene` (ch, H, W),
+    when it has one) with a few blobs moving a few pixels per frame and faint sensor noise: what a camera
+    gives, so the check measures how a path rounds on real frames. Independent noise in every pixel and
+    frame is no camera's footage; its activations run far above real ones, and a bf16 path that matches
+    fp32 to 0.01 on held-out frames strayed 0.19 on it. A network that subtracts its scene sees a random
+    one as one huge change: 0.15 there against 0.014 on held-out frames.
     """
     g = torch.Generator().manual_seed(seed)
     frames, ch, h, w = config.input_frames, config.channels, config.height, config.width
     coarse = torch.rand(batch, ch, max(2, h // 16), max(2, w // 16), generator=g) * 1.6 - 0.8
-    scene = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)  # (B, ch, H, W)
+    if scene is None:
+        scene = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)  # (B, ch, H, W)
+    else:
+        scene = scene.detach().float().cpu().expand(batch, ch, h, w)
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     start = torch.rand(batch, 3, 2, generator=g) * torch.tensor([h, w])  # 3 blobs per sample, (y, x)
     velocity = (torch.rand(batch, 3, 2, generator=g) * 2 - 1) * 3  # pixels per frame
@@ -352,7 +359,7 @@ BUILDERS: dict[str, Callable[[MemoryAE, torch.device], tuple[Callable, str]]] = 
 def max_difference(path: InferencePath, batch: int = 2) -> float:
     """Largest |frame or query difference| from the fp32 eager net on a fixed input."""
     device = path.items.device
-    x, items = _example(path.config, batch, device)
+    x, items = _example(path.config, batch, device, scene=path.net.background)
     with torch.inference_mode():
         ref = path.net(x, items)
         out = path(x, items)

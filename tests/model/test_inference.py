@@ -189,6 +189,16 @@ def test_auto_picks_a_verified_path_and_unknown_names_fail(skips: int | None, ba
         inference.build("tensorrt", small_net())
 
 
+def test_the_check_feeds_a_network_with_a_scene_footage_of_that_scene() -> None:
+    """Frames minus the network's scene are what moves in them (blobs, faint noise), not another scene."""
+    net = small_net(background=True)
+    x, _ = inference._example(net.config, 2, torch.device("cpu"), scene=net.background)
+    change = x - net.background.repeat(4, 1, 1)
+    assert change.abs().median() < 0.05 and change.abs().max() > 0.3  # mostly the scene, blobs move over it
+    other, _ = inference._example(net.config, 2, torch.device("cpu"))
+    assert (other - net.background.repeat(4, 1, 1)).abs().median() > 0.1
+
+
 def test_mixed_forward_keeps_memory_read_in_float32() -> None:
     """Queries and frame come back float32 and the net's own weights are untouched (copies are cast)."""
     net = small_net()

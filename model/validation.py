@@ -209,11 +209,7 @@ def validate(
     the kinds kept are the very ones all kinds would give.
     """
     window = model.config.window
-    fakes = [f for f in synthetic.make(normal_clips, window, seed) if f.kind in kinds]
-    if fakes:  # benign variation of the normal clips, labelled normal: a setting must not alarm on it
-        fakes += synthetic.benign([c for c in normal_clips if len(c.frames) >= synthetic.min_frames(window)], seed)
-    else:
-        raise ValueError(f"normal clips too short for synthetic anomalies (need {synthetic.min_frames(window)} frames)")
+    fakes = streams(normal_clips, window, seed, kinds)
     error_windows = (fixed.error_window,) if fixed else ERROR_WINDOWS
     distance_windows = (fixed.distance_window,) if fixed else DISTANCE_WINDOWS
     normal = score_candidates(model, normal_clips, update_threshold, device, error_windows, distance_windows)
@@ -240,14 +236,41 @@ def validate(
         ),
         None,
     )
-    columns = _index(calibration, error_windows, distance_windows)
+    columns = setting_columns(calibration, error_windows, distance_windows)
     measures = [s.measures(*columns, calibration.distance_relative) for s in anomalous]
     scores = [calibration.score(p, d) for p, d in measures]
     policy = AlertPolicy(calibration.alert_on, calibration.alert_off)  # the service's default on/off frame counts
     report = events.evaluate_events(labels, scores, policy, fps).to_dict()
+    kinds, terms = per_kind(fakes, labels, scores, measures)
+    for kind, share in best.above.items():  # share of benign frames at or above alert_on (busier days cross-fitted)
+        kinds[f"{kind}_above_on"] = share
+    return ValidationReport(
+        best, calibration, psnr_only, distance_only, paper, report, kinds, sum(len(x) for x in labels), terms
+    )
+
+
+def streams(
+    normal_clips: Sequence[Clip], window: int, seed: int, kinds: Sequence[str] = synthetic.KINDS
+) -> list[synthetic.SyntheticClip]:
+    """The validation streams: synthetic events of `kinds` in the normal clips, then the clips' benign
+    variations, labelled normal (a setting must not alarm on them)."""
+    fakes = [f for f in synthetic.make(normal_clips, window, seed) if f.kind in kinds]
+    if not fakes:
+        raise ValueError(f"normal clips too short for synthetic anomalies (need {synthetic.min_frames(window)} frames)")
+    return fakes + synthetic.benign([c for c in normal_clips if len(c.frames) >= synthetic.min_frames(window)], seed)
+
+
+def per_kind(
+    fakes: Sequence[synthetic.SyntheticClip],
+    labels: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    measures: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """AUC of each kind's events against its own streams' normal frames: of the fused score, and of each
+    term alone (PSNR: lower is more anomalous)."""
     kinds: dict[str, float] = {}
     terms: dict[str, dict[str, float]] = {}
-    for kind in synthetic.KINDS:  # AUC of each kind's events against its own clips' normal frames
+    for kind in synthetic.KINDS:
         members = [k for k, f in enumerate(fakes) if f.kind == kind]
         if not members:  # rush events need two held-out clips
             continue
@@ -258,14 +281,13 @@ def validate(
                 "psnr": float(roc_auc_score(y, -np.concatenate([measures[k][0] for k in members]))),
                 "distance": float(roc_auc_score(y, np.concatenate([measures[k][1] for k in members]))),
             }
-    for kind, share in best.above.items():  # share of benign frames at or above alert_on (busier days cross-fitted)
-        kinds[f"{kind}_above_on"] = share
-    return ValidationReport(
-        best, calibration, psnr_only, distance_only, paper, report, kinds, sum(len(x) for x in labels), terms
-    )
+    return kinds, terms
 
 
-def _index(calibration: Calibration, error_windows: Sequence[int], distance_windows: Sequence[int]) -> tuple[int, int]:
+def setting_columns(
+    calibration: Calibration, error_windows: Sequence[int], distance_windows: Sequence[int]
+) -> tuple[int, int]:
+    """Which scored columns (error window, distance window) hold this calibration's measures."""
     return error_windows.index(calibration.error_window), distance_windows.index(calibration.distance_window)
 
 

@@ -132,8 +132,8 @@ def _example(
     """
     g = torch.Generator().manual_seed(seed)
     frames, ch, h, w = config.input_frames, config.channels, config.height, config.width
-    coarse = torch.rand(batch, ch, max(2, h // 16), max(2, w // 16), generator=g) * 1.6 - 0.8
-    if scene is None:
+    coarse = torch.rand(batch, ch, max(2, h // 16), max(2, w // 16), generator=g) * 1.6 - 0.8  # drawn either way:
+    if scene is None:  # the blobs and noise below stay the same whichever scene they move over
         scene = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)  # (B, ch, H, W)
     else:
         scene = scene.detach().float().cpu().expand(batch, ch, h, w)

@@ -142,8 +142,9 @@ class Decoder(nn.Module):
 
 
 def scene_residual(x: Tensor, scene: Tensor | None) -> Tensor:
-    """(B, T*ch, H, W) frames minus the empty scene (ch, H, W), repeated for each of the T frames."""
-    return x if scene is None else x - scene.repeat(x.shape[1] // scene.shape[0], 1, 1)
+    """(B, T*ch, H, W) frames minus the empty scene (ch, H, W) from each of the T frames (broadcast: no copy
+    of the scene per frame)."""
+    return x if scene is None else (x.unflatten(1, (-1, scene.shape[0])) - scene).flatten(1, 2)
 
 
 def scene_frame(decoded: Tensor, scene: Tensor | None) -> Tensor:

@@ -6,12 +6,20 @@ Both measures are normalized into [0, 1] and fused, S = λ·(1 − P̂) + (1 −
 - `Calibration`: a causal normalizer fixed at the end of training from normal frames the
   model never trained on, so a live camera's score means the same on frame 1 as on frame 10^6.
   Its alert thresholds are quantiles of the fused score on those frames.
+
+A calibration may also follow a stream's slow drift (`Drift`): each measure is then compared with the
+median of the stream's own previous frames instead of the held-out mean, so a busier hour or a dimmer
+evening is not an anomaly, but that median may move at most `cap` held-out spreads from the mean, so
+an anomaly that stays (a cart parked in view) can never become the norm. Validation chooses whether
+and how much, as it chooses every other setting (frames 0: the fixed normalizer, the paper's).
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -41,6 +49,60 @@ def paper_scores(psnr_values: np.ndarray, distance: np.ndarray, weight: float) -
     return fuse(minmax(psnr_values), minmax(distance), weight)
 
 
+DRIFT_WARMUP = 10  # previous frames a stream needs before its own median replaces the held-out mean
+
+
+class Drift(NamedTuple):
+    """How far the normalizer follows a stream: the median of its last `frames` measures, held within
+    `cap` held-out spreads of the held-out mean. frames 0: it does not (the paper's fixed normalizer)."""
+
+    frames: int = 0
+    cap: float = 0.0
+
+
+# per frame: the PSNR and distance a stream's frame is compared with (or their raw previous medians)
+Baselines = tuple[np.ndarray, np.ndarray]
+
+
+def previous_medians(values: np.ndarray, frames: int, lengths: Sequence[int] | None = None) -> np.ndarray:
+    """Per value: the median of up to `frames` values before it in its stream, NaN while fewer than
+    DRIFT_WARMUP came before. `lengths`: the streams concatenated in `values` (default: one)."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.full(len(values), np.nan)
+    start = 0
+    for length in [len(values)] if lengths is None else lengths:
+        stream = values[start : start + length]
+        padded = np.concatenate([np.full(frames, np.nan), stream[:-1]]) if length else stream  # (frames + n - 1,)
+        if length > DRIFT_WARMUP:
+            windows = np.lib.stride_tricks.sliding_window_view(padded, frames)[DRIFT_WARMUP:]  # (n - warmup, frames)
+            out[start + DRIFT_WARMUP : start + length] = np.nanmedian(windows, axis=1)
+        start += length
+    return out
+
+
+class RunningMedians:
+    """`previous_medians` of (PSNR, distance), one frame at a time: the service's form, one per stream."""
+
+    def __init__(self, frames: int) -> None:
+        self.psnr: deque[float] = deque(maxlen=max(1, frames))
+        self.distance: deque[float] = deque(maxlen=max(1, frames))
+        self.seen = 0  # frames pushed
+
+    def push(self, psnr: float, distance: float) -> tuple[float, float]:
+        """The medians of the frames before this one (NaN during the warm-up); then this one joins them."""
+        medians = (np.nan, np.nan)
+        if self.seen >= DRIFT_WARMUP:
+            medians = (_median(self.psnr), _median(self.distance))
+        self.psnr.append(psnr)
+        self.distance.append(distance)
+        self.seen += 1
+        return medians
+
+
+def _median(values: deque[float]) -> float:
+    return float(np.median(np.fromiter(values, np.float64, len(values))))
+
+
 def _logistic(z: np.ndarray | float) -> np.ndarray | float:
     return 1 / (1 + np.exp(-np.clip(z, -60, 60)))
 
@@ -67,6 +129,16 @@ class Calibration:
     error_window: int = 0
     distance_window: int = 0
     distance_relative: bool = False
+    drift_frames: int = 0  # Drift; checkpoints from before have none: the fixed normalizer
+    drift_cap: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.drift_frames < 0 or self.drift_cap < 0:
+            raise ValueError(f"drift frames and cap must not be negative ({self.drift_frames}, {self.drift_cap})")
+
+    @property
+    def drift(self) -> Drift:
+        return Drift(self.drift_frames, self.drift_cap)
 
     @property
     def regions(self) -> regions.Regions:
@@ -76,26 +148,82 @@ class Calibration:
         """This calibration's (P, D) of a clip scored with its windows (one column each)."""
         return scored.measures(0, 0, self.distance_relative)
 
-    def normalize_psnr(self, values: np.ndarray | float) -> np.ndarray | float:
-        return _logistic((np.asarray(values, dtype=np.float64) - self.psnr_mean) / self.psnr_std)
+    def anchor(self, psnr_medians: np.ndarray | float, distance_medians: np.ndarray | float) -> Baselines:
+        """A stream's previous medians (NaN: still warming up) -> what its frames are compared with: the
+        held-out mean, or the median held within `drift_cap` spreads of it."""
 
-    def normalize_distance(self, values: np.ndarray | float) -> np.ndarray | float:
-        return _logistic((np.asarray(values, dtype=np.float64) - self.distance_mean) / self.distance_std)
+        def hold(median: np.ndarray | float, mean: float, spread: float) -> np.ndarray:
+            median = np.asarray(median, dtype=np.float64)
+            cap = self.drift_cap * spread
+            return np.where(np.isnan(median), mean, np.clip(median, mean - cap, mean + cap))
 
-    def score(self, psnr_values: np.ndarray | float, distance: np.ndarray | float) -> np.ndarray | float:
-        return fuse(self.normalize_psnr(psnr_values), self.normalize_distance(distance), self.weight)
+        return hold(psnr_medians, self.psnr_mean, self.psnr_std), hold(
+            distance_medians, self.distance_mean, self.distance_std
+        )
 
-    def distance_dominates(self, psnr_values: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    def baselines(
+        self, psnr_values: np.ndarray, distance: np.ndarray, lengths: Sequence[int] | None = None
+    ) -> Baselines | None:
+        """Per frame of the streams (`lengths`, default one), what it is compared with; None without drift."""
+        if not self.drift_frames:
+            return None
+        frames = self.drift_frames
+        return self.anchor(previous_medians(psnr_values, frames, lengths), previous_medians(distance, frames, lengths))
+
+    def normalize_psnr(self, values: np.ndarray | float, baseline: np.ndarray | float | None = None):
+        center = self.psnr_mean if baseline is None else baseline
+        return _logistic((np.asarray(values, dtype=np.float64) - center) / self.psnr_std)
+
+    def normalize_distance(self, values: np.ndarray | float, baseline: np.ndarray | float | None = None):
+        center = self.distance_mean if baseline is None else baseline
+        return _logistic((np.asarray(values, dtype=np.float64) - center) / self.distance_std)
+
+    def terms(
+        self, psnr_values: np.ndarray | float, distance: np.ndarray | float, baselines: Baselines | None = None
+    ) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """(P̂, D̂) in (0, 1), against the held-out means or against `baselines`."""
+        bp, bd = baselines if baselines is not None else (None, None)
+        return self.normalize_psnr(psnr_values, bp), self.normalize_distance(distance, bd)
+
+    def score(
+        self, psnr_values: np.ndarray | float, distance: np.ndarray | float, baselines: Baselines | None = None
+    ) -> np.ndarray | float:
+        return fuse(*self.terms(psnr_values, distance, baselines), self.weight)
+
+    def stream_scores(
+        self, psnr_values: np.ndarray, distance: np.ndarray, lengths: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """The score a stream sends for each of its frames, in order (`lengths`: several streams, concatenated)."""
+        return np.asarray(self.score(psnr_values, distance, self.baselines(psnr_values, distance, lengths)))
+
+    def clip_scores(self, scored: ClipScores) -> np.ndarray:
+        """What the service sends for one scored clip."""
+        return self.stream_scores(*self.measures(scored))
+
+    def distance_dominates(
+        self, psnr_values: np.ndarray, distance: np.ndarray, baselines: Baselines | None = None
+    ) -> np.ndarray:
         """Per frame: whether the memory term adds more to the score than the prediction error does
         (then the distance's window, not the error's, is where the frame looks anomalous)."""
-        error_term = self.weight * (1 - self.normalize_psnr(psnr_values))
-        return np.asarray((1 - self.weight) * self.normalize_distance(distance) > error_term)
+        p, d = self.terms(psnr_values, distance, baselines)
+        return np.asarray((1 - self.weight) * d > self.weight * (1 - p))
 
     @classmethod
     def fit(
-        cls, psnr_values: np.ndarray, distance: np.ndarray, weight: float, where: regions.Regions | None = None
+        cls,
+        psnr_values: np.ndarray,
+        distance: np.ndarray,
+        weight: float,
+        where: regions.Regions | None = None,
+        drift: Drift = Drift(),
+        lengths: Sequence[int] | None = None,
+        medians: Baselines | None = None,
     ) -> Calibration:
-        """Fit on normal frames' measures, taken with the windows `where` (default: whole frame)."""
+        """Fit on normal frames' measures, taken with the windows `where` (default: whole frame). The alert
+        thresholds are quantiles of the scores the streams would send (`lengths`: the streams, in order,
+        concatenated; default one), so with drift each frame is scored against its own stream's past.
+        `medians`: those frames' `previous_medians` for the drift, when already computed (validation fits
+        many calibrations on the same streams)."""
         where = where or regions.Regions()
         if len(psnr_values) < 2:
             raise ValueError("calibration needs at least 2 held-out frames")
@@ -111,8 +239,13 @@ class Calibration:
             where.error_window,
             where.distance_window,
             where.distance_relative,
+            drift.frames,
+            drift.cap,
         )
-        normal = base.score(psnr_values, distance)
+        if medians is None or not drift.frames:
+            normal = base.stream_scores(psnr_values, distance, lengths)
+        else:
+            normal = np.asarray(base.score(psnr_values, distance, base.anchor(*medians)))
         return cls(
             **{
                 **asdict(base),

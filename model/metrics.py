@@ -44,7 +44,7 @@ def metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
 
 def streaming(scored: Sequence[ClipScores], calibration: Calibration) -> list[np.ndarray]:
     """What the service sends for each clip: the calibration's fused score of the region measures."""
-    return [np.asarray(calibration.score(*calibration.measures(s))) for s in scored]
+    return [calibration.clip_scores(s) for s in scored]
 
 
 def report(scored: list[ClipScores], labels: np.ndarray, calibration: Calibration | None, weight: float) -> dict:
@@ -60,12 +60,14 @@ def report(scored: list[ClipScores], labels: np.ndarray, calibration: Calibratio
     }
     out = {"paper": {k: metrics(labels, v) for k, v in paper.items()}}
     if calibration is not None:
-        psnr = np.concatenate([calibration.measures(s)[0] for s in scored])
-        distance = np.concatenate([calibration.measures(s)[1] for s in scored])
+        terms = []  # per clip, (P̂, D̂) as the service normalizes them (with drift, against the clip's own past)
+        for s in scored:
+            psnr, distance = calibration.measures(s)
+            terms.append(calibration.terms(psnr, distance, calibration.baselines(psnr, distance)))
         streaming_scores = {
-            "fused": calibration.score(psnr, distance),
-            "psnr_only": 1 - calibration.normalize_psnr(psnr),
-            "distance_only": calibration.normalize_distance(distance),
+            "fused": np.concatenate(streaming(scored, calibration)),
+            "psnr_only": 1 - np.concatenate([p for p, _ in terms]),
+            "distance_only": np.concatenate([d for _, d in terms]),
         }
         out["streaming"] = {k: metrics(labels, v) for k, v in streaming_scores.items()}
     return out
@@ -93,7 +95,7 @@ def event_report(
 
     def run(cal: Calibration, index: Sequence[int]) -> dict:
         policy = AlertPolicy(cal.alert_on, cal.alert_off, on_frames, off_frames)
-        scores = [np.asarray(cal.score(*cal.measures(scored[i]))) for i in index]
+        scores = [cal.clip_scores(scored[i]) for i in index]
         return events.evaluate_events([clip_labels[i] for i in index], scores, policy, fps).to_dict()
 
     everything = list(range(len(scored)))
@@ -104,7 +106,8 @@ def event_report(
         normal = [(calibration.measures(scored[i]), ~np.asarray(clip_labels[i], bool)) for i in fit_on]
         psnr = np.concatenate([m[0][keep] for m, keep in normal])
         distance = np.concatenate([m[1][keep] for m, keep in normal])
-        camera = Calibration.fit(psnr, distance, calibration.weight, calibration.regions)
+        lengths = [int(keep.sum()) for _, keep in normal]  # each clip's normal frames, as one stream (with drift)
+        camera = Calibration.fit(psnr, distance, calibration.weight, calibration.regions, calibration.drift, lengths)
         scored_clips = [i for i in everything if i not in fit_on]
         out["refit"].append(
             {

@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from model import events, memory, synthetic
 from model.alerts import AlertPolicy
-from model.calibration import Calibration
+from model.calibration import Calibration, Drift, previous_medians
 from model.data import Clip, window_tensors
 from model.inference import InferencePath
 from model.network import MemoryAE
@@ -29,6 +29,9 @@ from model.scoring import ClipScores, score_clips
 ERROR_WINDOWS: tuple[int, ...] = (0, 8, 12, 16, 24, 32)  # model pixels
 DISTANCE_WINDOWS: tuple[int, ...] = (0, 1, 2, 4)  # query positions
 WEIGHTS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))  # λ; 1.0 is PSNR alone, 0.0 distance alone
+# How far the normalizer may follow a stream (model.calibration.Drift): none, or the median of the last 30
+# frames (3 s at 10 fps) or 100 (10 s), held within 0.5-2 held-out spreads of the held-out mean
+DRIFTS: tuple[Drift, ...] = (Drift(), *(Drift(n, cap) for n in (30, 100) for cap in (0.5, 1.0, 2.0)))
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Choice:
     weight: float
     auc: float
     distance_relative: bool = False
+    drift: Drift = field(default_factory=Drift)
     benign_above_on: float = 0.0  # share of benign frames at or above the alert threshold, worst benign kind
     above: dict[str, float] = field(default_factory=dict)  # that share per benign kind
 
@@ -72,7 +76,7 @@ class ValidationReport:
         b, e = self.best, self.events
         return (
             f"validation AUC {100 * b.auc:.2f} % (error window {b.error_window}, distance window "
-            f"{b.distance_window}{' relative' if b.distance_relative else ''}, λ {b.weight}); "
+            f"{b.distance_window}{' relative' if b.distance_relative else ''}, λ {b.weight}{drift_text(b.drift)}); "
             f"PSNR alone {100 * self.psnr_only.auc:.2f}, distance alone "
             f"{100 * self.distance_only.auc:.2f}"
             + (f", paper's measures {100 * self.paper_measures.auc:.2f}" if self.paper_measures else "")
@@ -94,14 +98,57 @@ class ValidationReport:
         }
 
 
+def drift_text(drift: Drift) -> str:
+    return f", drift {drift.frames} frames ≤{drift.cap:g} spreads" if drift.frames else ""
+
+
 def usable(clips: Sequence[Clip], window: int) -> bool:
     """Whether these normal clips are long enough to make synthetic events from."""
     return any(len(c.frames) >= synthetic.min_frames(window) for c in clips)
 
 
-def _columns(scored: Sequence[ClipScores], i: int, j: int, relative: bool) -> tuple[np.ndarray, np.ndarray]:
-    pairs = [s.measures(i, j, relative) for s in scored]
-    return np.concatenate([p for p, _ in pairs]), np.concatenate([d for _, d in pairs])
+@dataclass
+class _Streams:
+    """Streams' measures (P, D) of one setting, concatenated, and each frame's previous medians for one drift."""
+
+    psnr: np.ndarray
+    distance: np.ndarray
+    lengths: list[int]
+    medians: tuple[np.ndarray, np.ndarray] | None  # None: no drift
+
+    @classmethod
+    def of(cls, parts: Sequence[tuple[np.ndarray, np.ndarray]], drift: Drift) -> _Streams:
+        lengths = [len(p) for p, _ in parts]
+        psnr, distance = np.concatenate([p for p, _ in parts]), np.concatenate([d for _, d in parts])
+        medians = None
+        if drift.frames:
+            medians = previous_medians(psnr, drift.frames, lengths), previous_medians(distance, drift.frames, lengths)
+        return cls(psnr, distance, lengths, medians)
+
+    def join(self, other: _Streams) -> _Streams:
+        medians = None
+        if self.medians is not None and other.medians is not None:
+            medians = tuple(np.concatenate([a, b]) for a, b in zip(self.medians, other.medians, strict=True))
+        return _Streams(
+            np.concatenate([self.psnr, other.psnr]),
+            np.concatenate([self.distance, other.distance]),
+            self.lengths + other.lengths,
+            medians,  # type: ignore[arg-type]
+        )
+
+    def take(self, streams: Sequence[int]) -> _Streams:
+        bounds = np.cumsum([0, *self.lengths])
+        rows = np.concatenate([np.arange(bounds[k], bounds[k + 1]) for k in streams]) if streams else np.arange(0)
+        medians = None if self.medians is None else (self.medians[0][rows], self.medians[1][rows])
+        return _Streams(self.psnr[rows], self.distance[rows], [self.lengths[k] for k in streams], medians)
+
+    def fit(self, weight: float, where: Regions, drift: Drift) -> Calibration:
+        return Calibration.fit(self.psnr, self.distance, weight, where, drift, self.lengths, self.medians)
+
+    def scores(self, calibration: Calibration) -> np.ndarray:
+        """What the streams would send under `calibration` (fitted with this drift)."""
+        baselines = None if self.medians is None else calibration.anchor(*self.medians)
+        return np.asarray(calibration.score(self.psnr, self.distance, baselines))
 
 
 def score_candidates(
@@ -127,9 +174,10 @@ def choose(
     benign: Sequence[str | None] | None = None,
     relative: Sequence[bool] = (False, True),
     busy: Sequence[bool] | None = None,
+    drifts: Sequence[Drift] = (Drift(),),
 ) -> list[tuple[Choice, Calibration]]:
-    """Every (error window, distance window, λ): its calibration on `normal`, AUC on `anomalous`, and the
-    share of benign frames (normal variation) that would raise the alert, for the worst benign kind.
+    """Every (error window, distance window, drift, λ): its calibration on `normal`, AUC on `anomalous`,
+    and the share of benign frames (normal variation) that would raise the alert, for the worst benign kind.
 
     `benign`: per anomalous clip, its benign kind (all its frames normal), or None for a clip with an event.
     The worst kind counts, not the mean: a camera that alarms whenever its bitrate drops is unusable even
@@ -137,42 +185,39 @@ def choose(
     `busy`: per anomalous clip, whether it is a busier day of the scene (normal content, not a camera
     change): its frames join `normal` in the fit, because the thresholds must hold on busy days as on
     quiet ones. Its own share above is then cross-fitted (thresholds fitted without that clip), so the
-    calm check still sees a busy day the fit did not."""
+    calm check still sees a busy day the fit did not.
+    Every clip is a stream of its own: with drift, each frame is compared with its own clip's past."""
     y = np.concatenate(labels)
     kinds = list(benign or [None] * len(labels))
     in_fit = [k for k, b in enumerate(busy or [False] * len(labels)) if b]
     bounds = np.cumsum([0, *map(len, labels)])
     members = {kind: [k for k, x in enumerate(kinds) if x == kind] for kind in dict.fromkeys(filter(None, kinds))}
     out = []
-    for (i, e), (j, d), rel in product(enumerate(error_windows), enumerate(distance_windows), relative):
-        p_test, d_test = _columns(anomalous, i, j, rel)
-        columns = {k: (p_test[bounds[k] : bounds[k + 1]], d_test[bounds[k] : bounds[k + 1]]) for k in in_fit}
-        p_normal, d_normal = _columns(normal, i, j, rel)
+    for (i, e), (j, d), rel, drift in product(enumerate(error_windows), enumerate(distance_windows), relative, drifts):
+        test = _Streams.of([s.measures(i, j, rel) for s in anomalous], drift)
+        quiet = _Streams.of([s.measures(i, j, rel) for s in normal], drift)
         where = Regions(e, d, rel)
+        fitted_on = {k: quiet.join(test.take([x for x in in_fit if x != k])) for k in [None, *in_fit]}
 
         def fit(w: float, without: int | None = None) -> Calibration:
-            return _fit([(p_normal, d_normal), *(c for k, c in columns.items() if k != without)], w, where)  # noqa: B023
+            return fitted_on[without].fit(w, where, drift)  # noqa: B023
 
         for w in weights:
             calibration = fit(w)
-            score = calibration.score(p_test, d_test)
+            score = test.scores(calibration)
             above = {}
             for kind, clips in members.items():
                 hits = 0
                 for k in clips:
-                    if k in columns:  # a busier day: thresholds fitted without it
+                    if k in in_fit:  # a busier day: thresholds fitted without it
                         held_out = fit(w, without=k)
-                        hits += int(np.sum(held_out.score(*columns[k]) >= held_out.alert_on))
+                        hits += int(np.sum(test.take([k]).scores(held_out) >= held_out.alert_on))
                     else:
                         hits += int(np.sum(score[bounds[k] : bounds[k + 1]] >= calibration.alert_on))
                 above[kind] = hits / sum(len(labels[k]) for k in clips)
             auc = float(roc_auc_score(y, score))
-            out.append((Choice(e, d, w, auc, rel, max(above.values(), default=0.0), above), calibration))
+            out.append((Choice(e, d, w, auc, rel, drift, max(above.values(), default=0.0), above), calibration))
     return out
-
-
-def _fit(parts: Sequence[tuple[np.ndarray, np.ndarray]], weight: float, where: Regions) -> Calibration:
-    return Calibration.fit(np.concatenate([p for p, _ in parts]), np.concatenate([d for _, d in parts]), weight, where)
 
 
 MAX_BENIGN_ALARMS = 0.05  # the operator's bar: at most 5 % of normal frames above the alert threshold
@@ -220,25 +265,32 @@ def validate(
     weights = (fixed.weight,) if fixed else WEIGHTS
     benign = [f.kind if f.kind in synthetic.BENIGN else None for f in fakes]
     relative = (fixed.distance_relative,) if fixed else (False, True)
+    drifts = (fixed.drift,) if fixed else DRIFTS
     busy = [f.kind in synthetic.BUSY for f in fakes]
-    table = choose(normal, anomalous, labels, error_windows, distance_windows, weights, benign, relative, busy)
+    table = choose(normal, anomalous, labels, error_windows, distance_windows, weights, benign, relative, busy, drifts)
     best, calibration = pick(table)
     alone = table  # a fixed λ: each term alone still reported, at the fixed windows
     if fixed:
-        alone = choose(normal, anomalous, labels, error_windows, distance_windows, (0.0, 1.0), benign, relative, busy)
+        alone = choose(
+            normal, anomalous, labels, error_windows, distance_windows, (0.0, 1.0), benign, relative, busy, drifts
+        )
     psnr_only = max((c for c, _ in alone if c.weight == 1.0), key=lambda c: c.auc, default=best)
     distance_only = max((c for c, _ in alone if c.weight == 0.0), key=lambda c: c.auc, default=best)
     paper = next(  # only scored when every setting is (a fixed setting scores its own windows alone)
         (
             c
             for c, _ in table
-            if c.error_window == 0 and c.distance_window == 0 and not c.distance_relative and c.weight == paper_weight
+            if c.error_window == 0
+            and c.distance_window == 0
+            and not c.distance_relative
+            and not c.drift.frames
+            and c.weight == paper_weight
         ),
         None,
     )
     columns = setting_columns(calibration, error_windows, distance_windows)
     measures = [s.measures(*columns, calibration.distance_relative) for s in anomalous]
-    scores = [calibration.score(p, d) for p, d in measures]
+    scores = [calibration.stream_scores(p, d) for p, d in measures]
     policy = AlertPolicy(calibration.alert_on, calibration.alert_off)  # the service's default on/off frame counts
     report = events.evaluate_events(labels, scores, policy, fps).to_dict()
     kinds, terms = per_kind(fakes, labels, scores, measures)

@@ -56,14 +56,15 @@ def main() -> None:
         "both": "PSNR of the first, distance of the second",
     }
     for name, (normal, anomalous) in scored.items():
-        table = validation.choose(normal, anomalous, labels, benign=benign, busy=busy)
+        table = validation.choose(normal, anomalous, labels, benign=benign, busy=busy, drifts=validation.DRIFTS)
         best, calibration = validation.pick(table)
         columns = validation.setting_columns(calibration, validation.ERROR_WINDOWS, validation.DISTANCE_WINDOWS)
         measures = [s.measures(*columns, calibration.distance_relative) for s in anomalous]
-        kinds, _ = validation.per_kind(fakes, labels, [calibration.score(p, d) for p, d in measures], measures)
+        kinds, _ = validation.per_kind(fakes, labels, [calibration.stream_scores(p, d) for p, d in measures], measures)
         print(
             f"{names[name]}: validation AUC {100 * best.auc:.2f} % (error window {best.error_window}, distance window "
-            f"{best.distance_window}{' relative' if best.distance_relative else ''}, λ {best.weight}); worst benign "
+            f"{best.distance_window}{' relative' if best.distance_relative else ''}, λ {best.weight}"
+            f"{validation.drift_text(best.drift)}); worst benign "
             f"kind above alert_on {100 * best.benign_above_on:.1f} %; fused AUC per kind: "
             + ", ".join(f"{k} {100 * v:.1f}" for k, v in kinds.items()),
             flush=True,

@@ -27,7 +27,7 @@ import numpy as np
 import typer
 
 from model import checkpoint, synthetic, validation
-from model.calibration import FUSION_WEIGHT, MIN_FRAMES, Calibration
+from model.calibration import FUSION_WEIGHT, MIN_FRAMES, Calibration, Drift
 from model.data import DataError, load_clips, resample
 from model.device import pick_device
 from model.inference import INFERENCE_CHOICES
@@ -93,7 +93,8 @@ def main(
             f"calibration needs at least {MIN_FRAMES}"
         )
     weight = previous.weight if previous is not None else FUSION_WEIGHT[config.variant]
-    calibration = Calibration.fit(psnr, distance, weight, where)
+    drift = previous.drift if previous is not None else Drift()
+    calibration = Calibration.fit(psnr, distance, weight, where, drift, [len(s.psnr) for s in scored])
     check = None
     if validation.usable(clips, config.window):
         fixed = None if select else calibration

@@ -48,7 +48,7 @@ def plot_clip(
     )
     ax.plot(frames, paper_scores(clip.psnr, clip.distance, weight), lw=1.0, label="paper (per-clip min-max)")
     if calibration is not None:
-        score = np.asarray(calibration.score(*calibration.measures(clip)))
+        score = calibration.clip_scores(clip)
         ax.plot(frames, score, lw=1.2, label="streaming (what the service sends)")
         ax.axhline(calibration.alert_on, color="gray", ls="--", lw=0.8, label="alert on")
         for i, e in enumerate(events.episodes(score, policy) if policy is not None else []):
@@ -147,7 +147,7 @@ def main(
             "labels": y.astype(int).tolist(),
         }
         if ckpt.calibration is not None:
-            entry["streaming_score"] = np.asarray(ckpt.calibration.score(*ckpt.calibration.measures(s))).tolist()
+            entry["streaming_score"] = ckpt.calibration.clip_scores(s).tolist()
         per_clip.append(entry)
         if plots:
             plot_clip(out / f"clip_{s.name}.png", s, y, ckpt.calibration, weight, policy)

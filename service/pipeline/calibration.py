@@ -71,7 +71,8 @@ class StreamCalibration:
         self.last_frame = frame
         if self.count < self.target:
             return None
-        self.fitted = Calibration.fit(self._psnr, self._distance, self.model.weight, self.model.regions)
+        model = self.model
+        self.fitted = Calibration.fit(self._psnr, self._distance, model.weight, model.regions, model.drift)
         self.fitted_at, self.target = time.time(), 0
         self._psnr, self._distance = np.empty(0), np.empty(0)
         return self.fitted

@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from model.calibration import Calibration
+from model.calibration import Calibration, RunningMedians
 from model.data import window_tensors
 from model.scoring import score_step
 from service.alerts.heatmap import pixel_errors
@@ -70,12 +70,20 @@ class Lane:
     items: torch.Tensor = field(init=False)  # (M, C) this lane's memory copy
     calibration: Calibration = field(init=False)  # scores this lane's frames: the model's unless replaced
     gaps: int = 0  # window restarts after dropped frames
+    _medians: RunningMedians | None = field(init=False, default=None)  # this stream's past measures (drift)
 
     def __post_init__(self) -> None:
         c = self.model.config
         self.window = SlidingWindow(c.window, (c.height, c.width, c.channels))
         self.items = self.model.items.clone()
         self.calibration = self.model.calibration
+
+    def medians(self, frames: int) -> RunningMedians:
+        """The stream's past measures for a calibration that follows drift over `frames` (kept across dropped
+        frames: drift is about the scene's hour, not the connection)."""
+        if self._medians is None or self._medians.psnr.maxlen != frames:
+            self._medians = RunningMedians(frames)
+        return self._medians
 
 
 class BatchObserver(Protocol):
@@ -242,8 +250,17 @@ class Engine:
         for j, (lane, _, _) in enumerate(entries):
             rows.setdefault(lane.calibration, []).append(j)
         for calibration, index in rows.items():
-            scores[index] = calibration.score(region_psnr[index], region_distance[index])
-            by_distance = calibration.distance_dominates(region_psnr[index], region_distance[index])
+            baselines = None
+            if calibration.drift_frames:  # each frame against its own stream's past
+                past = np.array(
+                    [
+                        entries[j][0].medians(calibration.drift_frames).push(region_psnr[j], region_distance[j])
+                        for j in index
+                    ]
+                )  # (k, 2)
+                baselines = calibration.anchor(past[:, 0], past[:, 1])
+            scores[index] = calibration.score(region_psnr[index], region_distance[index], baselines)
+            by_distance = calibration.distance_dominates(region_psnr[index], region_distance[index], baselines)
             boxes[index] = np.where(by_distance[:, None], distance_box[index], error_box[index])
         if self._observe is not None:
             self._observe(model.name, n, elapsed)

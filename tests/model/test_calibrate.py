@@ -73,7 +73,8 @@ def test_calibrate_refits_on_the_footage_and_keeps_everything_else(tiny, footage
     )  # fmt: skip
     psnr = np.concatenate([before.calibration.measures(s)[0] for s in scored])
     distance = np.concatenate([before.calibration.measures(s)[1] for s in scored])
-    expected = Calibration.fit(psnr, distance, before.calibration.weight, where)
+    lengths = [len(s.psnr) for s in scored]  # each clip a stream of its own (with drift, its own past)
+    expected = Calibration.fit(psnr, distance, before.calibration.weight, where, before.calibration.drift, lengths)
     assert after.calibration == returned
     assert asdict(after.calibration) == pytest.approx(asdict(expected), rel=1e-6, abs=1e-9)
     assert after.calibration.frames == 56 + 36 + 2 * 36  # each clip's first 4 frames have no prediction

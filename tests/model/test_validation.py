@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.calibration import Calibration
+from model.calibration import Calibration, Drift
 from model.scoring import ClipScores
 from model.validation import Choice, choose, pick
 
@@ -83,3 +83,22 @@ def test_busier_days_join_the_threshold_fit_and_are_checked_on_thresholds_fitted
     alone = choose([quiet], [days[0], event], [labels[0], labels[3]], **{**setting, "benign": ["crowd", None]},
                    busy=[True, False])[0]  # fmt: skip
     assert alone[0].above["crowd"] > 0.5  # the only busy day is checked against the quiet days' thresholds
+
+
+def test_choose_follows_drift_when_a_benign_day_sits_lower_throughout() -> None:
+    """A benign copy 1.5 spreads worse in PSNR all along alarms under the fixed normalizer; following the
+    stream's own past (drift) forgives it, and the events, short dips, still stand out: pick takes drift."""
+    rng = np.random.default_rng(3)
+    normal = clip("n", np.stack([40 + rng.normal(0, 1, 300)], 1), rng.normal(1, 0.1, (300, 1)))
+    dimmer = clip("b", np.stack([38.5 + rng.normal(0, 1, 150)], 1), rng.normal(1, 0.1, (150, 1)))
+    y = (np.arange(150) >= 100) & (np.arange(150) < 120)
+    event = clip("e", np.stack([40 + rng.normal(0, 1, 150) - 4 * y], 1), rng.normal(1, 0.1, (150, 1)))
+    table = choose(
+        [normal], [dimmer, event], [np.zeros(150, bool), y], error_windows=(0,), distance_windows=(0,),
+        weights=(1.0,), benign=["exposure", None], relative=(False,), drifts=(Drift(), Drift(30, 2.0)),
+    )  # fmt: skip
+    by_drift = {c.drift: c for c, _ in table}
+    assert by_drift[Drift()].benign_above_on > 0.05
+    assert by_drift[Drift(30, 2.0)].benign_above_on <= 0.05
+    best, calibration = pick(table)
+    assert best.drift == calibration.drift == Drift(30, 2.0) and best.auc > 0.95

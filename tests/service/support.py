@@ -34,7 +34,7 @@ def reference_scores(models_dir: Path, frames: np.ndarray) -> dict[int, tuple[fl
         net, [clip], UPDATE_THRESHOLD[ckpt.config.variant],
         error_windows=(where.error_window,), distance_windows=(where.distance_window,),
     )  # fmt: skip
-    score = ckpt.calibration.score(*ckpt.calibration.measures(scored))
+    score = ckpt.calibration.clip_scores(scored)
     return {
         scored.first_frame + i: (float(score[i]), float(scored.psnr[i]), float(scored.distance[i]))
         for i in range(len(score))
@@ -49,3 +49,18 @@ def typed_message(text: str) -> dict:
     message = parse(text)
     assert message.wire() == text, f"{type(message).__name__} does not write back {text}"
     return json.loads(text)
+
+
+def scored_with(calibration, message: dict, tol: float = 1e-6) -> bool:
+    """Whether a score message's score is `calibration`'s of its region measures. Without drift that is one
+    number; with drift it depends on the stream's past, which a subscriber that joined late has not seen, so
+    the score must lie where any past can put it: the baselines held within `drift_cap` spreads of the means
+    (a higher PSNR baseline or a lower distance baseline raises the score)."""
+    p, d = message["region_psnr"], message["region_distance"]
+    if not calibration.drift_frames:
+        return abs(message["score"] - calibration.score(p, d)) < tol
+    c = calibration
+    dp, dd = c.drift_cap * c.psnr_std, c.drift_cap * c.distance_std
+    low = c.score(p, d, (c.psnr_mean - dp, c.distance_mean + dd))
+    high = c.score(p, d, (c.psnr_mean + dp, c.distance_mean - dd))
+    return low - tol <= message["score"] <= high + tol

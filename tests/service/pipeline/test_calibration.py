@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from support import typed_message, wait_for
+from support import scored_with, typed_message, wait_for
 from websockets.sync.client import connect
 
 from model.calibration import MIN_FRAMES, Calibration
@@ -196,14 +196,15 @@ def test_calibrate_a_live_stream_end_to_end(serve_factory, h264_clip, tmp_path) 
     # ... of the measures the model's calibration scores (its region windows), which a stream's fit keeps
     psnr = np.array([m["region_psnr"] for m in collected])
     distance = np.array([m["region_distance"] for m in collected])
-    expected = Calibration.fit(psnr, distance, model_cal["weight"], Calibration(**model_cal).regions)
+    model = Calibration(**model_cal)
+    expected = Calibration.fit(psnr, distance, model.weight, model.regions, model.drift)  # the model's drift too
     assert cal == pytest.approx(expected.to_dict(), rel=1e-12)
     assert cal["psnr_mean"] != pytest.approx(model_cal["psnr_mean"], abs=1e-6)
     assert (stream["alert"]["on"], stream["alert"]["off"]) == (cal["alert_on"], cal["alert_off"])
     assert stream["calibration"] == "fitted"
     fitted = Calibration(**cal)
     for m in after_calibrated(out, 5):  # scored with the stream's own calibration from the next frame on
-        assert abs(m["score"] - fitted.score(m["region_psnr"], m["region_distance"])) < 1e-6
+        assert scored_with(fitted, m)
         assert m["anomalous"] == (m["score"] >= cal["alert_on"])
     assert f'mnad_calibrations_total{{stream="{sid}"}} 1.0' in metrics
     assert json.loads(stored_calibration(data, sid)[0]) == cal
@@ -229,7 +230,7 @@ def test_calibrate_a_live_stream_end_to_end(serve_factory, h264_clip, tmp_path) 
             out = ws_messages(ws, lambda out: sum(m["type"] == "score" for m in out) >= 3, 30)
         restored = Calibration(**second["calibration"])
         for m in (m for m in out if m["type"] == "score"):
-            assert abs(m["score"] - restored.score(m["region_psnr"], m["region_distance"])) < 1e-6
+            assert scored_with(restored, m)
         # bad requests
         for body in ({"seconds": 1}, {"seconds": 3601}, {}, {"seconds": 2, "fps": 5}, {"seconds": "soon"}):
             assert c.post(f"/api/streams/{sid}/calibration", json=body).status_code == 422, body

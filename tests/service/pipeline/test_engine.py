@@ -110,8 +110,8 @@ def test_each_lane_scores_with_its_own_calibration(models_dir, clip_frames) -> N
         np.array([[r.region_psnr, r.region_distance, r.score, r.psnr, r.distance] for r in o.rows]) for o in owners
     )
     np.testing.assert_array_equal(a[:, [0, 1, 3, 4]], b[:, [0, 1, 3, 4]])
-    np.testing.assert_allclose(a[:, 2], model.calibration.score(a[:, 0], a[:, 1]), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(b[:, 2], own.score(b[:, 0], b[:, 1]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a[:, 2], model.calibration.stream_scores(a[:, 0], a[:, 1]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b[:, 2], own.stream_scores(b[:, 0], b[:, 1]), rtol=0, atol=1e-12)
     assert np.all(np.abs(a[:, 2] - b[:, 2]) > 1e-3)
     c = model.config
     for rows, cal in ((owners[0].rows, model.calibration), (owners[1].rows, own)):
@@ -122,3 +122,25 @@ def test_each_lane_scores_with_its_own_calibration(models_dir, clip_frames) -> N
             side = cal.distance_window * 8 if by_distance else cal.error_window
             if side and side < min(c.height, c.width):
                 assert (round(w * c.width), round(h * c.height)) == (side, side)
+
+
+def test_a_lane_that_follows_drift_scores_each_frame_against_its_own_past(models_dir, clip_frames) -> None:
+    """With drift, each lane keeps its own stream's past measures: its scores are evaluate's `stream_scores` of
+    that one stream (frame by frame here, in one pass there), and a lane beside it without drift is untouched."""
+    torch.set_num_threads(1)
+    model = ModelHost.load_dir(models_dir, torch.device("cpu")).get(None)
+    fixed = dataclasses.replace(model.calibration, drift_frames=0, drift_cap=0.0)
+    drift = dataclasses.replace(model.calibration, drift_frames=12, drift_cap=1.0)
+    engine = Engine(8, 0.0, lambda msgs: None)
+    owners = [Collect(), Collect()]
+    lanes = [engine.add_lane("fixed", model, 4, owners[0], fixed), engine.add_lane("drift", model, 4, owners[1], drift)]
+    for i, f in enumerate(clip_frames):
+        for lane in lanes:
+            lane.buffer.put(Frame(i, 0, time.time(), preprocess(f, model.config)))
+        engine.step(lanes)
+    (a, b) = (np.array([[r.region_psnr, r.region_distance, r.score] for r in o.rows]) for o in owners)
+    assert len(b) > 12  # past the warm-up
+    np.testing.assert_allclose(a[:, 2], fixed.score(a[:, 0], a[:, 1]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b[:, 2], drift.stream_scores(b[:, 0], b[:, 1]), rtol=0, atol=1e-12)
+    assert np.all(a[:10, 2] == b[:10, 2])  # the warm-up compares with the held-out means, as without drift
+    assert np.any(np.abs(a[10:, 2] - b[10:, 2]) > 1e-3)

@@ -128,12 +128,13 @@ class _Streams:
     def join(self, other: _Streams) -> _Streams:
         medians = None
         if self.medians is not None and other.medians is not None:
-            medians = tuple(np.concatenate([a, b]) for a, b in zip(self.medians, other.medians, strict=True))
+            (a, b), (c, d) = self.medians, other.medians
+            medians = np.concatenate([a, c]), np.concatenate([b, d])
         return _Streams(
             np.concatenate([self.psnr, other.psnr]),
             np.concatenate([self.distance, other.distance]),
             self.lengths + other.lengths,
-            medians,  # type: ignore[arg-type]
+            medians,
         )
 
     def take(self, streams: Sequence[int]) -> _Streams:

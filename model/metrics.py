@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from model import events
 from model.alerts import AlertPolicy
-from model.calibration import Calibration, minmax, paper_scores
+from model.calibration import Calibration, fuse, minmax, paper_scores
 from model.scoring import ClipScores
 
 
@@ -64,10 +64,11 @@ def report(scored: list[ClipScores], labels: np.ndarray, calibration: Calibratio
         for s in scored:
             psnr, distance = calibration.measures(s)
             terms.append(calibration.terms(psnr, distance, calibration.baselines(psnr, distance)))
+        p_hat, d_hat = np.concatenate([p for p, _ in terms]), np.concatenate([d for _, d in terms])
         streaming_scores = {
-            "fused": np.concatenate(streaming(scored, calibration)),
-            "psnr_only": 1 - np.concatenate([p for p, _ in terms]),
-            "distance_only": np.concatenate([d for _, d in terms]),
+            "fused": fuse(p_hat, d_hat, calibration.weight),  # what Calibration.score fuses: the terms once, not twice
+            "psnr_only": 1 - p_hat,
+            "distance_only": d_hat,
         }
         out["streaming"] = {k: metrics(labels, v) for k, v in streaming_scores.items()}
     return out

@@ -61,3 +61,25 @@ def test_without_drift_a_stream_scores_frame_by_frame_and_older_calibrations_loa
     assert Calibration(**older) == cal
     with pytest.raises(ValueError, match="negative"):
         Calibration(**{**cal.to_dict(), "drift_frames": -1})
+
+
+def test_evaluate_reports_the_scores_the_service_sends_with_drift() -> None:
+    """`metrics.report`'s streaming AUCs are those of each clip's `clip_scores`, every clip its own stream."""
+    from model.metrics import metrics, report
+    from model.scoring import ClipScores
+
+    rng = np.random.default_rng(2)
+    clips, labels = [], []
+    for k, offset in enumerate((0.0, -1.5, 0.5)):  # three days, one busier
+        y = (np.arange(120) >= 60 + 10 * k) & (np.arange(120) < 80 + 10 * k)
+        p = rng.normal(40 + offset, 1, 120) - 4 * y
+        d = rng.normal(1, 0.1, 120) + 0.3 * y
+        clips.append(ClipScores(f"c{k}", p, d, 4, p[:, None], d[:, None], np.ones(120)))
+        labels.append(y)
+    cal = Calibration.fit(rng.normal(40, 1, 300), rng.normal(1, 0.1, 300), 0.5, drift=Drift(30, 1.0))
+    y = np.concatenate(labels)
+    got = report(clips, y, cal, 0.6)["streaming"]
+    sent = np.concatenate([cal.clip_scores(c) for c in clips])
+    assert got["fused"] == metrics(y, sent)
+    fixed = np.asarray(cal.score(np.concatenate([c.psnr for c in clips]), np.concatenate([c.distance for c in clips])))
+    assert got["fused"] != metrics(y, fixed)  # drift did change the scores: the check above compared something

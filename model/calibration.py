@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -58,6 +58,15 @@ class Drift(NamedTuple):
 
     frames: int = 0
     cap: float = 0.0
+
+
+class AlertLevel(NamedTuple):
+    """Where the alert thresholds sit: quantiles of the held-out normal scores. `on` opens an episode, `off`
+    (lower, the hysteresis) closes it. The default is the service's; `validation.ALERT_LEVELS` shows what the
+    others would do on the same footage, so an operator can trade missed events for false alarms knowingly."""
+
+    on: float = 0.99
+    off: float = 0.95
 
 
 # per frame: the PSNR and distance a stream's frame is compared with (or their raw previous medians)
@@ -121,8 +130,8 @@ class Calibration:
     distance_mean: float
     distance_std: float
     weight: float  # λ
-    alert_on: float  # 99th percentile of held-out normal scores
-    alert_off: float  # 95th percentile
+    alert_on: float  # AlertLevel().on quantile of held-out normal scores
+    alert_off: float  # AlertLevel().off quantile
     frames: int  # held-out frames it was fitted on
     # which measures P and D are (model.regions): 0 = whole frame, as in the paper; checkpoints older
     # than the region scores have none and keep the whole-frame measures
@@ -218,12 +227,13 @@ class Calibration:
         drift: Drift = Drift(),
         lengths: Sequence[int] | None = None,
         medians: Baselines | None = None,
+        level: AlertLevel = AlertLevel(),
     ) -> Calibration:
         """Fit on normal frames' measures, taken with the windows `where` (default: whole frame). The alert
         thresholds are quantiles of the scores the streams would send (`lengths`: the streams, in order,
         concatenated; default one), so with drift each frame is scored against its own stream's past.
         `medians`: those frames' `previous_medians` for the drift, when already computed (validation fits
-        many calibrations on the same streams)."""
+        many calibrations on the same streams). `level`: which quantiles the thresholds are."""
         where = where or regions.Regions()
         if len(psnr_values) < 2:
             raise ValueError("calibration needs at least 2 held-out frames")
@@ -246,13 +256,12 @@ class Calibration:
             normal = base.stream_scores(psnr_values, distance, lengths)
         else:
             normal = np.asarray(base.score(psnr_values, distance, base.anchor(*medians)))
-        return cls(
-            **{
-                **asdict(base),
-                "alert_on": float(np.quantile(normal, 0.99)),
-                "alert_off": float(np.quantile(normal, 0.95)),
-            }
-        )
+        return base.at_level(normal, level)
+
+    def at_level(self, normal_scores: np.ndarray, level: AlertLevel) -> Calibration:
+        """This calibration with its thresholds at `level` of `normal_scores` (the scores its fit frames send)."""
+        on, off = np.quantile(normal_scores, [level.on, level.off])
+        return replace(self, alert_on=float(on), alert_off=float(off))
 
     def to_dict(self) -> dict:
         return asdict(self)

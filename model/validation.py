@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from model import events, memory, synthetic
 from model.alerts import AlertPolicy
-from model.calibration import Calibration, Drift, previous_medians
+from model.calibration import AlertLevel, Calibration, Drift, previous_medians
 from model.data import Clip, window_tensors
 from model.inference import InferencePath
 from model.network import MemoryAE
@@ -32,6 +32,16 @@ WEIGHTS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))  # λ; 
 # How far the normalizer may follow a stream (model.calibration.Drift): none, or the median of the last 30
 # frames (3 s at 10 fps) or 100 (10 s), held within 0.5-2 held-out spreads of the held-out mean
 DRIFTS: tuple[Drift, ...] = (Drift(), *(Drift(n, cap) for n in (30, 100) for cap in (0.5, 1.0, 2.0)))
+
+# The operating points validation reports beside the service's default (AlertLevel()): calmer and more
+# sensitive thresholds, each with what it would catch and raise for nothing on the same streams
+ALERT_LEVELS: tuple[AlertLevel, ...] = (
+    AlertLevel(0.995, 0.97),
+    AlertLevel(),
+    AlertLevel(0.98, 0.94),
+    AlertLevel(0.97, 0.93),
+    AlertLevel(0.95, 0.90),
+)
 
 
 @dataclass
@@ -53,6 +63,57 @@ class Choice:
 
 
 @dataclass
+class OperatingPoint:
+    """Alert thresholds at one level of the normal scores, and what the alert machine makes of the
+    validation streams with them."""
+
+    level: AlertLevel
+    alert_on: float
+    alert_off: float
+    detected: int
+    events: int
+    median_delay_s: float | None
+    false_episodes: int
+    normal_above_on: float  # share of the streams' normal frames (benign streams, events' lead) at or above on
+
+    def text(self) -> str:
+        delay = "-" if self.median_delay_s is None else f"{self.median_delay_s:.2f} s"
+        return (
+            f"{100 * self.level.on:g}/{100 * self.level.off:g} (on {self.alert_on:.3f}): {self.detected}/{self.events}"
+            f" events, median delay {delay}, {self.false_episodes} false episodes, {100 * self.normal_above_on:.1f} %"
+        )
+
+
+def operating_points(
+    calibration: Calibration,
+    normal_scores: np.ndarray,
+    labels: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    fps: float,
+    levels: Sequence[AlertLevel] = ALERT_LEVELS,
+) -> list[OperatingPoint]:
+    """`calibration`'s thresholds moved to each level of `normal_scores` (what its fit frames send), run
+    over the validation streams (`labels`, `scores`, one per stream) by the service's alert machine."""
+    out = []
+    for level in levels:
+        at = calibration.at_level(normal_scores, level)
+        report = events.evaluate_events(labels, scores, AlertPolicy(at.alert_on, at.alert_off), fps).to_dict()
+        out.append(
+            OperatingPoint(
+                level,
+                at.alert_on,
+                at.alert_off,
+                report["detected"],
+                report["events"],
+                report["median_delay_s"],
+                report["false_episodes"],
+                report["normal_above_on_share"] or 0.0,
+            )
+        )
+    return out
+
+
+@dataclass
 class ValidationReport:
     best: Choice
     calibration: Calibration  # fitted on the normal clips with the best setting
@@ -65,6 +126,13 @@ class ValidationReport:
     # per anomaly kind, each term alone at the chosen windows: which term sees which kind (blur, say, makes a
     # frame easier to predict, so PSNR cannot see it at all and only the distance can)
     terms: dict[str, dict[str, float]] = field(default_factory=dict)
+    levels: list[OperatingPoint] = field(default_factory=list)  # the best setting at each of ALERT_LEVELS
+
+    def levels_summary(self) -> str:
+        return (
+            "alert levels (on/off percentiles of the normal scores: events, delay, false episodes, normal frames "
+            "above on): " + "; ".join(p.text() for p in self.levels)
+        )
 
     def terms_summary(self) -> str:
         return "per kind, AUC of the fused score / PSNR alone / distance alone: " + "; ".join(
@@ -95,6 +163,7 @@ class ValidationReport:
             "kinds": self.kinds,
             "frames": self.frames,
             "terms": self.terms,
+            "levels": [asdict(p) for p in self.levels],
         }
 
 
@@ -294,11 +363,17 @@ def validate(
     scores = [calibration.stream_scores(p, d) for p, d in measures]
     policy = AlertPolicy(calibration.alert_on, calibration.alert_off)  # the service's default on/off frame counts
     report = events.evaluate_events(labels, scores, policy, fps).to_dict()
+    fitted = [s.measures(*columns, calibration.distance_relative) for s in normal]  # the fit's frames:
+    fitted += [m for m, b in zip(measures, busy, strict=True) if b]  # the normal clips and their busier days
+    normal_scores = calibration.stream_scores(
+        np.concatenate([p for p, _ in fitted]), np.concatenate([d for _, d in fitted]), [len(p) for p, _ in fitted]
+    )
+    levels = operating_points(calibration, normal_scores, labels, scores, fps)
     kinds, terms = per_kind(fakes, labels, scores, measures)
     for kind, share in best.above.items():  # share of benign frames at or above alert_on (busier days cross-fitted)
         kinds[f"{kind}_above_on"] = share
     return ValidationReport(
-        best, calibration, psnr_only, distance_only, paper, report, kinds, sum(len(x) for x in labels), terms
+        best, calibration, psnr_only, distance_only, paper, report, kinds, sum(len(x) for x in labels), terms, levels
     )
 
 

@@ -102,6 +102,7 @@ def main(
         calibration = check.calibration
         print(f"check on this footage's synthetic anomalies: {check.summary()}")
         print(check.terms_summary())
+        print(check.levels_summary())
     else:
         print(f"no check: synthetic anomalies need clips of {synthetic.min_frames(config.window)} frames or more")
     provenance = {

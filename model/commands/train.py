@@ -278,6 +278,7 @@ def main(
         model.eval()
         calibration = chosen.calibration
         print(f"shipping epoch {shipped_epoch} of {epochs}: {chosen.summary()}")
+        print(chosen.levels_summary())
     else:
         calibration = fallback_calibration(model, holdout_clips, dev)
     use = validation.memory_use(model, holdout_clips, dev)

@@ -14,8 +14,8 @@ import pytest
 import torch
 import typer
 
-from model import checkpoint, synthetic
-from model.calibration import MIN_FRAMES, Calibration
+from model import checkpoint, synthetic, validation
+from model.calibration import MIN_FRAMES, AlertLevel, Calibration
 from model.commands.calibrate import main as calibrate
 from model.commands.train import main as train
 from model.data import Clip, load_clips, resample
@@ -92,6 +92,14 @@ def test_calibrate_refits_on_the_footage_and_keeps_everything_else(tiny, footage
     assert 0 <= check["best"]["auc"] <= 1
     assert set(check["terms"]) == set(synthetic.KINDS)  # each term alone per kind: which term sees which kind
     assert all(0 <= t["psnr"] <= 1 and 0 <= t["distance"] <= 1 for t in check["terms"].values())
+    # the operating points: the service's level is the calibration written, with the events reported above
+    levels = {tuple(p["level"]): p for p in check["levels"]}
+    assert list(levels) == [tuple(level) for level in validation.ALERT_LEVELS]
+    default = levels[tuple(AlertLevel())]
+    assert (default["alert_on"], default["alert_off"]) == pytest.approx((returned.alert_on, returned.alert_off))
+    assert (default["detected"], default["false_episodes"]) == (check["events"]["detected"],
+                                                                check["events"]["false_episodes"])  # fmt: skip
+    assert default["normal_above_on"] == pytest.approx(check["events"]["normal_above_on_share"])
 
 
 def test_bad_inputs_say_what_is_wrong(tiny, footage, tmp_path) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from model.calibration import Calibration, Drift
+from model.calibration import AlertLevel, Calibration, Drift
 from model.scoring import ClipScores
-from model.validation import Choice, choose, pick
+from model.validation import ALERT_LEVELS, Choice, choose, operating_points, pick
 
 
 def clip(name: str, psnr: np.ndarray, distance: np.ndarray) -> ClipScores:
@@ -102,3 +103,26 @@ def test_choose_follows_drift_when_a_benign_day_sits_lower_throughout() -> None:
     assert by_drift[Drift(30, 2.0)].benign_above_on <= 0.05
     best, calibration = pick(table)
     assert best.drift == calibration.drift == Drift(30, 2.0) and best.auc > 0.95
+
+
+def test_operating_points_trade_missed_events_for_false_episodes() -> None:
+    """Lower thresholds catch a faint event the service's level misses, and raise an episode on a normal bump."""
+    normal = np.linspace(0, 1, 1001)  # the fit frames' scores: the 99th percentile is 0.99, the 95th 0.95
+    calibration = Calibration(30, 1, 1, 1, 0.5, 0.0, 0.0, len(normal))
+    faint = np.full(60, 0.5)
+    faint[20:30] = 0.975  # an event only a level under 97.5 % sees
+    bump = np.full(60, 0.5)
+    bump[40:45] = 0.96  # normal footage, briefly high
+    labels = [np.arange(60) // 10 == 2, np.zeros(60, bool)]
+    points = {p.level: p for p in operating_points(calibration, normal, labels, [faint, bump], fps=10)}
+    assert [p.level for p in points.values()] == list(ALERT_LEVELS)
+    default = points[AlertLevel()]
+    assert (default.alert_on, default.alert_off) == pytest.approx((0.99, 0.95))
+    assert (default.detected, default.events, default.false_episodes, default.normal_above_on) == (0, 1, 0, 0.0)
+    sensitive = points[AlertLevel(0.97, 0.93)]
+    assert (sensitive.detected, sensitive.false_episodes) == (1, 0)
+    assert sensitive.median_delay_s == pytest.approx(0.2)  # the alert machine's 3 frames: raised on the third
+    loudest = points[AlertLevel(0.95, 0.90)]
+    assert (loudest.detected, loudest.false_episodes) == (1, 1)
+    assert loudest.normal_above_on == pytest.approx(5 / 110)  # the bump's frames among both streams' normal ones
+    assert "0/1 events" in default.text() and "1 false episodes" in loudest.text()

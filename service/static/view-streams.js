@@ -12,6 +12,19 @@ export function streamStats(s) {
     h("div", {}, h("b", { class: "score" }, fmt(s.last_score)), h("span", {}, "score")));
 }
 
+// The latest validation of a checkpoint: a recalibration's (calibrate) supersedes training's.
+export function validationLevels(provenance) {
+  const latest = provenance?.recalibration ? provenance.recalibration.validation : provenance?.validation;
+  return latest?.levels || [];
+}
+
+function levelText(p) {
+  const pct = (x) => `${+(100 * x).toFixed(1)}`;
+  const delay = p.median_delay_s === null ? "" : `, ${p.median_delay_s.toFixed(1)} s`;
+  return `${pct(p.level[0])}/${pct(p.level[1])}: ${p.detected}/${p.events} events${delay}, ` +
+    `${p.false_episodes} false alarms, ${pct(p.normal_above_on)} % normal above`;
+}
+
 export function stateBadge(s) {
   return h("span", { class: `pill ${s.state}`, title: s.last_error || "" }, s.state);
 }
@@ -20,18 +33,39 @@ export async function streamsView(root) {
   const cleanups = [];
   const cards = new Map(); // id -> {el, spark, ys, ws, on}
   const modelSelect = h("select", { name: "model" }, h("option", { value: "" }, "default"));
+  // the operating points validation measured for each model (model/validation.py ALERT_LEVELS): picking one
+  // fills the thresholds below, so an operator trades missed events for false alarms knowingly
+  const levelSelect = h("select", { name: "level", title: "Thresholds measured on the model's validation footage" });
+  const levels = new Map(); // model name -> [operating point]
+  let defaultModel = null;
+  const showLevels = () => {
+    const points = levels.get(modelSelect.value || defaultModel) || [];
+    levelSelect.replaceChildren(h("option", { value: "" }, points.length ? "the model's thresholds" : "—"),
+      ...points.map((p, i) => h("option", { value: String(i) }, levelText(p))));
+    levelSelect.disabled = !points.length;
+  };
   serviceReady.then(() => api("/api/models")).then((models) => {
+    defaultModel = models.default;
+    for (const m of models.models) levels.set(m.name, validationLevels(m.provenance));
     modelSelect.append(...models.models.map((m) => h("option", { value: m.name }, m.name)));
+    showLevels();
   }).catch(() => {});
+  modelSelect.addEventListener("change", showLevels);
   const form = h("form", { class: "inline panel", id: "add-stream" },
     h("label", {}, "Camera URL (rtsp, rtsps)", h("input", { name: "url", required: true, placeholder: "rtsp://camera/stream" })),
     h("label", {}, "Name", h("input", { name: "name", required: true, placeholder: "entrance" })),
     h("label", {}, "Model", modelSelect),
+    h("label", {}, "Sensitivity", levelSelect),
     h("label", {}, "fps cap", h("input", { name: "fps_cap", class: "num", type: "number", step: "any", min: "0" })),
     h("label", {}, "alert on", h("input", { name: "alert_on", class: "num", type: "number", step: "any", min: "0", max: "1" })),
     h("label", {}, "alert off", h("input", { name: "alert_off", class: "num", type: "number", step: "any", min: "0", max: "1" })),
     h("button", { type: "submit" }, "Add stream"),
     h("span", { class: "error-text", id: "add-error" }));
+  levelSelect.addEventListener("change", () => {
+    const point = (levels.get(modelSelect.value || defaultModel) || [])[Number(levelSelect.value)];
+    $("input[name=alert_on]", form).value = point && levelSelect.value !== "" ? String(point.alert_on) : "";
+    $("input[name=alert_off]", form).value = point && levelSelect.value !== "" ? String(point.alert_off) : "";
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = Object.fromEntries(new FormData(form));
@@ -41,6 +75,7 @@ export async function streamsView(root) {
     try {
       await api("/api/streams", { method: "POST", json: body });
       form.reset();
+      showLevels();
       $("#add-error").textContent = "";
       refresh();
     } catch (e) {

@@ -412,6 +412,37 @@ def test_dashboard_with_api_token(serve_factory, browser, h264_clip) -> None:
         ws.recv(timeout=5)
 
 
+def test_sensitivity_from_the_models_validation_fills_the_thresholds(serve_factory, browser) -> None:
+    """The add-stream form lists the operating points the model's validation measured; picking the 97th
+    percentile fills its thresholds, and the stream it adds alerts at them."""
+    server = serve_factory()
+    model = httpx.get(f"{server.base}/api/models").json()["models"][0]
+    points = model["provenance"]["validation"]["levels"]  # the tiny model's train measured them
+    pick = next(i for i, p in enumerate(points) if p["level"] == [0.97, 0.93])
+    ui = Page(browser, server.base)
+    page = ui.page
+    try:
+        ui.goto("/streams")
+        page.wait_for_function("document.querySelectorAll('#add-stream select[name=level] option').length > 1")
+        labels = page.eval_on_selector_all("#add-stream select[name=level] option", "os => os.map(o => o.textContent)")
+        assert labels[0] == "the model's thresholds" and len(labels) == len(points) + 1
+        assert labels[pick + 1].startswith(f"97/93: {points[pick]['detected']}/{points[pick]['events']} events")
+        page.select_option("#add-stream select[name=level]", str(pick))
+        assert float(page.input_value("#add-stream input[name=alert_on]")) == points[pick]["alert_on"]
+        assert float(page.input_value("#add-stream input[name=alert_off]")) == points[pick]["alert_off"]
+        page.fill("#add-stream input[name=url]", f"rtsp://127.0.0.1:{free_port()}/nobody")  # a camera that is off
+        page.fill("#add-stream input[name=name]", "gate")
+        page.click("#add-stream button[type=submit]")
+        page.wait_for_selector(".card[data-stream]", timeout=10_000)
+        assert page.input_value("#add-stream input[name=alert_on]") == ""  # the form is ready for the next one
+        stream = httpx.get(f"{server.base}/api/streams").json()[0]
+        assert (stream["alert"]["on"], stream["alert"]["off"]) == (points[pick]["alert_on"], points[pick]["alert_off"])
+        ui.shot("streams-sensitivity")
+        assert ui.errors == [], ui.errors
+    finally:
+        ui.close()
+
+
 def test_newcomer_sees_live_scores_within_10_s(browser, models_dir, h264_clip, tmp_path) -> None:
     """README: `serve --stream video.mp4`, open the page: a live score within 10 s of starting the command.
     With the shipped weights when present (what a newcomer runs), else the tiny test model."""

@@ -221,6 +221,12 @@ class _Streams:
         return np.asarray(calibration.score(self.psnr, self.distance, baselines))
 
 
+def _fit_frames(quiet: _Streams, test: _Streams, busy: Sequence[int], without: int | None = None) -> _Streams:
+    """The frames a calibration's thresholds are fitted on: the normal clips and their busier days (`busy`,
+    indices into `test`), less `without` (a busier day's own calm check)."""
+    return quiet.join(test.take([k for k in busy if k != without]))
+
+
 def score_candidates(
     model: MemoryAE | InferencePath,
     clips: Sequence[Clip],
@@ -267,7 +273,7 @@ def choose(
         test = _Streams.of([s.measures(i, j, rel) for s in anomalous], drift)
         quiet = _Streams.of([s.measures(i, j, rel) for s in normal], drift)
         where = Regions(e, d, rel)
-        fitted_on = {k: quiet.join(test.take([x for x in in_fit if x != k])) for k in [None, *in_fit]}
+        fitted_on = {k: _fit_frames(quiet, test, in_fit, without=k) for k in [None, *in_fit]}
 
         def fit(w: float, without: int | None = None) -> Calibration:
             return fitted_on[without].fit(w, where, drift)  # noqa: B023
@@ -363,12 +369,9 @@ def validate(
     scores = [calibration.stream_scores(p, d) for p, d in measures]
     policy = AlertPolicy(calibration.alert_on, calibration.alert_off)  # the service's default on/off frame counts
     report = events.evaluate_events(labels, scores, policy, fps).to_dict()
-    fitted = [s.measures(*columns, calibration.distance_relative) for s in normal]  # the fit's frames:
-    fitted += [m for m, b in zip(measures, busy, strict=True) if b]  # the normal clips and their busier days
-    normal_scores = calibration.stream_scores(
-        np.concatenate([p for p, _ in fitted]), np.concatenate([d for _, d in fitted]), [len(p) for p, _ in fitted]
-    )
-    levels = operating_points(calibration, normal_scores, labels, scores, fps)
+    quiet = _Streams.of([s.measures(*columns, calibration.distance_relative) for s in normal], calibration.drift)
+    fitted = _fit_frames(quiet, _Streams.of(measures, calibration.drift), [k for k, b in enumerate(busy) if b])
+    levels = operating_points(calibration, fitted.scores(calibration), labels, scores, fps)
     kinds, terms = per_kind(fakes, labels, scores, measures)
     for kind, share in best.above.items():  # share of benign frames at or above alert_on (busier days cross-fitted)
         kinds[f"{kind}_above_on"] = share

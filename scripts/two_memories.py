@@ -40,7 +40,7 @@ def main() -> None:
         parser.error("the two checkpoints score different windows")
     window = first.config.window
     clips = [load_clip(c, first.config, first.fps) for c in args.clips]
-    fakes = validation.streams(clips, window, args.seed)
+    fakes = validation.streams(clips, window, [args.seed])
     labels = [f.labels[window - 1 :] for f in fakes]
     benign = [f.kind if f.kind in synthetic.BENIGN else None for f in fakes]
     busy = [f.kind in synthetic.BUSY for f in fakes]

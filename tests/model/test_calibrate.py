@@ -147,6 +147,11 @@ def test_kinds_keep_only_the_anomalies_that_matter_and_the_very_same_events(tiny
     for kind in ("skip", "rush"):
         assert motion["terms"][kind] == pytest.approx(every["terms"][kind], abs=1e-9)
         assert motion["kinds"][kind] == pytest.approx(every["kinds"][kind], abs=1e-9)
+    calibrate(tiny, footage, out=tmp_path / "two.safetensors", device="cpu", inference="fp32", kinds="skip, rush",
+              draws=2)  # fmt: skip
+    two = checkpoint.load(tmp_path / "two.safetensors").provenance["recalibration"]["validation"]
+    assert two["events"]["events"] == 2 * motion["events"]["events"]  # seeds 0 and 1 pooled
+    assert motion["frames"] < two["frames"] < 2 * motion["frames"]  # the busier days once, not twice
     with pytest.raises(typer.BadParameter, match="anomaly kinds must be 'all' or some of paste"):
         calibrate(tiny, footage, out=tmp_path / "x.safetensors", device="cpu", kinds="bikes")
     assert not (tmp_path / "x.safetensors").exists()

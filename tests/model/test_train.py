@@ -182,6 +182,7 @@ def test_train_validates_on_synthetic_anomalies_and_ships_the_best_epoch(
     )  # fmt: skip
     assert f"shipping epoch {best} of 3" in printed
     assert ckpt.provenance["validation_kinds"] == list(synthetic.KINDS)
+    assert (ckpt.provenance["validation_seed"], ckpt.provenance["validation_draws"]) == (0, 1)
     with pytest.raises(typer.BadParameter, match="anomaly kinds must be"):
         train(root, out=tmp_path / "k.safetensors", **{**TINY, "kinds": "bikes"})
 

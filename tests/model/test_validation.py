@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from model import synthetic
 from model.calibration import AlertLevel, Calibration, Drift
+from model.data import Clip
 from model.scoring import ClipScores
-from model.validation import ALERT_LEVELS, Choice, choose, operating_points, pick
+from model.validation import ALERT_LEVELS, Choice, choose, operating_points, pick, streams
 
 
 def clip(name: str, psnr: np.ndarray, distance: np.ndarray) -> ClipScores:
@@ -126,3 +128,27 @@ def test_operating_points_trade_missed_events_for_false_episodes() -> None:
     assert (loudest.detected, loudest.false_episodes) == (1, 1)
     assert loudest.normal_above_on == pytest.approx(5 / 110)  # the bump's frames among both streams' normal ones
     assert "0/1 events" in default.text() and "1 false episodes" in loudest.text()
+
+
+def test_pooled_draws_are_each_seeds_own_events_with_the_busier_days_once() -> None:
+    """Three draws are the events and camera changes of seeds 0, 1 and 2, bit for bit, under names of their
+    own; the busier days are no draw (the same walkers every seed), so one copy of each, not three."""
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (40, 24, 36, 1), dtype=np.uint8) for _ in range(2)]
+    clips = [Clip(f"c{k}", f, 10.0) for k, f in enumerate(frames)]
+    pooled = streams(clips, 4, [0, 1, 2])
+    assert len({f.name for f in pooled}) == len(pooled)
+    for seed in (0, 1, 2):
+        alone = streams(clips, 4, [seed])
+        drawn = [f for f in alone if f.kind not in synthetic.BUSY]
+        mine = [f for f in pooled if f.name.endswith(f"@{seed}") and f.kind not in synthetic.BUSY]
+        assert [f.name + f"@{seed}" for f in drawn] == [f.name for f in mine]
+        for a, b in zip(drawn, mine):
+            np.testing.assert_array_equal(a.frames, b.frames)
+            np.testing.assert_array_equal(a.labels, b.labels)
+    busy = [f for f in pooled if f.kind in synthetic.BUSY]
+    assert [f.name for f in busy] == ["c0-crowd@0", "c1-crowd@0"]
+    events = [f for f in pooled if f.labels.any()]
+    assert len(events) == 3 * sum(f.labels.any() for f in streams(clips, 4, [0]))
+    with pytest.raises(ValueError, match="too short"):
+        streams([Clip("short", frames[0][:10], 10.0)], 4, [0])

@@ -8,7 +8,7 @@ chosen here, never on a test split. `calibrate` runs the same check on a user's 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import product
 
@@ -186,12 +186,24 @@ class _Streams:
     medians: tuple[np.ndarray, np.ndarray] | None  # None: no drift
 
     @classmethod
-    def of(cls, parts: Sequence[tuple[np.ndarray, np.ndarray]], drift: Drift) -> _Streams:
+    def of(
+        cls,
+        parts: Sequence[tuple[np.ndarray, np.ndarray]],
+        drift: Drift,
+        memo: dict[Hashable, np.ndarray] | None = None,
+        keys: tuple[Hashable, Hashable] | None = None,
+    ) -> _Streams:
+        """`memo`, `keys`: where to keep each measure's medians (one key per measure column), so a grid that
+        pairs one PSNR column with every distance column computes its medians once, not once per pair."""
         lengths = [len(p) for p, _ in parts]
         psnr, distance = np.concatenate([p for p, _ in parts]), np.concatenate([d for _, d in parts])
         medians = None
         if drift.frames:
-            medians = previous_medians(psnr, drift.frames, lengths), previous_medians(distance, drift.frames, lengths)
+            memo, keys = ({}, (0, 1)) if memo is None or keys is None else (memo, keys)
+            for values, key in zip((psnr, distance), keys):
+                if (key, drift) not in memo:
+                    memo[key, drift] = previous_medians(values, drift.frames, lengths)
+            medians = memo[keys[0], drift], memo[keys[1], drift]
         return cls(psnr, distance, lengths, medians)
 
     def join(self, other: _Streams) -> _Streams:
@@ -269,9 +281,11 @@ def choose(
     bounds = np.cumsum([0, *map(len, labels)])
     members = {kind: [k for k, x in enumerate(kinds) if x == kind] for kind in dict.fromkeys(filter(None, kinds))}
     out = []
+    memo: tuple[dict, dict] = {}, {}  # previous medians of the anomalous and the normal streams per column and drift
     for (i, e), (j, d), rel, drift in product(enumerate(error_windows), enumerate(distance_windows), relative, drifts):
-        test = _Streams.of([s.measures(i, j, rel) for s in anomalous], drift)
-        quiet = _Streams.of([s.measures(i, j, rel) for s in normal], drift)
+        keys = ("psnr", i), ("distance", j, rel)
+        test = _Streams.of([s.measures(i, j, rel) for s in anomalous], drift, memo[0], keys)
+        quiet = _Streams.of([s.measures(i, j, rel) for s in normal], drift, memo[1], keys)
         where = Regions(e, d, rel)
         fitted_on = {k: _fit_frames(quiet, test, in_fit, without=k) for k in [None, *in_fit]}
 

@@ -9,7 +9,7 @@ from model import synthetic
 from model.calibration import AlertLevel, Calibration, Drift
 from model.data import Clip
 from model.scoring import ClipScores
-from model.validation import ALERT_LEVELS, Choice, choose, operating_points, pick, streams
+from model.validation import ALERT_LEVELS, Choice, _Streams, choose, operating_points, pick, streams
 
 
 def clip(name: str, psnr: np.ndarray, distance: np.ndarray) -> ClipScores:
@@ -152,3 +152,30 @@ def test_pooled_draws_are_each_seeds_own_events_with_the_busier_days_once() -> N
     assert len(events) == 3 * sum(f.labels.any() for f in streams(clips, 4, [0]))
     with pytest.raises(ValueError, match="too short"):
         streams([Clip("short", frames[0][:10], 10.0)], 4, [0])
+
+
+def test_medians_kept_per_measure_column_are_those_each_setting_computes_alone(monkeypatch) -> None:
+    """choose keeps a drift's medians per measure column (one PSNR column meets every distance column): the
+    table is, bit for bit, the one each setting gets with medians computed for it alone."""
+    rng = np.random.default_rng(5)
+    y = (np.arange(120) >= 70) & (np.arange(120) < 90)
+
+    def scores(name: str, n: int, dip: np.ndarray) -> ClipScores:
+        psnr = np.stack([40 + rng.normal(0, 1, n) - 3 * dip, 30 + rng.normal(0, 1, n)], 1)
+        distance = np.stack([rng.normal(1, 0.1, n) + 0.3 * dip, rng.normal(2, 0.2, n)], 1)
+        return ClipScores(name, psnr[:, 0], distance[:, 0], 4, psnr, distance, rng.uniform(0.5, 1.5, n))
+
+    normal = [scores("n", 200, np.zeros(200, bool))]
+    anomalous = [scores("e", 120, y), scores("b", 120, np.zeros(120, bool))]
+    labels = [y, np.zeros(120, bool)]
+    kwargs = dict(error_windows=(0, 16), distance_windows=(0, 2), weights=(0.3, 1.0), benign=[None, "exposure"],
+                  busy=[False, True], drifts=(Drift(), Drift(10, 1.0), Drift(30, 2.0)))  # fmt: skip
+    kept = choose(normal, anomalous, labels, **kwargs)
+    plain = _Streams.of.__func__
+    monkeypatch.setattr(
+        _Streams, "of", classmethod(lambda cls, parts, drift, memo=None, keys=None: plain(cls, parts, drift))
+    )
+    alone = choose(normal, anomalous, labels, **kwargs)
+    assert len(kept) == 2 * 2 * 2 * 3 * 2
+    assert [c for c, _ in kept] == [c for c, _ in alone]
+    assert [k for _, k in kept] == [a for _, a in alone]

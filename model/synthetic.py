@@ -203,10 +203,11 @@ def _rush(
     return frames, (t[:kept] >= start) & (t[:kept] < start + length)
 
 
-def benign(clips: Sequence[Clip], seed: int = 0) -> list[SyntheticClip]:
+def benign(clips: Sequence[Clip], seed: int = 0, crowd_copies: bool = True) -> list[SyntheticClip]:
     """One copy of each normal clip per benign kind: normal variation, every frame labelled normal.
 
-    `crowd` lays the next clip's walkers over each clip (a single clip: its own second half over its first)."""
+    `crowd` lays the next clip's walkers over each clip (a single clip: its own second half over its first).
+    It draws nothing from the seed; `crowd_copies=False` leaves it out (another draw's copies would repeat it)."""
     rng = np.random.default_rng(seed + 1_000_003)  # its own stream: adding benign clips leaves events unchanged
     out = [
         SyntheticClip(
@@ -215,7 +216,7 @@ def benign(clips: Sequence[Clip], seed: int = 0) -> list[SyntheticClip]:
         for c in clips
         for kind in CAMERA_CHANGES
     ]
-    for i, c in enumerate(clips):
+    for i, c in enumerate(clips if crowd_copies else []):
         if len(clips) > 1:
             base, donor = c.frames, clips[(i + 1) % len(clips)].frames
         else:

@@ -246,9 +246,17 @@ def score_candidates(
     device: torch.device | str = "cpu",
     error_windows: Sequence[int] = ERROR_WINDOWS,
     distance_windows: Sequence[int] = DISTANCE_WINDOWS,
+    progress: bool = False,
 ) -> list[ClipScores]:
     return score_clips(
-        model, clips, update_threshold, 16, device, error_windows=error_windows, distance_windows=distance_windows
+        model,
+        clips,
+        update_threshold,
+        16,
+        device,
+        progress,
+        error_windows=error_windows,
+        distance_windows=distance_windows,
     )
 
 
@@ -335,6 +343,7 @@ def validate(
     paper_weight: float = 0.6,
     kinds: Sequence[str] = synthetic.KINDS,
     draws: int = 1,
+    progress: bool = False,
 ) -> ValidationReport:
     """Score the normal clips and their synthetic anomalies; choose the setting with the best AUC.
 
@@ -343,6 +352,7 @@ def validate(
     `kinds`: the anomaly kinds that matter on this camera (the operator's call: PSNR cannot see blur, the
     memory distance hardly sees wrong speed, so the kinds decide how the terms are weighed). The events of
     the kinds kept are the very ones all kinds would give.
+    `progress`: a bar for the scoring of the synthetic streams, most of the time (minutes with several draws).
     `draws`: pool that many draws of synthetic events (seeds `seed`, `seed + 1`, ...). On Ped2's two held-out
     clips one draw (40 events) moves a checkpoint's AUC by 1-2.5 points from seed to seed; three give 120.
     """
@@ -352,7 +362,7 @@ def validate(
     distance_windows = (fixed.distance_window,) if fixed else DISTANCE_WINDOWS
     normal = score_candidates(model, normal_clips, update_threshold, device, error_windows, distance_windows)
     anomalous = score_candidates(
-        model, [f.as_clip() for f in fakes], update_threshold, device, error_windows, distance_windows
+        model, [f.as_clip() for f in fakes], update_threshold, device, error_windows, distance_windows, progress
     )
     labels = [f.labels[window - 1 :] for f in fakes]
     weights = (fixed.weight,) if fixed else WEIGHTS

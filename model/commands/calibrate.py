@@ -107,7 +107,7 @@ def main(
     if validation.usable(clips, config.window):
         fixed = None if select else calibration
         check = validation.validate(
-            model, clips, threshold, ckpt.fps, dev, seed, fixed, kinds=validation_kinds, draws=draws
+            model, clips, threshold, ckpt.fps, dev, seed, fixed, kinds=validation_kinds, draws=draws, progress=progress
         )
         calibration = check.calibration
         print(f"check on this footage's synthetic anomalies: {check.summary()}")

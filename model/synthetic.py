@@ -71,6 +71,10 @@ KINDS_HELP = (  # the --kinds option of train and calibrate
     f"Synthetic anomaly kinds validation makes: 'all' or some of {','.join(KINDS)} (the anomalies that matter "
     "on this camera; they decide how PSNR and the memory distance are weighed)"
 )
+DRAWS_HELP = (  # the --draws option of train and calibrate
+    "Draws of synthetic anomalies pooled (the validation seed, +1, ...): one draw's AUC moves 1-2.5 points from "
+    "seed to seed, so rank candidates on 3; each draw adds the time of one"
+)
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:

@@ -199,7 +199,8 @@ class _Streams:
         psnr, distance = np.concatenate([p for p, _ in parts]), np.concatenate([d for _, d in parts])
         medians = None
         if drift.frames:
-            memo, keys = ({}, (0, 1)) if memo is None or keys is None else (memo, keys)
+            memo = {} if memo is None else memo
+            keys = keys or ("psnr", "distance")
             for values, key in zip((psnr, distance), keys):
                 if (key, drift) not in memo:
                     memo[key, drift] = previous_medians(values, drift.frames, lengths)

@@ -62,8 +62,7 @@ def main(
         int,
         typer.Option(
             min=1,
-            help="Draws of synthetic anomalies to pool (seeds SEED, SEED+1, ...): one draw's AUC moves 1-2.5 points "
-            "from seed to seed, so rank candidates on 3; each draw adds the time of one",
+            help=synthetic.DRAWS_HELP,
         ),
     ] = 1,
     kinds: Annotated[

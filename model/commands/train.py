@@ -142,8 +142,7 @@ def main(
         int,
         typer.Option(
             min=1,
-            help="Draws of synthetic anomalies pooled at each validation (seeds VALIDATION_SEED, +1, ...): one "
-            "draw's AUC moves 1-2.5 points from seed to seed; each draw adds the time of one validation",
+            help=synthetic.DRAWS_HELP,
         ),
     ] = 1,
     revive: Annotated[

@@ -156,8 +156,12 @@ def test_dashboard_live_stream_alerts_and_upload(serve_factory, rtsp_factory, br
         page.select_option("#filter-stream", stream_id)
         page.click("form.filters button[type=submit]")
         page.wait_for_function(f"location.hash.includes('stream={stream_id}')")
-        page.wait_for_selector("#alert-list tr[data-alert]", timeout=10_000)
-        assert page.locator(f"#alert-list a[href='#/streams/{stream_id}']").count() >= 1
+        # The hash changes before the router swaps the view: wait for the rows the filter loaded, not the old ones.
+        page.wait_for_selector(f"#alert-list[data-stream='{stream_id}'] tr[data-alert]", timeout=10_000)
+        hrefs = page.eval_on_selector_all(
+            "#alert-list tr[data-alert] td:nth-child(2) a", "as => as.map(a => a.getAttribute('href'))"
+        )
+        assert hrefs and set(hrefs) == {f"#/streams/{stream_id}"}  # one read: a live refresh may swap the rows
         page.wait_for_function("[...document.querySelectorAll('#alert-list img')].every(i => i.naturalWidth > 0)",
                                timeout=10_000)  # fmt: skip
         ui.shot("alerts")

@@ -28,6 +28,7 @@ import typer
 
 from model import checkpoint, synthetic, validation
 from model.calibration import FUSION_WEIGHT, MIN_FRAMES, Calibration, Drift
+from model.commands import Draws, Kinds
 from model.data import DataError, load_clips, resample
 from model.device import pick_device
 from model.inference import INFERENCE_CHOICES
@@ -58,17 +59,8 @@ def main(
         bool, typer.Option(help="Choose the region windows and λ on this footage's synthetic anomalies too")
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic anomalies")] = 0,
-    draws: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help=synthetic.DRAWS_HELP,
-        ),
-    ] = 1,
-    kinds: Annotated[
-        str,
-        typer.Option(help=synthetic.KINDS_HELP),
-    ] = "all",
+    draws: Draws = 1,
+    kinds: Kinds = "all",
 ) -> Calibration:
     """Score normal footage with a checkpoint and write a copy calibrated on it."""
     if not footage:

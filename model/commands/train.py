@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from model import checkpoint, inference, memory, synthetic, validation
 from model.calibration import FUSION_WEIGHT, Calibration
+from model.commands import Draws, Kinds
 from model.data import WindowDataset, empty_scene, load_clips, split_holdout
 from model.device import bf16_supported, pick_device
 from model.network import MemoryAE, ModelConfig
@@ -127,10 +128,7 @@ def main(
             min=0.0, max=1.0, help="Share of training windows given another clip's walkers too: a busier day (0: none)"
         ),
     ] = 0.0,
-    kinds: Annotated[
-        str,
-        typer.Option(help=synthetic.KINDS_HELP),
-    ] = "all",
+    kinds: Kinds = "all",
     validation_seed: Annotated[
         int,
         typer.Option(
@@ -138,13 +136,7 @@ def main(
             "seeds are validated on the same events"
         ),
     ] = 0,
-    draws: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help=synthetic.DRAWS_HELP,
-        ),
-    ] = 1,
+    draws: Draws = 1,
     revive: Annotated[
         int,
         typer.Option(

@@ -18,18 +18,16 @@ Prints, per rule and percentile, events caught, median delay, false episodes and
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import typer
 
-from model import checkpoint, events, synthetic, validation
-from model.alerts import AlertPolicy
+from model import checkpoint, synthetic, validation
+from model.calibration import Calibration
 from model.data import load_clips, resample
 from model.inference import build as build_inference
 from model.scoring import UPDATE_THRESHOLD
-from model.validation import ALERT_LEVELS
 
 
 def causal_mean(scores: np.ndarray, frames: int) -> np.ndarray:
@@ -41,17 +39,11 @@ def causal_mean(scores: np.ndarray, frames: int) -> np.ndarray:
 
 
 def report(
-    name: str, labels: Sequence[np.ndarray], streams: Sequence[np.ndarray], normal: np.ndarray, fps: float
+    name: str, cal: Calibration, labels: list[np.ndarray], streams: list[np.ndarray], normal: np.ndarray, fps: float
 ) -> None:
-    for level in ALERT_LEVELS:
-        on, off = np.quantile(normal, [level.on, level.off])
-        r = events.evaluate_events(labels, streams, AlertPolicy(float(on), float(off)), fps).to_dict()
-        delay = "-" if r["median_delay_s"] is None else f"{r['median_delay_s']:.2f} s"
-        print(
-            f"{name:9s} {100 * level.on:5.1f}/{100 * level.off:4.1f}: {r['detected']:3d}/{r['events']} events, "
-            f"median delay {delay}, {r['false_episodes']:2d} false episodes, "
-            f"{100 * r['normal_above_on_share']:.1f} % normal frames above on"
-        )
+    """Thresholds at each of validation's levels of `normal`, the service's machine over `streams`."""
+    for point in validation.operating_points(cal, normal, labels, streams, fps):
+        print(f"{name:9s} {point.text()}")
 
 
 def main(
@@ -80,14 +72,14 @@ def main(
     quiet = [np.asarray(cal.stream_scores(*s.measures(0, 0, cal.distance_relative))) for s in normal]
     fit = quiet + [s for s, f in zip(scores, fakes, strict=True) if f.kind in synthetic.BUSY]  # as the fit sees them
     plain = np.concatenate(fit)
-    report("plain", labels, scores, plain, ckpt.fps)
+    report("plain", cal, labels, scores, plain, ckpt.fps)
     for k in frames:
         means = [causal_mean(s, k) for s in scores]
         normal_means = np.concatenate([causal_mean(s, k) for s in fit])
-        report(f"mean{k}", labels, means, normal_means, ckpt.fps)
+        report(f"mean{k}", cal, labels, means, normal_means, ckpt.fps)
         unit, unit_mean = np.quantile(plain, level), np.quantile(normal_means, level)
         either = [np.maximum(s / unit, m / unit_mean) for s, m in zip(scores, means, strict=True)]
-        report(f"either{k}", labels, either, np.maximum(plain / unit, normal_means / unit_mean), ckpt.fps)
+        report(f"either{k}", cal, labels, either, np.maximum(plain / unit, normal_means / unit_mean), ckpt.fps)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def main(
     train_clips, _ = split_holdout(clips, holdout)
     windows = WindowDataset(train_clips, config, augment, seed, crowd)
     loader = torch.utils.data.DataLoader(windows, 16, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]  # the network's only norm
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a plain mean over the batches below

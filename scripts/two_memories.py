@@ -15,7 +15,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from model import checkpoint, synthetic, validation
+import probe_lines
+
+from model import checkpoint, validation
 from model.data import load_clip
 from model.scoring import UPDATE_THRESHOLD, ClipScores
 
@@ -40,10 +42,7 @@ def main() -> None:
         parser.error("the two checkpoints score different windows")
     window = first.config.window
     clips = [load_clip(c, first.config, first.fps) for c in args.clips]
-    fakes = validation.streams(clips, window, [args.seed])
-    labels = [f.labels[window - 1 :] for f in fakes]
-    benign = [f.kind if f.kind in synthetic.BENIGN else None for f in fakes]
-    busy = [f.kind in synthetic.BUSY for f in fakes]
+    fakes, labels, benign, busy = probe_lines.streams(clips, window, [args.seed])
     scored = {}
     for name, ck in (("psnr", first), ("distance", second)):
         net, threshold = ck.build(), UPDATE_THRESHOLD[ck.config.variant]
@@ -57,18 +56,7 @@ def main() -> None:
     }
     for name, (normal, anomalous) in scored.items():
         table = validation.choose(normal, anomalous, labels, benign=benign, busy=busy, drifts=validation.DRIFTS)
-        best, calibration = validation.pick(table)
-        columns = validation.setting_columns(calibration, validation.ERROR_WINDOWS, validation.DISTANCE_WINDOWS)
-        measures = [s.measures(*columns, calibration.distance_relative) for s in anomalous]
-        kinds, _ = validation.per_kind(fakes, labels, [calibration.stream_scores(p, d) for p, d in measures], measures)
-        print(
-            f"{names[name]}: validation AUC {100 * best.auc:.2f} % (error window {best.error_window}, distance window "
-            f"{best.distance_window}{' relative' if best.distance_relative else ''}, λ {best.weight}"
-            f"{validation.drift_text(best.drift)}); worst benign "
-            f"kind above alert_on {100 * best.benign_above_on:.1f} %; fused AUC per kind: "
-            + ", ".join(f"{k} {100 * v:.1f}" for k, v in kinds.items()),
-            flush=True,
-        )
+        print(probe_lines.chosen(str(names[name]), table, anomalous, fakes, labels), flush=True)
 
 
 if __name__ == "__main__":

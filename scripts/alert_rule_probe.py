@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import probe_lines
 import typer
 
 from model import checkpoint, synthetic, validation
@@ -60,7 +61,7 @@ def main(
         raise typer.BadParameter(f"{weights} has no calibration")
     clips = [resample(c, ckpt.fps) for c in load_clips(footage, config, ckpt.fps)]
     model = build_inference("fp32", ckpt.build("cpu"), "cpu")
-    fakes = validation.streams(clips, config.window, range(seed, seed + draws))
+    fakes, labels, _, _ = probe_lines.streams(clips, config.window, range(seed, seed + draws))
     columns = (cal.error_window,), (cal.distance_window,)
     threshold = UPDATE_THRESHOLD[config.variant]
     normal = validation.score_candidates(model, clips, threshold, "cpu", *columns)
@@ -68,7 +69,6 @@ def main(
         model, [f.as_clip() for f in fakes], threshold, "cpu", *columns, progress=sys.stderr.isatty()
     )
     scores = [np.asarray(cal.stream_scores(*s.measures(0, 0, cal.distance_relative))) for s in fake]
-    labels = [f.labels[config.window - 1 :] for f in fakes]
     quiet = [np.asarray(cal.stream_scores(*s.measures(0, 0, cal.distance_relative))) for s in normal]
     fit = quiet + [s for s, f in zip(scores, fakes, strict=True) if f.kind in synthetic.BUSY]  # as the fit sees them
     plain = np.concatenate(fit)

@@ -24,7 +24,7 @@ def streams(
     return fakes, labels, benign, [f.kind in synthetic.BUSY for f in fakes]
 
 
-def setting(choice: validation.Choice, error: Callable[[int], str] = lambda side: str(side)) -> str:
+def setting(choice: validation.Choice, error: Callable[[int], str] = str) -> str:
     """A chosen setting in words; `error` names the error window (a probe may encode more in its side)."""
     return (
         f"error window {error(choice.error_window)}, distance window {choice.distance_window}"
@@ -39,7 +39,7 @@ def chosen(
     fakes: Sequence[synthetic.SyntheticClip],
     labels: Sequence[np.ndarray],
     error_windows: Sequence[int] = validation.ERROR_WINDOWS,
-    error: Callable[[int], str] = lambda side: str(side),
+    error: Callable[[int], str] = str,
     extra: str = "",
 ) -> str:
     """The line for the setting `validation.pick` takes from `table`: its AUC, setting, worst benign kind

@@ -122,9 +122,7 @@ def main() -> None:
         ("all of them as options", {0, 1, 2}),
     ):
         rows = [r for r in table if r[0].error_window // CODE in allowed]
-        calm = [c for c, _ in rows if c.weight == 1.0 and c.benign_above_on <= validation.MAX_BENIGN_ALARMS]
-        psnr = max(calm, key=lambda c: c.auc, default=None)
-        extra = f"calm PSNR alone {100 * psnr.auc:.2f} % ({probe_lines.setting(psnr, error)}); " if psnr else ""
+        extra = probe_lines.calm_psnr(rows, error)
         print(probe_lines.chosen(name, rows, anomalous, fakes, labels, error_windows, error, extra), flush=True)
 
 

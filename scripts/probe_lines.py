@@ -3,14 +3,18 @@ the setting `train` would choose from a table of candidates (`validation.choose`
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from model import synthetic, validation
+from model import checkpoint, synthetic, validation
 from model.calibration import Calibration
-from model.data import Clip
-from model.scoring import ClipScores
+from model.data import Clip, load_clip
+from model.network import MemoryAE
+from model.scoring import UPDATE_THRESHOLD, ClipScores
 
 
 def streams(
@@ -24,12 +28,61 @@ def streams(
     return fakes, labels, benign, [f.kind in synthetic.BUSY for f in fakes]
 
 
+class HeldOut(NamedTuple):
+    """One checkpoint's network and its validation streams on held-out clips (`streams`), unscored."""
+
+    net: MemoryAE
+    clips: list[Clip]
+    fakes: list[synthetic.SyntheticClip]
+    labels: list[np.ndarray]
+    benign: list[str | None]
+    busy: list[bool]
+    update_threshold: float
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    """A probe's command line: a checkpoint, its held-out clips, and which draws of synthetic events."""
+    out = argparse.ArgumentParser(description=doc.splitlines()[0])
+    out.add_argument("checkpoint", type=Path)
+    out.add_argument("clips", type=Path, nargs="+", help="held-out normal clips (frame folders or videos)")
+    out.add_argument("--seed", type=int, default=0)
+    out.add_argument("--draws", type=int, default=3)
+    return out
+
+
+def held_out(args: argparse.Namespace) -> HeldOut:
+    """What `parser`'s arguments name: the checkpoint's network, the clips at its size and rate, their streams."""
+    ck = checkpoint.load(args.checkpoint)
+    clips = [load_clip(c, ck.config, ck.fps) for c in args.clips]
+    drawn = streams(clips, ck.config.window, range(args.seed, args.seed + args.draws))
+    return HeldOut(ck.build(), clips, *drawn, UPDATE_THRESHOLD[ck.config.variant])
+
+
+def scored(
+    held: HeldOut, error_windows: Sequence[int] = validation.ERROR_WINDOWS
+) -> tuple[list[ClipScores], list[ClipScores]]:
+    """The held-out clips and their validation streams scored at every window `validation.choose` weighs."""
+    net, threshold = held.net, held.update_threshold
+    normal = validation.score_candidates(net, held.clips, threshold, error_windows=error_windows)
+    anomalous = validation.score_candidates(
+        net, [f.as_clip() for f in held.fakes], threshold, error_windows=error_windows, progress=True
+    )
+    return normal, anomalous
+
+
 def setting(choice: validation.Choice, error: Callable[[int], str] = str) -> str:
     """A chosen setting in words; `error` names the error window (a probe may encode more in its side)."""
     return (
         f"error window {error(choice.error_window)}, distance window {choice.distance_window}"
         f"{' relative' if choice.distance_relative else ''}, λ {choice.weight}{validation.drift_text(choice.drift)}"
     )
+
+
+def calm_psnr(table: Sequence[tuple[validation.Choice, Calibration]], error: Callable[[int], str] = str) -> str:
+    """The best calm PSNR-alone setting in `table`, for a probe's line ("" when none is calm)."""
+    calm = [c for c, _ in table if c.weight == 1.0 and c.benign_above_on <= validation.MAX_BENIGN_ALARMS]
+    psnr = max(calm, key=lambda c: c.auc, default=None)
+    return f"calm PSNR alone {100 * psnr.auc:.2f} % ({setting(psnr, error)}); " if psnr else ""
 
 
 def chosen(

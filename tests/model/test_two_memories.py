@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from model import checkpoint
@@ -27,19 +26,6 @@ def run(*args: Path) -> subprocess.CompletedProcess:
         [sys.executable, str(ROOT / "scripts/two_memories.py"), *map(str, args)],
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
-
-
-@pytest.fixture
-def held_out(ped2: Path, tmp_path: Path) -> list[Path]:
-    """The first 40 frames of Ped2's held-out training clips 15 and 16 (synthetic events need 28)."""
-    clips = []
-    for name in ("15", "16"):
-        folder = tmp_path / name
-        folder.mkdir()
-        for f in sorted((ped2 / "training" / "frames" / name).glob("*.jpg"))[:40]:
-            (folder / f.name).symlink_to(f)
-        clips.append(folder)
-    return clips
 
 
 def test_a_network_paired_with_itself_validates_as_itself(held_out: list[Path], tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from model.calibration import Calibration, Drift
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-from fusion_probe import LinearCalibration  # noqa: E402
+from fusion_probe import LinearCalibration, MaxCalibration  # noqa: E402
 
 
 def test_linear_fusion_adds_the_z_scores_and_sets_thresholds_on_its_own_scores() -> None:
@@ -45,3 +45,26 @@ def test_drift_baselines_still_apply() -> None:
     shifted = linear.stream_scores(psnr - 0.5 * psnr.std(), distance)  # a day half a spread darker
     fixed = LinearCalibration.fit(psnr, distance, 0.5).stream_scores(psnr - 0.5 * psnr.std(), distance)
     assert shifted[50:].mean() < fixed[50:].mean()  # the drift forgives the shift once the stream has a past
+
+
+def test_the_weighted_max_is_the_larger_weighted_term_and_sets_thresholds_on_its_own_scores() -> None:
+    rng = np.random.default_rng(3)
+    psnr, distance = rng.normal(30, 1, 300), rng.normal(1, 0.1, 300)
+    peak = MaxCalibration.fit(psnr, distance, 0.4)
+    p, d = peak.terms(psnr, distance)
+    assert np.allclose(peak.stream_scores(psnr, distance), np.maximum(0.4 * (1 - p), 0.6 * d))
+    assert np.isclose(peak.alert_on, np.quantile(np.maximum(0.4 * (1 - p), 0.6 * d), 0.99))
+    # the term that set the score is the one whose box the service sends
+    dominant = peak.distance_dominates(psnr, distance)
+    assert np.allclose(np.where(dominant, 0.6 * d, 0.4 * (1 - p)), peak.stream_scores(psnr, distance))
+
+
+def test_either_term_alone_outranks_both_a_little_off_only_with_the_max() -> None:
+    rng = np.random.default_rng(4)
+    psnr, distance = rng.normal(30, 1, 300), rng.normal(1, 0.1, 300)
+    blur = psnr.mean(), distance.mean() + 3 * distance.std()  # only the distance sees it
+    rush = psnr.mean() - 3 * psnr.std(), distance.mean()  # only PSNR sees it
+    crowd = psnr.mean() - 1.5 * psnr.std(), distance.mean() + 1.5 * distance.std()  # both somewhat off
+    landed, peak = Calibration.fit(psnr, distance, 0.5), MaxCalibration.fit(psnr, distance, 0.5)
+    assert landed.score(*blur) < landed.score(*crowd) and landed.score(*rush) < landed.score(*crowd)
+    assert peak.score(*blur) > peak.score(*crowd) and peak.score(*rush) > peak.score(*crowd)

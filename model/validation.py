@@ -365,12 +365,10 @@ def validate(
     anomalous = score_candidates(
         model, [f.as_clip() for f in fakes], update_threshold, device, error_windows, distance_windows, progress
     )
-    labels = [f.labels[window - 1 :] for f in fakes]
+    labels, benign, busy = roles(fakes, window)
     weights = (fixed.weight,) if fixed else WEIGHTS
-    benign = [f.kind if f.kind in synthetic.BENIGN else None for f in fakes]
     relative = (fixed.distance_relative,) if fixed else (False, True)
     drifts = (fixed.drift,) if fixed else DRIFTS
-    busy = [f.kind in synthetic.BUSY for f in fakes]
     table = choose(normal, anomalous, labels, error_windows, distance_windows, weights, benign, relative, busy, drifts)
     best, calibration = pick(table)
     alone = table  # a fixed λ: each term alone still reported, at the fixed windows
@@ -428,6 +426,16 @@ def streams(
     if not fakes:
         raise ValueError(f"no synthetic events of the kinds {', '.join(kinds)} from these clips")
     return fakes + variations
+
+
+def roles(
+    fakes: Sequence[synthetic.SyntheticClip], window: int
+) -> tuple[list[np.ndarray], list[str | None], list[bool]]:
+    """What `choose` needs of each validation stream: its labels (scored frames only), its benign kind (None
+    for an event's stream), and whether it is a busier day (its frames join the threshold fit)."""
+    labels = [f.labels[window - 1 :] for f in fakes]
+    benign = [f.kind if f.kind in synthetic.BENIGN else None for f in fakes]
+    return labels, benign, [f.kind in synthetic.BUSY for f in fakes]
 
 
 def per_kind(

@@ -105,12 +105,11 @@ def main() -> None:
     )
     sides = validation.ERROR_WINDOWS
     error_windows = (*sides, *(k + CODE * a for a in range(1, len(ALPHAS)) for k in sides if k))
-    fakes, labels, benign, busy = probe_lines.streams(held, window, range(args.seed, args.seed + args.draws))
-    threshold = UPDATE_THRESHOLD[ck.config.variant]
+    drawn = probe_lines.streams(held, window, range(args.seed, args.seed + args.draws))
+    fakes, labels, benign, busy = drawn
     with weighed(prior):
-        normal = validation.score_candidates(net, held, threshold, error_windows=error_windows)
-        anomalous = validation.score_candidates(
-            net, [f.as_clip() for f in fakes], threshold, error_windows=error_windows, progress=True
+        normal, anomalous = probe_lines.scored(
+            probe_lines.HeldOut(net, held, *drawn, UPDATE_THRESHOLD[ck.config.variant]), error_windows
         )
     table = validation.choose(
         normal, anomalous, labels, error_windows, benign=benign, busy=busy, drifts=validation.DRIFTS

@@ -23,9 +23,7 @@ def streams(
     """Validation's streams of `clips` for `seeds`, their labels (scored frames only), each one's benign kind
     (None for an event's stream) and whether it is a busier day: what `validation.choose` takes."""
     fakes = validation.streams(clips, window, seeds)
-    labels = [f.labels[window - 1 :] for f in fakes]
-    benign = [f.kind if f.kind in synthetic.BENIGN else None for f in fakes]
-    return fakes, labels, benign, [f.kind in synthetic.BUSY for f in fakes]
+    return fakes, *validation.roles(fakes, window)
 
 
 class HeldOut(NamedTuple):

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
+
+from model import checkpoint
+from model.network import MemoryAE, ModelConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_SIZE = ModelConfig(base_width=2, height=128, width=192, memory_size=6)  # the shipped input size, a tiny net
 
 
 @pytest.fixture
@@ -18,3 +28,22 @@ def held_out(ped2: Path, tmp_path: Path) -> list[Path]:
             (folder / f.name).symlink_to(f)
         clips.append(folder)
     return clips
+
+
+@pytest.fixture
+def run_probe(held_out: list[Path], tmp_path: Path) -> Callable[..., str]:
+    """Runs a validation probe in scripts/ on an untrained `SHIPPED_SIZE` network and `held_out`, one draw
+    (`extra`: more of its options); its output, once it has succeeded."""
+
+    def run(script: str, *extra: str) -> str:
+        torch.manual_seed(0)
+        checkpoint.save(tmp_path / "tiny.safetensors", MemoryAE(SHIPPED_SIZE), 10.0, None, {})
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / script), str(tmp_path / "tiny.safetensors"),
+             *map(str, held_out), "--draws", "1", *extra],
+            capture_output=True, text=True, cwd=ROOT,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    return run

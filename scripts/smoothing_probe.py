@@ -83,10 +83,8 @@ def main() -> None:
     landed, landed_scores = validation.Calibration, validation._Streams.scores
     tables = []
     for frames in SMOOTHING:
-        validation.Calibration, validation._Streams.scores = (
-            smoothed(frames),
-            streams_send,
-        )  # what validation's streams fit
+        # what validation's streams fit and send
+        validation.Calibration, validation._Streams.scores = smoothed(frames), streams_send
         try:
             table = validation.choose(
                 normal, anomalous, labels, benign=held.benign, busy=held.busy, drifts=validation.DRIFTS

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import typer
 from tqdm import tqdm
 
-from model import checkpoint, inference, memory, synthetic, validation
+from model import checkpoint, inference, memory, pseudo, synthetic, validation
 from model.calibration import FUSION_WEIGHT, Calibration
 from model.commands import Draws, Kinds
 from model.data import WindowDataset, empty_scene, load_clips, split_holdout
@@ -148,6 +148,14 @@ def main(
     snapshot_every: Annotated[
         int, typer.Option(min=0, help="Epochs between weight snapshots OUT.epNN.safetensors (0: none)")
     ] = 0,
+    lambda_speed: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of the speed loss (model/pseudo.py): queries of windows played 2-4x too fast must stray "
+            "from the items more than normal ones (0: off, as in the paper)",
+        ),
+    ] = 0.0,
 ) -> None:
     """Train the memory-guided normality model on normal footage and write a checkpoint."""
     random.seed(seed)
@@ -173,6 +181,18 @@ def main(
     loader = torch.utils.data.DataLoader(
         dataset, batch_size, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed)
     )
+    pseudo_loader = None
+    if lambda_speed and variant == "prediction":  # half a batch of skipped windows beside every batch
+        skipped = pseudo.SkippedWindows(train_clips, config, augment, seed + 1)
+        if len(skipped) == 0:
+            raise typer.BadParameter(f"{data}: clips too short for windows of skipped frames")
+        pseudo_batch = max(1, batch_size // 2)
+        sampler = torch.utils.data.RandomSampler(
+            skipped, True, len(loader) * pseudo_batch, generator=torch.Generator().manual_seed(seed + 1)
+        )
+        pseudo_loader = torch.utils.data.DataLoader(skipped, pseudo_batch, sampler=sampler, drop_last=True)
+    elif lambda_speed:
+        raise typer.BadParameter("--lambda-speed: the reconstruction variant sees one frame, it has no speed")
     lc, ls = LOSS_WEIGHTS[variant]
     lc, ls = lambda_c if lambda_c is not None else lc, lambda_s if lambda_s is not None else ls
     use_bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(dev))
@@ -198,6 +218,8 @@ def main(
         idle, revived = state.get("idle", idle).to(dev), int(state.get("revived", 0))
         torch.set_rng_state(state["rng"])
         loader.generator.set_state(state["loader_rng"])
+        if pseudo_loader is not None:
+            pseudo_loader.sampler.generator.set_state(state["pseudo_rng"])
         if "best_weights" in state:
             best = (state["best_auc"], state["best_epoch"], state["best_weights"], None)
 
@@ -209,16 +231,23 @@ def main(
     for epoch in range(start_epoch, epochs):
         started = time.monotonic()
         model.train()
+        skipped_batches = iter(pseudo_loader) if pseudo_loader is not None else None
         for inputs, target in loader:
+            if skipped_batches is not None:  # one forward for both: the batch norms see both alike
+                inputs = torch.cat([inputs, next(skipped_batches)[0]])
             inputs = inputs.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
             target = target.to(dev, non_blocking=True)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out_ = model(inputs)
-            queries = out_.queries.float()  # (B, N, C)
-            frame_loss = F.mse_loss(out_.frame.float(), target)
+            b = len(target)
+            queries = out_.queries.float()[:b]  # (B, N, C): the normal windows only
+            frame_loss = F.mse_loss(out_.frame[:b].float(), target)
             compact = memory.compactness_loss(queries, model.items)
             separate = memory.separateness_loss(queries, model.items)
             loss = frame_loss + lc * compact + ls * separate
+            if skipped_batches is not None:
+                speed = pseudo.speed_loss(out_.queries.float()[b:], queries, model.items)
+                loss = loss + lambda_speed * speed
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -235,6 +264,7 @@ def main(
                 compact=f"{compact.item():.1e}",
                 separate=f"{separate.item():.3f}",
                 **({"revived": revived} if revive else {}),
+                **({"speed": f"{speed.item():.3f}"} if skipped_batches is not None else {}),
                 refresh=False,
             )
             bar.update()
@@ -264,6 +294,7 @@ def main(
                 "wall_time_s": wall,
                 "rng": torch.get_rng_state(),
                 "loader_rng": loader.generator.get_state(),
+                **({"pseudo_rng": pseudo_loader.sampler.generator.get_state()} if pseudo_loader is not None else {}),
                 "idle": idle,
                 "revived": revived,
                 **({"best_auc": best[0], "best_epoch": best[1], "best_weights": best[2]} if best[2] else {}),
@@ -305,6 +336,7 @@ def main(
         "augment": augment,
         "crowd": crowd,
         "revive": revive,
+        "lambda_speed": lambda_speed,
         "items_revived": revived,
         "memory_use": use._asdict() if use is not None else None,
         "validation_kinds": list(validation_kinds),

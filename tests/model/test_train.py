@@ -226,3 +226,23 @@ def test_fast_path_refusal_names_weights_that_stray_in_bf16() -> None:
         assert "the service's bf16 path refuses it" in (refusal or "")
     else:  # no bf16 here: the service serves fp32 anyway, so no epoch is held back for it
         assert refusal is None
+
+
+def test_speed_loss_trains_on_skipped_windows_and_survives_resume(tmp_path: Path) -> None:
+    """--lambda-speed adds half a batch of windows played 2-4x too fast to every step (clips need room for
+    the widest: 17 frames); its sampler's state travels with the training state; reconstruction refuses it."""
+    for i in range(3):
+        write_video(tmp_path / f"cam{i}.avi", 24, 15.0, seed=i)
+    out = tmp_path / "fast.safetensors"
+    train(tmp_path, out=out, lambda_speed=0.01, **TINY)
+    fast = checkpoint.load(out)
+    assert fast.provenance["lambda_speed"] == 0.01
+    assert "pseudo_rng" in torch.load(out.with_name(out.name + ".state.pt"), weights_only=True)
+    train(tmp_path, out=out, lambda_speed=0.01, resume=True, **{**TINY, "epochs": 2})
+    assert checkpoint.load(out).provenance["epochs"] == 2
+    train(tmp_path, out=tmp_path / "plain.safetensors", **TINY)
+    plain = checkpoint.load(tmp_path / "plain.safetensors")
+    assert plain.provenance["lambda_speed"] == 0  # off by default, as in the paper
+    assert any(not torch.equal(fast.state[k], plain.state[k]) for k in plain.state)  # the loss reached the weights
+    with pytest.raises(typer.BadParameter, match="no speed"):
+        train(tmp_path, out=out, lambda_speed=0.01, variant="reconstruction", **TINY)

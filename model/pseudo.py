@@ -30,8 +30,8 @@ TOP_SHARE = 0.05  # share of query positions whose distance counts: where things
 
 class SkippedWindows(torch.utils.data.Dataset):
     """Windows of every `stride`-th frame (stride drawn from STRIDES) of every clip: (input, target) tensors,
-    with the same share of benign camera changes as the normal windows, so that the camera tells them apart
-    from no normal window. Drawn from `seed`."""
+    with the normal windows' share of benign camera changes, so the camera never gives them away. They get no
+    busier day (`--crowd`): a crowd is the one thing a normal window can show and they cannot. Drawn from `seed`."""
 
     def __init__(self, clips: Sequence[Clip], config: ModelConfig, augment: float = 0.0, seed: int = 0) -> None:
         self.clips = list(clips)

@@ -240,13 +240,14 @@ def main(
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out_ = model(inputs)
             b = len(target)
-            queries = out_.queries.float()[:b]  # (B, N, C): the normal windows only
+            every = out_.queries.float()  # (B + B', N, C): the normal windows, then any skipped ones
+            queries = every[:b]
             frame_loss = F.mse_loss(out_.frame[:b].float(), target)
             compact = memory.compactness_loss(queries, model.items)
             separate = memory.separateness_loss(queries, model.items)
             loss = frame_loss + lc * compact + ls * separate
             if skipped_batches is not None:
-                speed = pseudo.speed_loss(out_.queries.float()[b:], queries, model.items)
+                speed = pseudo.speed_loss(every[b:], queries, model.items)
                 loss = loss + lambda_speed * speed
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

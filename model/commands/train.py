@@ -270,7 +270,6 @@ def main(
             )
             bar.update()
         scheduler.step()
-        wall += time.monotonic() - started
         last = epoch + 1 == epochs
         if can_validate and ((validate_every and (epoch + 1) % validate_every == 0) or last):
             report = validate(model, holdout_clips, rate, dev, validation_seed, validation_kinds, draws)
@@ -286,6 +285,7 @@ def main(
             checkpoint.save(
                 out.with_name(f"{out.stem}.ep{epoch + 1:02d}.safetensors"), model, rate, None, {"epoch": epoch + 1}
             )
+        wall += time.monotonic() - started  # the epoch's validation and snapshot count: they are part of the run
         if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs:
             state = {
                 "model": model.state_dict(),
@@ -352,7 +352,7 @@ def main(
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     checkpoint.save(out, model, rate, calibration, provenance)
-    print(f"wrote {out} (training + calibration wall time {wall / 60:.1f} min)")
+    print(f"wrote {out} (wall time of training, validation and calibration {wall / 60:.1f} min)")
 
 
 def cli() -> None:

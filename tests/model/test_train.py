@@ -211,6 +211,31 @@ def test_train_never_ships_an_epoch_the_fast_inference_path_refuses(
     assert capsys.readouterr().out.count("bf16 path refuses it") == 2
 
 
+def test_wall_time_counts_the_validations(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model card's training time is provenance's wall time: a run's validations are part of it."""
+    import time
+
+    from model.commands import train as command
+
+    root = tmp_path_factory.mktemp("timed")
+    for i in range(3):
+        write_video(root / f"cam{i}.avi", 40, 10.0, seed=i)
+    pause = 1.0
+
+    def slow_check(model: MemoryAE, device: torch.device) -> None:  # a slow validation step, once per epoch
+        time.sleep(pause)
+
+    monkeypatch.setattr(command, "fast_path_refusal", slow_check)
+    started = time.monotonic()
+    train(root, out=tmp_path / "t.safetensors", **{**TINY, "epochs": 2, "validate_every": 1})
+    elapsed = time.monotonic() - started
+    wall = checkpoint.load(tmp_path / "t.safetensors").provenance["wall_time_s"]
+    assert 2 * pause <= wall <= elapsed
+    assert wall >= 0.8 * elapsed  # only loading the clips and writing the file are left out
+
+
 def test_fast_path_refusal_names_weights_that_stray_in_bf16() -> None:
     from model import inference
     from model.commands.train import fast_path_refusal

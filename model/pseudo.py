@@ -4,10 +4,13 @@ The memory of every checkpoint so far maps the place: each query position keeps 
 through it (model card, "Why the memory carries little"), so the feature distance sees texture (blur, pasted
 objects) and not the wrong speed that Ped2's bikes and carts show. Normal footage played faster is the
 cheapest wrong speed there is (Astrid et al., "Learning Not to Reconstruct Anomalies", BMVC 2021): a window
-of every `stride`-th frame holds the same scene with everything moving `stride` times too fast. The loss
-below asks the queries of such windows to sit farther from their nearest items, at the positions that
-stray most, than the queries of the normal windows of the same step, by a margin. The prediction loss does
-not see these windows, and the memory update never absorbs them.
+of every `stride`-th frame holds the same scene with everything moving `stride` times too fast. The speed
+loss below asks the queries of such windows to sit farther from their nearest items, at the positions that
+stray most, than the queries of the normal windows of the same step, by a margin. The memory update never
+absorbs them. Their target is what a normal scene would show next, the frame right after their last input:
+`train --lambda-slow` predicts it from them, so the predictor learns that things move at walking speed
+whatever its input shows (that paper's idea: output normal data whatever the input), and a too-fast
+object's predicted frame lags it.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ TOP_SHARE = 0.05  # share of query positions whose distance counts: where things
 
 class SkippedWindows(torch.utils.data.Dataset):
     """Windows of every `stride`-th frame (stride drawn from STRIDES) of every clip: (input, target) tensors,
-    with the normal windows' share of benign camera changes, so the camera never gives them away. They get no
-    busier day (`--crowd`): a crowd is the one thing a normal window can show and they cannot. Drawn from `seed`."""
+    the target the frame right after the last input (normal speed), with the normal windows' share of benign
+    camera changes, so the camera never gives them away. They get no busier day (`--crowd`): a crowd is the
+    one thing a normal window can show and they cannot. Drawn from `seed`."""
 
     def __init__(self, clips: Sequence[Clip], config: ModelConfig, augment: float = 0.0, seed: int = 0) -> None:
         self.clips = list(clips)
@@ -47,7 +51,8 @@ class SkippedWindows(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         clip, t = self.index[i]
         stride = int(self.rng.choice(STRIDES))
-        window = self.clips[clip].frames[t : t + stride * self.config.window : stride]  # (window, H, W, ch)
+        frames, last = self.clips[clip].frames, t + stride * (self.config.window - 2)  # last: the last input frame
+        window = np.concatenate([frames[t : last + 1 : stride], frames[last + 1 : last + 2]])  # (window, H, W, ch)
         if self.augment and self.rng.random() < self.augment:
             window = camera_change(window, str(self.rng.choice(BENIGN)), self.rng)
         return window_tensors(window, self.config)

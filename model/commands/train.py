@@ -156,6 +156,14 @@ def main(
             "from the items more than normal ones (0: off, as in the paper)",
         ),
     ] = 0.0,
+    lambda_slow: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of a prediction loss on the same too-fast windows toward the frame that follows their "
+            "last input at normal speed: the predictor learns that things move at walking speed (0: off)",
+        ),
+    ] = 0.0,
 ) -> None:
     """Train the memory-guided normality model on normal footage and write a checkpoint."""
     random.seed(seed)
@@ -182,7 +190,7 @@ def main(
         dataset, batch_size, shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(seed)
     )
     pseudo_loader = None
-    if lambda_speed and variant == "prediction":  # half a batch of skipped windows beside every batch
+    if (lambda_speed or lambda_slow) and variant == "prediction":  # half a batch of skipped windows beside each
         skipped = pseudo.SkippedWindows(train_clips, config, augment, seed + 1)
         if len(skipped) == 0:
             raise typer.BadParameter(f"{data}: clips too short for windows of skipped frames")
@@ -191,8 +199,10 @@ def main(
             skipped, True, len(loader) * pseudo_batch, generator=torch.Generator().manual_seed(seed + 1)
         )
         pseudo_loader = torch.utils.data.DataLoader(skipped, pseudo_batch, sampler=sampler, drop_last=True)
-    elif lambda_speed:
-        raise typer.BadParameter("--lambda-speed: the reconstruction variant sees one frame, it has no speed")
+    elif lambda_speed or lambda_slow:
+        raise typer.BadParameter(
+            "--lambda-speed/--lambda-slow: the reconstruction variant sees one frame, it has no speed"
+        )
     lc, ls = LOSS_WEIGHTS[variant]
     lc, ls = lambda_c if lambda_c is not None else lc, lambda_s if lambda_s is not None else ls
     use_bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(dev))
@@ -234,7 +244,8 @@ def main(
         skipped_batches = iter(pseudo_loader) if pseudo_loader is not None else None
         for inputs, target in loader:
             if skipped_batches is not None:  # one forward for both: the batch norms see both alike
-                inputs = torch.cat([inputs, next(skipped_batches)[0]])
+                skipped_inputs, skipped_target = next(skipped_batches)
+                inputs = torch.cat([inputs, skipped_inputs])
             inputs = inputs.to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
             target = target.to(dev, non_blocking=True)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -248,7 +259,10 @@ def main(
             loss = frame_loss + lc * compact + ls * separate
             if skipped_batches is not None:
                 speed = pseudo.speed_loss(every[b:], queries, model.items)
+                slow = F.mse_loss(out_.frame[b:].float(), skipped_target.to(dev, non_blocking=True))
                 loss = loss + lambda_speed * speed
+                if lambda_slow:  # off, the skipped windows' frames teach nothing (the runs before this option)
+                    loss = loss + lambda_slow * slow
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -265,7 +279,7 @@ def main(
                 compact=f"{compact.item():.1e}",
                 separate=f"{separate.item():.3f}",
                 **({"revived": revived} if revive else {}),
-                **({"speed": f"{speed.item():.3f}"} if skipped_batches is not None else {}),
+                **({"speed": f"{speed.item():.3f}", "slow": f"{slow.item():.4f}"} if skipped_batches else {}),
                 refresh=False,
             )
             bar.update()
@@ -338,6 +352,7 @@ def main(
         "crowd": crowd,
         "revive": revive,
         "lambda_speed": lambda_speed,
+        "lambda_slow": lambda_slow,
         "items_revived": revived,
         "memory_use": use._asdict() if use is not None else None,
         "validation_kinds": list(validation_kinds),

@@ -25,7 +25,8 @@ def taken(x: torch.Tensor) -> list[int]:
     return [round(float((f.mean() + 1) * 127.5) / 2) for f in x]
 
 
-def test_skipped_windows_take_every_stride_th_frame_and_are_seeded() -> None:
+def test_skipped_windows_take_every_stride_th_frame_then_the_next_one_and_are_seeded() -> None:
+    """Inputs every stride-th frame; the target the frame right after the last input (what normal speed shows)."""
     clip = counting_clip(40)
     windows = pseudo.SkippedWindows([clip], CONFIG, seed=3)
     assert len(windows) == 40 - 4 * max(pseudo.STRIDES)  # every start whose widest window fits
@@ -34,7 +35,7 @@ def test_skipped_windows_take_every_stride_th_frame_and_are_seeded() -> None:
         inputs, target = windows[i]
         frames = taken(torch.cat([inputs, target]))
         stride = frames[1] - frames[0]
-        assert stride in pseudo.STRIDES and frames == [frames[0] + stride * k for k in range(5)], frames
+        assert stride in pseudo.STRIDES and frames == [*(frames[0] + stride * k for k in range(4)), frames[3] + 1]
         seen.add(stride)
     assert seen == set(pseudo.STRIDES)
     first, again = (pseudo.SkippedWindows([clip], CONFIG, seed=3) for _ in range(2))

@@ -271,3 +271,22 @@ def test_speed_loss_trains_on_skipped_windows_and_survives_resume(tmp_path: Path
     assert any(not torch.equal(fast.state[k], plain.state[k]) for k in plain.state)  # the loss reached the weights
     with pytest.raises(typer.BadParameter, match="no speed"):
         train(tmp_path, out=out, lambda_speed=0.01, variant="reconstruction", **TINY)
+
+
+def test_slow_loss_predicts_the_normal_speed_frame_from_skipped_windows(tmp_path: Path) -> None:
+    """--lambda-slow trains the predictor on the skipped windows: beside --lambda-speed it changes the weights
+    (whose skipped frames otherwise teach nothing), and alone it brings the skipped windows in; reconstruction
+    refuses it."""
+    for i in range(3):
+        write_video(tmp_path / f"cam{i}.avi", 24, 15.0, seed=i)
+    train(tmp_path, out=tmp_path / "both.safetensors", lambda_speed=0.01, lambda_slow=0.1, **TINY)
+    both = checkpoint.load(tmp_path / "both.safetensors")
+    assert both.provenance["lambda_slow"] == 0.1
+    train(tmp_path, out=tmp_path / "speed.safetensors", lambda_speed=0.01, **TINY)
+    speed = checkpoint.load(tmp_path / "speed.safetensors")
+    assert speed.provenance["lambda_slow"] == 0  # off by default
+    assert any(not torch.equal(both.state[k], speed.state[k]) for k in speed.state)  # the slow loss alone differs
+    train(tmp_path, out=tmp_path / "slow.safetensors", lambda_slow=0.1, **TINY)
+    assert "pseudo_rng" in torch.load(tmp_path / "slow.safetensors.state.pt", weights_only=True)
+    with pytest.raises(typer.BadParameter, match="no speed"):
+        train(tmp_path, out=tmp_path / "x.safetensors", lambda_slow=0.1, variant="reconstruction", **TINY)

@@ -10,7 +10,7 @@ stray most, than the queries of the normal windows of the same step, by a margin
 absorbs them. Their target is what a normal scene would show next, the frame right after their last input:
 `train --lambda-slow` predicts it from them, so the predictor learns that things move at walking speed
 whatever its input shows (that paper's idea: output normal data whatever the input), and a too-fast
-object's predicted frame lags it.
+object's predicted frame should lag it.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ and how much, as it chooses every other setting (frames 0: the fixed normalizer,
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -73,19 +73,26 @@ class AlertLevel(NamedTuple):
 Baselines = tuple[np.ndarray, np.ndarray]
 
 
+def past_windows(
+    values: np.ndarray, frames: int, lengths: Sequence[int] | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Per stream (`lengths`, default one) with more than DRIFT_WARMUP values: the index of its first value past
+    the warm-up, and for it and every later value the up to `frames` values before it, NaN-padded (a view)."""
+    start = 0
+    for length in [len(values)] if lengths is None else lengths:
+        if length > DRIFT_WARMUP:
+            padded = np.concatenate([np.full(frames, np.nan), values[start : start + length - 1]])  # (frames + n - 1,)
+            yield start + DRIFT_WARMUP, np.lib.stride_tricks.sliding_window_view(padded, frames)[DRIFT_WARMUP:]
+        start += length
+
+
 def previous_medians(values: np.ndarray, frames: int, lengths: Sequence[int] | None = None) -> np.ndarray:
     """Per value: the median of up to `frames` values before it in its stream, NaN while fewer than
     DRIFT_WARMUP came before. `lengths`: the streams concatenated in `values` (default: one)."""
     values = np.asarray(values, dtype=np.float64)
     out = np.full(len(values), np.nan)
-    start = 0
-    for length in [len(values)] if lengths is None else lengths:
-        stream = values[start : start + length]
-        padded = np.concatenate([np.full(frames, np.nan), stream[:-1]]) if length else stream  # (frames + n - 1,)
-        if length > DRIFT_WARMUP:
-            windows = np.lib.stride_tricks.sliding_window_view(padded, frames)[DRIFT_WARMUP:]  # (n - warmup, frames)
-            out[start + DRIFT_WARMUP : start + length] = np.nanmedian(windows, axis=1)
-        start += length
+    for first, windows in past_windows(values, frames, lengths):  # windows: (n - warmup, frames)
+        out[first : first + len(windows)] = np.nanmedian(windows, axis=1)
     return out
 
 

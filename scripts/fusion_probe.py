@@ -49,15 +49,12 @@ def main() -> None:
     held = probe_lines.held_out(probe_lines.parser(__doc__).parse_args())
     fakes, labels = held.fakes, held.labels
     normal, anomalous = probe_lines.scored(held)
-    landed = validation.Calibration
-    for name, kind in (("logistic (landed)", landed), ("linear", LinearCalibration), ("weighted max", MaxCalibration)):
-        validation.Calibration = kind  # what validation's streams fit
-        try:
-            table = validation.choose(
-                normal, anomalous, labels, benign=held.benign, busy=held.busy, drifts=validation.DRIFTS
-            )
-        finally:
-            validation.Calibration = landed
+    for name, kind in (
+        ("logistic (landed)", validation.Calibration),
+        ("linear", LinearCalibration),
+        ("weighted max", MaxCalibration),
+    ):
+        table = probe_lines.choose_patched(held, normal, anomalous, Calibration=kind)  # what validation's streams fit
         print(probe_lines.chosen(name, table, anomalous, fakes, labels), flush=True)
 
 

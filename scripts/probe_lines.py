@@ -4,9 +4,11 @@ the setting `train` would choose from a table of candidates (`validation.choose`
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import NamedTuple
+from unittest import mock
 
 import numpy as np
 
@@ -104,3 +106,27 @@ def chosen(
         f"{100 * best.benign_above_on:.1f} %; {extra}fused AUC per kind: "
         + ", ".join(f"{k} {100 * v:.1f}" for k, v in kinds.items())
     )
+
+
+def choose_patched(
+    held: HeldOut, normal: Sequence[ClipScores], anomalous: Sequence[ClipScores], **patches: object
+) -> list[tuple[validation.Choice, Calibration]]:
+    """`validation.choose` over every setting `train` weighs, with the names of model.validation in `patches`
+    (`Calibration`, `_Streams.scores`, ...) swapped for a probe's while it runs: what the streams fit and send."""
+    with contextlib.ExitStack() as swapped:
+        for name, value in patches.items():  # a dotted name is an attribute of one of validation's classes
+            *owner, attribute = name.split(".")
+            target = getattr(validation, owner[0]) if owner else validation
+            swapped.enter_context(mock.patch.object(target, attribute, value))
+        return validation.choose(
+            normal, anomalous, held.labels, benign=held.benign, busy=held.busy, drifts=validation.DRIFTS
+        )
+
+
+def pick_over(
+    tables: Sequence[tuple[Hashable, Sequence[tuple[validation.Choice, Calibration]]]],
+) -> tuple[Hashable, validation.Choice]:
+    """`validation.pick` over the tables of several probe options: the option whose setting it takes, and that."""
+    rows = [(option, choice, calibration) for option, table in tables for choice, calibration in table]
+    best, calibration = validation.pick([(choice, cal) for _, choice, cal in rows])
+    return next(option for option, _, cal in rows if cal is calibration), best

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import probe_lines
 
-from model import validation
-from model.calibration import DRIFT_WARMUP, Calibration, _logistic
+from model.calibration import Calibration, _logistic, past_windows
 
 SCALES = (1.0, 1.5, 3.0)  # how far the own spread may move from the held-out one; 1 is the landed drift
 MAD_TO_SIGMA = 1.4826  # a normal distribution's σ per median absolute deviation
@@ -31,16 +30,10 @@ def previous_centers_and_spreads(values: np.ndarray, frames: int, lengths: Seque
     NaN while fewer than DRIFT_WARMUP came before (the landed `previous_medians`, with a spread beside it)."""
     values = np.asarray(values, dtype=np.float64)
     out = np.full((len(values), 2), np.nan)
-    start = 0
-    for length in [len(values)] if lengths is None else lengths:
-        stream = values[start : start + length]
-        padded = np.concatenate([np.full(frames, np.nan), stream[:-1]]) if length else stream  # (frames + n - 1,)
-        if length > DRIFT_WARMUP:
-            windows = np.lib.stride_tricks.sliding_window_view(padded, frames)[DRIFT_WARMUP:]  # (n - warmup, frames)
-            median = np.nanmedian(windows, axis=1)
-            spread = MAD_TO_SIGMA * np.nanmedian(np.abs(windows - median[:, None]), axis=1)
-            out[start + DRIFT_WARMUP : start + length] = np.stack([median, spread], axis=1)
-        start += length
+    for first, windows in past_windows(values, frames, lengths):  # windows: (n - warmup, frames)
+        median = np.nanmedian(windows, axis=1)
+        spread = MAD_TO_SIGMA * np.nanmedian(np.abs(windows - median[:, None]), axis=1)
+        out[first : first + len(windows)] = np.stack([median, spread], axis=1)
     return out
 
 
@@ -82,21 +75,13 @@ def main() -> None:
     held = probe_lines.held_out(probe_lines.parser(__doc__).parse_args())
     fakes, labels = held.fakes, held.labels
     normal, anomalous = probe_lines.scored(held)
-    landed = validation.Calibration, validation.previous_medians
     tables = []
-    for s in SCALES:
-        if s != 1.0:  # s = 1 runs the landed code itself: the probe's baseline is the landed figure
-            validation.Calibration, validation.previous_medians = scaled(s), previous_centers_and_spreads
-        try:
-            table = validation.choose(
-                normal, anomalous, labels, benign=held.benign, busy=held.busy, drifts=validation.DRIFTS
-            )
-        finally:
-            validation.Calibration, validation.previous_medians = landed
-        tables += [(choice, calibration, s) for choice, calibration in table]
+    for s in SCALES:  # s = 1 runs the landed code itself: the probe's baseline is the landed figure
+        patches = {} if s == 1.0 else {"Calibration": scaled(s), "previous_medians": previous_centers_and_spreads}
+        table = probe_lines.choose_patched(held, normal, anomalous, **patches)
+        tables.append((s, table))
         print(probe_lines.chosen(f"own spread within x{s:g}", table, anomalous, fakes, labels), flush=True)
-    best, calibration = validation.pick([(c, cal) for c, cal, _ in tables])
-    s = next(k for c, cal, k in tables if cal is calibration)
+    s, best = probe_lines.pick_over(tables)
     print(f"validation picks: own spread within x{s:g}, AUC {100 * best.auc:.2f} %", flush=True)
 
 

@@ -80,21 +80,14 @@ def main() -> None:
     held = probe_lines.held_out(probe_lines.parser(__doc__).parse_args())
     fakes, labels = held.fakes, held.labels
     normal, anomalous = probe_lines.scored(held)
-    landed, landed_scores = validation.Calibration, validation._Streams.scores
     tables = []
-    for frames in SMOOTHING:
-        # what validation's streams fit and send
-        validation.Calibration, validation._Streams.scores = smoothed(frames), streams_send
-        try:
-            table = validation.choose(
-                normal, anomalous, labels, benign=held.benign, busy=held.busy, drifts=validation.DRIFTS
-            )
-        finally:
-            validation.Calibration, validation._Streams.scores = landed, landed_scores
-        tables += [(choice, calibration, frames) for choice, calibration in table]
+    for frames in SMOOTHING:  # what validation's streams fit and send
+        table = probe_lines.choose_patched(
+            held, normal, anomalous, Calibration=smoothed(frames), **{"_Streams.scores": streams_send}
+        )
+        tables.append((frames, table))
         print(probe_lines.chosen(f"trailing mean of {frames}", table, anomalous, fakes, labels), flush=True)
-    best, calibration = validation.pick([(c, cal) for c, cal, _ in tables])
-    frames = next(k for c, cal, k in tables if cal is calibration)
+    frames, best = probe_lines.pick_over(tables)
     print(f"validation picks: trailing mean of {frames} frames, AUC {100 * best.auc:.2f} %", flush=True)
 
 

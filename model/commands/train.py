@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import typer
 from tqdm import tqdm
 
-from model import checkpoint, inference, memory, pseudo, synthetic, validation
+from model import checkpoint, gradient, inference, memory, pseudo, synthetic, validation
 from model.calibration import FUSION_WEIGHT, Calibration
 from model.commands import Draws, Kinds
 from model.data import WindowDataset, empty_scene, load_clips, split_holdout
@@ -164,6 +164,14 @@ def main(
             "last input at normal speed: the predictor learns that things move at walking speed (0: off)",
         ),
     ] = 0.0,
+    lambda_gd: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of the gradient loss (model/gradient.py, Liu et al. 2018): the predicted frame's edges must "
+            "match the target's, so predictions stay sharp (0: off, as in MNAD)",
+        ),
+    ] = 0.0,
 ) -> None:
     """Train the memory-guided normality model on normal footage and write a checkpoint."""
     random.seed(seed)
@@ -257,6 +265,9 @@ def main(
             compact = memory.compactness_loss(queries, model.items)
             separate = memory.separateness_loss(queries, model.items)
             loss = frame_loss + lc * compact + ls * separate
+            if lambda_gd:
+                sharp = gradient.gradient_loss(out_.frame[:b].float(), target)
+                loss = loss + lambda_gd * sharp
             if skipped_batches is not None:
                 speed = pseudo.speed_loss(every[b:], queries, model.items)
                 slow = F.mse_loss(out_.frame[b:].float(), skipped_target.to(dev, non_blocking=True))
@@ -279,6 +290,7 @@ def main(
                 compact=f"{compact.item():.1e}",
                 separate=f"{separate.item():.3f}",
                 **({"revived": revived} if revive else {}),
+                **({"gd": f"{sharp.item():.4f}"} if lambda_gd else {}),
                 **({"speed": f"{speed.item():.3f}", "slow": f"{slow.item():.4f}"} if skipped_batches else {}),
                 refresh=False,
             )
@@ -353,6 +365,7 @@ def main(
         "revive": revive,
         "lambda_speed": lambda_speed,
         "lambda_slow": lambda_slow,
+        "lambda_gd": lambda_gd,
         "items_revived": revived,
         "memory_use": use._asdict() if use is not None else None,
         "validation_kinds": list(validation_kinds),

@@ -290,3 +290,16 @@ def test_slow_loss_predicts_the_normal_speed_frame_from_skipped_windows(tmp_path
     assert "pseudo_rng" in torch.load(tmp_path / "slow.safetensors.state.pt", weights_only=True)
     with pytest.raises(typer.BadParameter, match="no speed"):
         train(tmp_path, out=tmp_path / "x.safetensors", lambda_slow=0.1, variant="reconstruction", **TINY)
+
+
+def test_gradient_loss_reaches_the_weights_and_the_provenance(videos: Path, tmp_path: Path) -> None:
+    """--lambda-gd adds the gradient loss to every step (both variants: both predict a frame); off by default."""
+    train(videos, out=tmp_path / "sharp.safetensors", lambda_gd=1.0, **TINY)
+    sharp = checkpoint.load(tmp_path / "sharp.safetensors")
+    assert sharp.provenance["lambda_gd"] == 1.0
+    train(videos, out=tmp_path / "plain.safetensors", **TINY)
+    plain = checkpoint.load(tmp_path / "plain.safetensors")
+    assert plain.provenance["lambda_gd"] == 0  # off by default, as in MNAD
+    assert any(not torch.equal(sharp.state[k], plain.state[k]) for k in plain.state)
+    train(videos, out=tmp_path / "recon.safetensors", lambda_gd=1.0, variant="reconstruction", **TINY)
+    assert checkpoint.load(tmp_path / "recon.safetensors").provenance["lambda_gd"] == 1.0

@@ -261,12 +261,13 @@ def main(
             b = len(target)
             every = out_.queries.float()  # (B + B', N, C): the normal windows, then any skipped ones
             queries = every[:b]
-            frame_loss = F.mse_loss(out_.frame[:b].float(), target)
+            predicted = out_.frame[:b].float()  # (B, C, H, W): the normal windows' predictions, cast once
+            frame_loss = F.mse_loss(predicted, target)
             compact = memory.compactness_loss(queries, model.items)
             separate = memory.separateness_loss(queries, model.items)
             loss = frame_loss + lc * compact + ls * separate
             if lambda_gd:
-                sharp = gradient.gradient_loss(out_.frame[:b].float(), target)
+                sharp = gradient.gradient_loss(predicted, target)
                 loss = loss + lambda_gd * sharp
             if skipped_batches is not None:
                 speed = pseudo.speed_loss(every[b:], queries, model.items)

@@ -147,6 +147,7 @@ class Calibration:
     distance_relative: bool = False
     drift_frames: int = 0  # Drift; checkpoints from before have none: the fixed normalizer
     drift_cap: float = 0.0
+    error_relative: bool = False  # P relative to the frame's median error window (regions.Regions)
 
     def __post_init__(self) -> None:
         if self.drift_frames < 0 or self.drift_cap < 0:
@@ -158,11 +159,12 @@ class Calibration:
 
     @property
     def regions(self) -> regions.Regions:
-        return regions.Regions(self.error_window, self.distance_window, self.distance_relative)
+        return regions.Regions(self.error_window, self.distance_window, self.distance_relative, self.error_relative)
 
-    def measures(self, scored: ClipScores) -> tuple[np.ndarray, np.ndarray]:
-        """This calibration's (P, D) of a clip scored with its windows (one column each)."""
-        return scored.measures(0, 0, self.distance_relative)
+    def measures(self, scored: ClipScores, columns: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+        """This calibration's (P, D) of a clip scored with its windows (`columns`: which of the scored
+        error and distance windows they are; one each by default)."""
+        return scored.measures(*columns, self.distance_relative, self.error_relative)
 
     def anchor(self, psnr_medians: np.ndarray | float, distance_medians: np.ndarray | float) -> Baselines:
         """A stream's previous medians (NaN: still warming up) -> what its frames are compared with: the
@@ -258,6 +260,7 @@ class Calibration:
             where.distance_relative,
             drift.frames,
             drift.cap,
+            where.error_relative,
         )
         if medians is None or not drift.frames:
             normal = base.stream_scores(psnr_values, distance, lengths)

@@ -4,6 +4,10 @@ One global PSNR mixes the whole frame, so a denser crowd lowers it as much as a 
 Taking the worst square window of the prediction error (and of the per-position memory feature
 distance) scores a frame by its most surprising place, whatever the rest of the frame holds.
 The window that sets the score is also the box the service sends with it.
+
+Either measure can be taken relative to the same frame's typical value (its median window or query
+position): what raises every place at once (a grainier stream, a lower bitrate, another light) cancels,
+and what raises one place does not.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -27,15 +32,21 @@ class Regions:
     # D relative to the frame's own typical distance (its median over query positions): a change that
     # moves every query (light, weather, another day) cancels out, a local one does not
     distance_relative: bool = False
+    # P relative to the frame's median window of the same side: the worst window's PSNR minus the median
+    # one's. The same reasoning for the error: compression or sensor noise raise every window's error
+    error_relative: bool = False
 
     def __post_init__(self) -> None:
         if self.error_window < 0 or self.distance_window < 0:
             raise ValueError(f"window sides must be >= 0, not {self}")
+        if self.error_relative and not self.error_window:
+            raise ValueError("a relative error needs an error window: the whole frame is its own median")
 
 
 class Worst(NamedTuple):
     value: Tensor  # (B,) mean over the worst window
     box: Tensor  # (B, 4) long: x, y, width, height of that window, in the map's units
+    typical: Tensor  # (B,) the median window's mean: the frame's usual place (the whole-frame mean for 0)
 
 
 def worst_window(values: Tensor, size: int) -> Worst:
@@ -46,7 +57,8 @@ def worst_window(values: Tensor, size: int) -> Worst:
     batch, h, w = values.shape
     if size <= 0 or (size >= h and size >= w):
         whole = torch.tensor([0, 0, w, h], device=values.device).expand(batch, 4)
-        return Worst(values.mean(dim=(1, 2)), whole)
+        mean = values.mean(dim=(1, 2))
+        return Worst(mean, whole, mean)
     kh, kw = min(size, h), min(size, w)
     stride = max(1, size // 2)
     pooled = F.avg_pool2d(values.unsqueeze(1), (kh, kw), stride).flatten(1)  # (B, h' * w')
@@ -54,7 +66,13 @@ def worst_window(values: Tensor, size: int) -> Worst:
     columns = (w - kw) // stride + 1
     y, x = index // columns * stride, index % columns * stride
     size_t = torch.tensor([kw, kh], device=values.device).expand(batch, 2)
-    return Worst(value, torch.cat([torch.stack([x, y], dim=1), size_t], dim=1))
+    box = torch.cat([torch.stack([x, y], dim=1), size_t], dim=1)
+    return Worst(value, box, pooled.median(dim=1).values)
+
+
+def relative_psnr(psnr: Tensor | np.ndarray, floor: Tensor | np.ndarray) -> Tensor | np.ndarray:
+    """A window's PSNR relative to the frame's median window (both dB): 10·log10(median error / window error)."""
+    return psnr - floor
 
 
 def relative(distance: Tensor, floor: Tensor) -> Tensor:

@@ -61,6 +61,7 @@ class StepScores(NamedTuple):
     frame: Tensor  # (B, ch, H, W) predicted frame in [-1, 1]
     items: Tensor  # (B, M, C) memory copies after the test-time update
     error: Tensor  # (B, ch, H, W) squared pixel error, pixels in [0, 1]: where the prediction failed
+    error_floor: Tensor  # (B, Ke) PSNR of the frame's median window, per error window side (regions.relative_psnr)
 
 
 def _to_psnr(mse: Tensor) -> Tensor:
@@ -109,6 +110,7 @@ def score_step(
         pred,
         items,
         error,
+        _to_psnr(torch.stack([r.typical for r in worst_error], dim=1)),
     )
 
 
@@ -121,15 +123,16 @@ class ClipScores:
     region_psnr: np.ndarray  # (T - window + 1, Ke): one column per error window asked for
     region_distance: np.ndarray  # (T - window + 1, Kd)
     distance_floor: np.ndarray  # (T - window + 1,) each frame's median distance
+    error_floor: np.ndarray  # (T - window + 1, Ke) PSNR of each error window side's median window
 
     def measures(
-        self, error_column: int = 0, distance_column: int = 0, relative: bool = False
+        self, error_column: int = 0, distance_column: int = 0, relative: bool = False, error_relative: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The (P, D) pair a calibration scores: one column of each region measure, D relative if asked."""
-        distance = self.region_distance[:, distance_column]
-        return self.region_psnr[:, error_column], distance / np.maximum(
-            self.distance_floor, 1e-12
-        ) if relative else distance
+        """The (P, D) pair a calibration scores: one column of each region measure, each relative if asked."""
+        psnr, distance = self.region_psnr[:, error_column], self.region_distance[:, distance_column]
+        if error_relative:
+            psnr = regions.relative_psnr(psnr, self.error_floor[:, error_column])
+        return psnr, distance / np.maximum(self.distance_floor, 1e-12) if relative else distance
 
 
 def score_clips(
@@ -155,7 +158,8 @@ def score_clips(
     total = sum(max(0, len(c.frames) - window + 1) for c in clips)
     bar = tqdm(total=total, desc="score", unit="frame", disable=not progress)
     results: list[ClipScores] = []
-    columns = 3 + len(error_windows) + len(distance_windows)
+    ke = 3 + len(error_windows)
+    columns = ke + len(distance_windows) + len(error_windows)  # psnr, distance, floor, regions, error floors
     for start in range(0, len(clips), batch_size):
         group = clips[start : start + batch_size]
         steps = [len(c.frames) - window + 1 for c in group]
@@ -176,6 +180,7 @@ def score_clips(
                         step.distance_floor[:, None],
                         step.region_psnr,
                         step.region_distance,
+                        step.error_floor,
                     ],
                     dim=1,
                 )
@@ -185,9 +190,10 @@ def score_clips(
             for j, i in enumerate(active):
                 out[i][t] = row[j]
             bar.update(len(active))
-        ke = 3 + len(error_windows)
+        kd = ke + len(distance_windows)
         results += [
-            ClipScores(c.name, o[:, 0], o[:, 1], window - 1, o[:, 3:ke], o[:, ke:], o[:, 2]) for c, o in zip(group, out)
+            ClipScores(c.name, o[:, 0], o[:, 1], window - 1, o[:, 3:ke], o[:, ke:kd], o[:, 2], o[:, kd:])
+            for c, o in zip(group, out)
         ]
     bar.close()
     return results

@@ -68,8 +68,8 @@ def main(
     fake = validation.score_candidates(
         model, [f.as_clip() for f in fakes], threshold, "cpu", *columns, progress=sys.stderr.isatty()
     )
-    scores = [np.asarray(cal.stream_scores(*s.measures(0, 0, cal.distance_relative))) for s in fake]
-    quiet = [np.asarray(cal.stream_scores(*s.measures(0, 0, cal.distance_relative))) for s in normal]
+    scores = [np.asarray(cal.stream_scores(*cal.measures(s))) for s in fake]
+    quiet = [np.asarray(cal.stream_scores(*cal.measures(s))) for s in normal]
     fit = quiet + [s for s, f in zip(scores, fakes, strict=True) if f.kind in synthetic.BUSY]  # as the fit sees them
     plain = np.concatenate(fit)
     report("plain", cal, labels, scores, plain, ckpt.fps)

@@ -23,14 +23,19 @@ def main(path: Path) -> None:
     cal = report["calibration"]
     clips = report["clips"]
     labels = np.concatenate([np.asarray(c["labels"], bool) for c in clips])
-    psnr = np.concatenate([c["region_psnr"] for c in clips])[~labels]
+    psnr = np.concatenate([c["region_psnr"] for c in clips])
+    if cal.get("error_relative"):
+        psnr = psnr - np.concatenate([c["error_floor"] for c in clips])
+    psnr = psnr[~labels]
+    relative = " relative" if cal.get("error_relative") else ""
     distance = np.concatenate([c["region_distance"] for c in clips])
     if cal.get("distance_relative"):
         distance = distance / np.maximum(np.concatenate([c["distance_floor"] for c in clips]), 1e-12)
     distance = distance[~labels]
     print(f"{len(psnr)} normal test frames; calibration on {cal['frames']} held-out frames")
     print(
-        f"P (error window {cal['error_window']}): calibration {cal['psnr_mean']:.2f} ± {cal['psnr_std']:.2f} dB, "
+        f"P (error window {cal['error_window']}{relative}): "
+        f"calibration {cal['psnr_mean']:.2f} ± {cal['psnr_std']:.2f} dB, "
         f"normal test frames {psnr.mean():.2f} dB: {(cal['psnr_mean'] - psnr.mean()) / cal['psnr_std']:+.1f} spreads"
     )
     print(

@@ -69,11 +69,8 @@ def weighed(prior: Tensor) -> Iterator[None]:
             values = values / weights[variant]
         return plain(values, side)
 
-    regions.worst_window = worst_window
-    try:
+    with probe_lines.worst_window_as(worst_window):
         yield
-    finally:
-        regions.worst_window = plain
 
 
 def error(side: int) -> str:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 from unittest import mock
 
 import numpy as np
+from torch import Tensor
 
-from model import checkpoint, synthetic, validation
+from model import checkpoint, regions, synthetic, validation
 from model.calibration import Calibration
 from model.data import Clip, load_clip
 from model.network import MemoryAE
@@ -73,7 +74,8 @@ def scored(
 def setting(choice: validation.Choice, error: Callable[[int], str] = str) -> str:
     """A chosen setting in words; `error` names the error window (a probe may encode more in its side)."""
     return (
-        f"error window {error(choice.error_window)}, distance window {choice.distance_window}"
+        f"error window {error(choice.error_window)}{' relative' if choice.error_relative else ''}, "
+        f"distance window {choice.distance_window}"
         f"{' relative' if choice.distance_relative else ''}, λ {choice.weight}{validation.drift_text(choice.drift)}"
     )
 
@@ -99,13 +101,24 @@ def chosen(
     and the fused score's AUC per anomaly kind."""
     best, calibration = validation.pick(table)
     columns = validation.setting_columns(calibration, error_windows, validation.DISTANCE_WINDOWS)
-    measures = [s.measures(*columns, calibration.distance_relative) for s in anomalous]
+    measures = [calibration.measures(s, columns) for s in anomalous]
     kinds, _ = validation.per_kind(fakes, labels, [calibration.stream_scores(p, d) for p, d in measures], measures)
     return (
         f"{name}: validation AUC {100 * best.auc:.2f} % ({setting(best, error)}); worst benign kind above alert_on "
         f"{100 * best.benign_above_on:.1f} %; {extra}fused AUC per kind: "
         + ", ".join(f"{k} {100 * v:.1f}" for k, v in kinds.items())
     )
+
+
+@contextlib.contextmanager
+def worst_window_as(function: Callable[[Tensor, int], regions.Worst]) -> Iterator[None]:
+    """While open, `regions.worst_window` (what `score_step` measures every window with) is a probe's `function`."""
+    previous = regions.worst_window
+    regions.worst_window = function
+    try:
+        yield
+    finally:
+        regions.worst_window = previous
 
 
 def choose_patched(

@@ -28,7 +28,7 @@ import typer
 
 from model import checkpoint, synthetic, validation
 from model.calibration import FUSION_WEIGHT, MIN_FRAMES, Calibration, Drift
-from model.commands import Draws, Kinds
+from model.commands import Draws, Kinds, RelativeError
 from model.data import DataError, load_clips, resample
 from model.device import pick_device
 from model.inference import INFERENCE_CHOICES
@@ -61,6 +61,7 @@ def main(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic anomalies")] = 0,
     draws: Draws = 1,
     kinds: Kinds = "all",
+    relative_error: RelativeError = False,
 ) -> Calibration:
     """Score normal footage with a checkpoint and write a copy calibrated on it."""
     if not footage:
@@ -84,8 +85,8 @@ def main(
     scored = score_clips(
         model, clips, threshold, batch_size, dev, progress, (where.error_window,), (where.distance_window,)
     )
-    psnr = np.concatenate([s.measures(relative=where.distance_relative)[0] for s in scored])
-    distance = np.concatenate([s.measures(relative=where.distance_relative)[1] for s in scored])
+    measures = [s.measures(0, 0, where.distance_relative, where.error_relative) for s in scored]
+    psnr, distance = np.concatenate([p for p, _ in measures]), np.concatenate([d for _, d in measures])
     if len(psnr) < MIN_FRAMES:
         raise typer.BadParameter(
             f"only {len(psnr)} scored frames (clips shorter than {config.window} frames give none); "
@@ -98,8 +99,9 @@ def main(
     if validation.usable(clips, config.window):
         fixed = None if select else calibration
         check = validation.validate(
-            model, clips, threshold, ckpt.fps, dev, seed, fixed, kinds=validation_kinds, draws=draws, progress=progress
-        )
+            model, clips, threshold, ckpt.fps, dev, seed, fixed, kinds=validation_kinds, draws=draws, progress=progress,
+            relative_error=relative_error,
+        )  # fmt: skip
         calibration = check.calibration
         print(f"check on this footage's synthetic anomalies: {check.summary()}")
         print(check.terms_summary())

@@ -144,6 +144,7 @@ def main(
             "region_psnr": s.region_psnr[:, 0].tolist(),
             "region_distance": s.region_distance[:, 0].tolist(),
             "distance_floor": s.distance_floor.tolist(),
+            "error_floor": s.error_floor[:, 0].tolist(),
             "labels": y.astype(int).tolist(),
         }
         if ckpt.calibration is not None:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from model import checkpoint, gradient, inference, memory, pseudo, synthetic, validation
 from model.calibration import FUSION_WEIGHT, Calibration
-from model.commands import Draws, Kinds
+from model.commands import Draws, Kinds, RelativeError
 from model.data import WindowDataset, empty_scene, load_clips, split_holdout
 from model.device import bf16_supported, pick_device
 from model.network import MemoryAE, ModelConfig
@@ -40,12 +40,21 @@ LOSS_WEIGHTS = {"prediction": (0.1, 0.1), "reconstruction": (0.01, 0.01)}
 
 
 def validate(
-    model: MemoryAE, holdout: list, rate: float, device: torch.device, seed: int, kinds: tuple[str, ...], draws: int
+    model: MemoryAE,
+    holdout: list,
+    rate: float,
+    device: torch.device,
+    seed: int,
+    kinds: tuple[str, ...],
+    draws: int,
+    relative_error: bool = False,
 ) -> ValidationReport:
     model.eval()
     try:
         threshold = UPDATE_THRESHOLD[model.config.variant]
-        return validation.validate(model, holdout, threshold, rate, device, seed, kinds=kinds, draws=draws)
+        return validation.validate(
+            model, holdout, threshold, rate, device, seed, kinds=kinds, draws=draws, relative_error=relative_error
+        )
     finally:
         model.train()
 
@@ -172,6 +181,7 @@ def main(
             "match the target's, so predictions stay sharp (0: off, as in MNAD)",
         ),
     ] = 0.0,
+    relative_error: RelativeError = False,
 ) -> None:
     """Train the memory-guided normality model on normal footage and write a checkpoint."""
     random.seed(seed)
@@ -299,7 +309,7 @@ def main(
         scheduler.step()
         last = epoch + 1 == epochs
         if can_validate and ((validate_every and (epoch + 1) % validate_every == 0) or last):
-            report = validate(model, holdout_clips, rate, dev, validation_seed, validation_kinds, draws)
+            report = validate(model, holdout_clips, rate, dev, validation_seed, validation_kinds, draws, relative_error)
             refusal = fast_path_refusal(model, dev)
             use = validation.memory_use(model, holdout_clips, dev)
             tqdm.write(f"epoch {epoch + 1}: {report.summary()}" + (f"; {refusal}" if refusal else ""))
@@ -339,7 +349,7 @@ def main(
         _, shipped_epoch, weights, chosen = best
         model.load_state_dict(weights)
         if chosen is None:  # resumed after the best epoch: its report was not kept, validate it again
-            chosen = validate(model, holdout_clips, rate, dev, validation_seed, validation_kinds, draws)
+            chosen = validate(model, holdout_clips, rate, dev, validation_seed, validation_kinds, draws, relative_error)
         model.eval()
         calibration = chosen.calibration
         print(f"shipping epoch {shipped_epoch} of {epochs}: {chosen.summary()}")
@@ -372,6 +382,7 @@ def main(
         "validation_kinds": list(validation_kinds),
         "validation_seed": validation_seed,
         "validation_draws": draws,
+        "validation_relative_error": relative_error,
         "seed": seed,
         "precision": "bf16" if use_bf16 else "fp32",
         "device": str(dev),

@@ -39,8 +39,13 @@ class Measures(BaseModel):
     score: float
     psnr: float = Field(description="Whole-frame PSNR, dB (the paper's measure)")
     distance: float = Field(description="Mean feature distance to the nearest memory item (the paper's measure)")
-    region_psnr: float = Field(description="PSNR of the worst error window: the measure the score uses")
-    region_distance: float = Field(description="Feature distance of the worst window of query positions")
+    region_psnr: float = Field(
+        description="PSNR of the worst error window, dB, minus the frame's median window's where the model's "
+        "calibration is relative: the measure the score uses"
+    )
+    region_distance: float = Field(
+        description="Feature distance of the worst window of query positions, over the frame's median where relative"
+    )
     box: Box = Field(description="x, y, w, h (fractions) of the region that set the score")
 
 

@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from model import regions
 from model.calibration import Calibration, RunningMedians
 from model.data import window_tensors
 from model.scoring import score_step
@@ -44,7 +45,7 @@ class Scored:
     error: np.ndarray | None = (
         None  # (H, W) per-pixel prediction error (service.alerts.heatmap): where, not just how much
     )
-    region_psnr: float = 0.0  # the measures the calibration scores (model.regions): the worst window's
+    region_psnr: float = 0.0  # the measures the calibration scores (model.regions): the worst window's, relative
     region_distance: float = 0.0
     box: Box = (
         0.0,
@@ -237,6 +238,8 @@ class Engine:
         region_psnr, region_distance = step.region_psnr[:, 0].cpu().numpy(), step.region_distance[:, 0].cpu().numpy()
         if where.distance_relative:
             region_distance = region_distance / np.maximum(step.distance_floor.cpu().numpy(), 1e-12)
+        if where.error_relative:
+            region_psnr = regions.relative_psnr(region_psnr, step.error_floor[:, 0].cpu().numpy())
         size = np.array([c.width, c.height, c.width, c.height], np.float64)
         error_box = step.error_box[:, 0].cpu().numpy() / size  # (n, 4) fractions of the frame
         distance_box = step.distance_box[:, 0].cpu().numpy() / size

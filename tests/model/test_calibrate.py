@@ -155,3 +155,24 @@ def test_kinds_keep_only_the_anomalies_that_matter_and_the_very_same_events(tiny
     with pytest.raises(typer.BadParameter, match="anomaly kinds must be 'all' or some of paste"):
         calibrate(tiny, footage, out=tmp_path / "x.safetensors", device="cpu", kinds="bikes")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_the_relative_error_is_weighed_only_when_asked(tiny, footage, tmp_path, monkeypatch) -> None:
+    """`--select` weighs P relative to the frame's median window only with `--relative-error` (validation's own
+    benign kinds reward it, a real camera did not: model card); a fixed setting keeps its own either way."""
+    asked: list[tuple[bool, ...]] = []
+    choose = validation.choose
+
+    def spy(*args, **kwargs):
+        asked.append(tuple(kwargs["error_relative"]))
+        return choose(*args, **kwargs)
+
+    monkeypatch.setattr(validation, "choose", spy)
+    common = dict(device="cpu", inference="fp32", kinds="skip")
+    calibrate(tiny, footage, out=tmp_path / "a.safetensors", select=True, **common)
+    calibrate(tiny, footage, out=tmp_path / "b.safetensors", select=True, relative_error=True, **common)
+    calibrate(tiny, footage, out=tmp_path / "c.safetensors", relative_error=True, **common)  # the kept setting
+    kept = checkpoint.load(tiny).calibration.error_relative
+    assert asked == [(False,), (False, True), (kept,), (kept,)]  # a fixed setting also reports each term alone
+    best = checkpoint.load(tmp_path / "b.safetensors").provenance["recalibration"]["validation"]["best"]
+    assert "error_relative" in best and not checkpoint.load(tmp_path / "a.safetensors").calibration.error_relative

@@ -74,7 +74,7 @@ def test_evaluate_reports_the_scores_the_service_sends_with_drift() -> None:
         y = (np.arange(120) >= 60 + 10 * k) & (np.arange(120) < 80 + 10 * k)
         p = rng.normal(40 + offset, 1, 120) - 4 * y
         d = rng.normal(1, 0.1, 120) + 0.3 * y
-        clips.append(ClipScores(f"c{k}", p, d, 4, p[:, None], d[:, None], np.ones(120)))
+        clips.append(ClipScores(f"c{k}", p, d, 4, p[:, None], d[:, None], np.ones(120), p[:, None] + 3))
         labels.append(y)
     cal = Calibration.fit(rng.normal(40, 1, 300), rng.normal(1, 0.1, 300), 0.5, drift=Drift(30, 1.0))
     y = np.concatenate(labels)

@@ -22,7 +22,7 @@ def scored(name: str, rng: np.random.Generator, frames: int = 40, shift: float =
     """A stream measured at every window validation weighs (6 error columns, 4 distance columns)."""
     psnr = rng.normal(30 - shift, 1, (frames, len(validation.ERROR_WINDOWS)))
     distance = rng.normal(1 + shift / 10, 0.1, (frames, len(validation.DISTANCE_WINDOWS)))
-    return ClipScores(name, psnr[:, 0], distance[:, 0], 4, psnr, distance, np.ones(frames))
+    return ClipScores(name, psnr[:, 0], distance[:, 0], 4, psnr, distance, np.ones(frames), psnr + 3)
 
 
 def test_choose_patched_swaps_validations_names_only_while_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:

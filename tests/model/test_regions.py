@@ -6,20 +6,22 @@ import numpy as np
 import pytest
 import torch
 
-from model.regions import QUERY_STRIDE, Regions, position_distance, worst_window
+from model.regions import QUERY_STRIDE, Regions, position_distance, relative_psnr, worst_window
 
 
-def reference(values: np.ndarray, size: int) -> tuple[float, tuple[int, int, int, int]]:
-    """Every size x size window at stride size/2, by hand: the largest mean and its (x, y, w, h)."""
+def reference(values: np.ndarray, size: int) -> tuple[float, tuple[int, int, int, int], float]:
+    """Every size x size window at stride size/2, by hand: the largest mean, its (x, y, w, h), and the median
+    window's mean (the lower middle one for an even count, as torch.median)."""
     h, w = values.shape
     kh, kw, stride = min(size, h), min(size, w), max(1, size // 2)
-    best, box = -np.inf, (0, 0, 0, 0)
+    best, box, means = -np.inf, (0, 0, 0, 0), []
     for y in range(0, h - kh + 1, stride):
         for x in range(0, w - kw + 1, stride):
             mean = values[y : y + kh, x : x + kw].mean()
+            means.append(mean)
             if mean > best:
                 best, box = mean, (x, y, kw, kh)
-    return float(best), box
+    return float(best), box, float(sorted(means)[(len(means) - 1) // 2])
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 8, 12, 16, 24])
@@ -28,9 +30,33 @@ def test_worst_window_matches_a_plain_loop(size: int) -> None:
     maps = torch.rand(3, 32, 48, generator=g).pow(4)  # skewed, so one window clearly wins
     got = worst_window(maps, size)
     for b in range(3):
-        value, box = reference(maps[b].numpy(), size)
+        value, box, typical = reference(maps[b].numpy(), size)
         assert got.value[b].item() == pytest.approx(value, rel=1e-5)
         assert tuple(got.box[b].tolist()) == box
+        assert got.typical[b].item() == pytest.approx(typical, rel=1e-5)
+
+
+def test_a_grain_over_the_whole_frame_cancels_in_the_relative_error_and_a_spot_does_not() -> None:
+    """Why P may be relative: a lower bitrate raises every window's error, a cart one window's."""
+    maps = torch.rand(1, 64, 96) * 0.001 + 0.001
+    cart = maps.clone()
+    cart[0, 40:48, 16:24] = 0.1
+    for scene in (maps, cart):
+        grainier = worst_window(scene * 4, 8)  # four times the error everywhere
+        plain = worst_window(scene, 8)
+        psnr = [10 * torch.log10(1 / v) for v in (plain.value, plain.typical, grainier.value, grainier.typical)]
+        torch.testing.assert_close(relative_psnr(psnr[2], psnr[3]), relative_psnr(psnr[0], psnr[1]))
+    quiet, spot = (worst_window(m, 8) for m in (maps, cart))
+    ratio = [relative_psnr(10 * torch.log10(1 / w.value), 10 * torch.log10(1 / w.typical)) for w in (quiet, spot)]
+    assert ratio[1] < ratio[0] - 10  # the cart's window stands 10 dB further out from its frame's median
+
+
+def test_whole_frame_typical_is_the_mean_and_a_relative_error_needs_a_window() -> None:
+    maps = torch.rand(2, 16, 24)
+    torch.testing.assert_close(worst_window(maps, 0).typical, maps.mean(dim=(1, 2)))
+    with pytest.raises(ValueError, match="needs an error window"):
+        Regions(0, 4, True, True)
+    assert Regions(12, 4, True, True).error_relative
 
 
 def test_zero_or_oversized_window_is_the_whole_frame_mean() -> None:

@@ -12,6 +12,7 @@ from model import memory
 from model.calibration import Calibration, fuse, minmax, paper_scores
 from model.data import Clip
 from model.network import MemoryAE, ModelConfig
+from model.regions import Regions
 from model.scoring import psnr, score_clips, score_step, weighted_error
 
 SMALL = ModelConfig(base_width=2, height=16, width=24, memory_size=4)
@@ -116,6 +117,9 @@ def test_score_step_region_measures_come_from_the_same_error_map_and_matching() 
     torch.testing.assert_close(step.region_psnr[:, 0], step.psnr)  # window 0: the whole frame
     worst = torch.nn.functional.avg_pool2d(error[:, None], 8, 4).flatten(1).amax(1)
     torch.testing.assert_close(step.region_psnr[:, 1], 10 * torch.log10(1 / worst))
+    median = torch.nn.functional.avg_pool2d(error[:, None], 8, 4).flatten(1).median(1).values
+    torch.testing.assert_close(step.error_floor[:, 1], 10 * torch.log10(1 / median))
+    torch.testing.assert_close(step.error_floor[:, 0], step.psnr)  # the whole frame is its own median
     queries = out.queries
     nearest = memory.nearest_item(queries, items)
     per_position = (queries - nearest).pow(2).mean(-1)  # (3, N)
@@ -130,8 +134,20 @@ def test_relative_distance_divides_by_the_frames_median() -> None:
     from model.scoring import ClipScores
 
     s = ClipScores("c", np.array([30.0, 31]), np.array([1.0, 2]), 4, np.array([[30.0], [31]]), np.array([[4.0], [6]]),
-                   np.array([2.0, 3.0]))  # fmt: skip
+                   np.array([2.0, 3.0]), np.array([[36.0], [33]]))  # fmt: skip
     np.testing.assert_allclose(s.measures(relative=True)[1], [2.0, 2.0])
     np.testing.assert_allclose(s.measures()[1], [4.0, 6.0])
     cal = Calibration.fit(np.array([30.0, 31, 32]), np.array([1.0, 2, 3]), 0.5)
     assert cal.measures(s)[1].tolist() == [4.0, 6.0]  # an absolute calibration takes the plain column
+    assert cal.measures(s)[0].tolist() == [30.0, 31.0]
+
+
+def test_relative_error_is_the_worst_windows_psnr_minus_the_median_windows() -> None:
+    from model.scoring import ClipScores
+
+    s = ClipScores("c", np.array([30.0, 31]), np.array([1.0, 2]), 4, np.array([[30.0], [31]]), np.array([[4.0], [6]]),
+                   np.array([2.0, 3.0]), np.array([[36.0], [33]]))  # fmt: skip
+    np.testing.assert_allclose(s.measures(error_relative=True)[0], [-6.0, -2.0])  # the second frame stands out less
+    cal = Calibration.fit(np.array([-3.0, -2, -1]), np.array([1.0, 2, 3]), 0.5, Regions(12, 0, False, True))
+    assert cal.error_relative and cal.regions == Regions(12, 0, False, True)
+    assert cal.measures(s)[0].tolist() == [-6.0, -2.0]

@@ -51,9 +51,12 @@ def test_networks_of_different_windows_are_refused(held_out: list[Path], tmp_pat
 def test_the_pair_takes_psnr_from_the_first_and_distance_from_the_second() -> None:
     def scores(value: float) -> ClipScores:
         column = np.full(3, value, np.float32)
-        return ClipScores("c", column, column + 1, 4, column[:, None] + 2, column[:, None] + 3, column + 4)
+        return ClipScores(
+            "c", column, column + 1, 4, column[:, None] + 2, column[:, None] + 3, column + 4, column[:, None] + 5
+        )
 
     (both,) = with_distance([scores(10.0)], [scores(20.0)])
     assert both.psnr.tolist() == [10] * 3 and both.region_psnr.ravel().tolist() == [12] * 3
     assert both.distance.tolist() == [21] * 3 and both.region_distance.ravel().tolist() == [23] * 3
     assert both.distance_floor.tolist() == [24] * 3
+    assert both.error_floor.ravel().tolist() == [15] * 3  # the error's median window goes with the PSNR

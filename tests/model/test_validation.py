@@ -8,13 +8,15 @@ import pytest
 from model import synthetic
 from model.calibration import AlertLevel, Calibration, Drift
 from model.data import Clip
+from model.regions import Regions
 from model.scoring import ClipScores
 from model.validation import ALERT_LEVELS, Choice, _Streams, choose, operating_points, pick, streams
 
 
 def clip(name: str, psnr: np.ndarray, distance: np.ndarray) -> ClipScores:
-    """Scores for two error windows (columns) and one distance window."""
-    return ClipScores(name, psnr[:, 0], distance[:, 0], 4, psnr, distance, np.ones(len(psnr)))
+    """Scores for two error windows (columns) and one distance window; each frame's median error window 3 dB
+    above its worst (the relative error carries nothing)."""
+    return ClipScores(name, psnr[:, 0], distance[:, 0], 4, psnr, distance, np.ones(len(psnr)), psnr + 3)
 
 
 def test_choose_scores_every_setting_and_finds_the_informative_window() -> None:
@@ -26,13 +28,36 @@ def test_choose_scores_every_setting_and_finds_the_informative_window() -> None:
     psnr = np.stack([40 + rng.normal(0, 1, 100), 30 + rng.normal(0, 1, 100) - 8 * y], 1)  # only window 2 sees it
     events = clip("e", psnr, rng.normal(1, 0.1, (100, 1)))
     table = choose([normal], [events], [y], error_windows=(0, 16), distance_windows=(0,), weights=(0.0, 0.5, 1.0))
-    assert len(table) == 2 * 1 * 3 * 2  # windows x λ x (absolute, relative distance)
+    assert len(table) == 3 * 1 * 3 * 2  # (whole frame, 16, 16 relative) x λ x (absolute, relative distance)
     best, calibration = pick(table)
     assert (best.error_window, best.weight) == (16, 1.0) and best.auc > 0.99
     assert calibration == Calibration.fit(normal.region_psnr[:, 1], normal.region_distance[:, 0], 1.0, best.regions)
     blind = next(c for c, _ in table if c.error_window == 0 and c.weight == 1.0)
     assert not best.distance_relative  # ties keep the first, absolute, setting
     assert 0.3 < blind.auc < 0.7  # the whole-frame window sees nothing
+
+
+def test_a_grainier_stream_that_raises_every_window_leaves_the_relative_error_calm() -> None:
+    """Compression raises the error of every window, the worst and the median alike: absolute P alarms on the
+    whole benign clip, P relative to the frame's median window does not, and still sees a local event."""
+    rng = np.random.default_rng(3)
+
+    def scores(name: str, n: int, grain: float, dip: np.ndarray) -> ClipScores:
+        median = 45 + rng.normal(0, 0.3, (n, 1)) - grain  # the frame's typical window
+        worst = median - 8 + rng.normal(0, 1, (n, 1)) - 6 * dip[:, None]
+        return ClipScores(name, worst[:, 0], rng.normal(1, 0.1, n), 4, worst, rng.normal(1, 0.1, (n, 1)),
+                          np.ones(n), median)  # fmt: skip
+
+    y = (np.arange(150) >= 80) & (np.arange(150) < 110)
+    normal = scores("n", 300, 0.0, np.zeros(300, bool))
+    anomalous = [scores("e", 150, 0.0, y), scores("b", 150, 5.0, np.zeros(150, bool))]
+    table = choose([normal], anomalous, [y, np.zeros(150, bool)], error_windows=(12,), distance_windows=(0,),
+                   weights=(1.0,), benign=[None, "compression"], relative=(False,))  # fmt: skip
+    by_relative = {c.error_relative: c for c, _ in table}
+    assert by_relative[False].above["compression"] > 0.9 and by_relative[True].above["compression"] <= 0.05
+    assert by_relative[True].auc > 0.95
+    best, calibration = pick(table)
+    assert best.error_relative and calibration.error_relative and best.regions == Regions(12, 0, False, True)
 
 
 def test_pick_prefers_a_calm_setting_over_a_better_auc_that_alarms_on_normal_variation() -> None:
@@ -163,7 +188,8 @@ def test_medians_kept_per_measure_column_are_those_each_setting_computes_alone(m
     def scores(name: str, n: int, dip: np.ndarray) -> ClipScores:
         psnr = np.stack([40 + rng.normal(0, 1, n) - 3 * dip, 30 + rng.normal(0, 1, n)], 1)
         distance = np.stack([rng.normal(1, 0.1, n) + 0.3 * dip, rng.normal(2, 0.2, n)], 1)
-        return ClipScores(name, psnr[:, 0], distance[:, 0], 4, psnr, distance, rng.uniform(0.5, 1.5, n))
+        floor = psnr + rng.uniform(2, 4, (n, 1))
+        return ClipScores(name, psnr[:, 0], distance[:, 0], 4, psnr, distance, rng.uniform(0.5, 1.5, n), floor)
 
     normal = [scores("n", 200, np.zeros(200, bool))]
     anomalous = [scores("e", 120, y), scores("b", 120, np.zeros(120, bool))]
@@ -176,6 +202,6 @@ def test_medians_kept_per_measure_column_are_those_each_setting_computes_alone(m
         _Streams, "of", classmethod(lambda cls, parts, drift, memo=None, keys=None: plain(cls, parts, drift))
     )
     alone = choose(normal, anomalous, labels, **kwargs)
-    assert len(kept) == 2 * 2 * 2 * 3 * 2
+    assert len(kept) == 3 * 2 * 2 * 3 * 2  # (whole frame, 16, 16 relative) x distances x relative x drifts x λ
     assert [c for c, _ in kept] == [c for c, _ in alone]
     assert [k for _, k in kept] == [a for _, a in alone]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from support import reference_scores
 
-from model.data import preprocess
+from model.data import Clip, preprocess
 from service.capture.buffer import Frame
 from service.pipeline.engine import Engine, Scored
 from service.pipeline.host import ModelHost
@@ -144,3 +144,32 @@ def test_a_lane_that_follows_drift_scores_each_frame_against_its_own_past(models
     np.testing.assert_allclose(b[:, 2], drift.stream_scores(b[:, 0], b[:, 1]), rtol=0, atol=1e-12)
     assert np.all(a[:10, 2] == b[:10, 2])  # the warm-up compares with the held-out means, as without drift
     assert np.any(np.abs(a[10:, 2] - b[10:, 2]) > 1e-3)
+
+
+def test_a_relative_error_calibration_scores_as_evaluate_does(models_dir, clip_frames) -> None:
+    """A model whose calibration takes P relative to the frame's median error window: the engine sends that
+    measure and its score, the very ones score_clips and the calibration give `evaluate` for the same frames."""
+    from model.scoring import UPDATE_THRESHOLD, score_clips
+
+    torch.set_num_threads(1)
+    hosted = ModelHost.load_dir(models_dir, torch.device("cpu")).get(None)
+    where = hosted.calibration.regions
+    relative = dataclasses.replace(hosted.calibration, error_window=where.error_window or 12, error_relative=True)
+    model = dataclasses.replace(hosted, calibration=relative)
+    engine = Engine(8, 0.0, lambda msgs: None)
+    owner = Collect()
+    lane = engine.add_lane("l", model, 4, owner)
+    frames = np.stack([preprocess(f, model.config) for f in clip_frames[:16]])
+    for i, frame in enumerate(frames):
+        lane.buffer.put(Frame(i, 0, time.time(), frame))
+        engine.step([lane])
+    (scored,) = score_clips(
+        model.net, [Clip("ref", frames, 10.0)], UPDATE_THRESHOLD[model.config.variant],
+        error_windows=(relative.error_window,), distance_windows=(relative.distance_window,),
+    )  # fmt: skip
+    got = np.array([[r.region_psnr, r.region_distance, r.score] for r in owner.rows])
+    p, d = relative.measures(scored)
+    np.testing.assert_allclose(got, np.stack([p, d, relative.clip_scores(scored)], 1), atol=1e-3, rtol=0)
+    assert np.all(got[:, 0] <= 1e-4)  # the worst window errs at least as much as the median one
+    absolute = scored.measures(0, 0, relative.distance_relative)[0]
+    assert np.all(np.abs(got[:, 0] - absolute) > 1.0)  # not the plain worst window's PSNR

@@ -274,12 +274,12 @@ def choose(
     relative: Sequence[bool] = (False, True),
     busy: Sequence[bool] | None = None,
     drifts: Sequence[Drift] = (Drift(),),
-    error_relative: Sequence[bool] = (False, True),
+    error_relative: Sequence[bool] = (False,),
 ) -> list[tuple[Choice, Calibration]]:
     """Every (error window, distance window, drift, λ): its calibration on `normal`, AUC on `anomalous`,
     and the share of benign frames (normal variation) that would raise the alert, for the worst benign kind.
-    `relative`, `error_relative`: which of D and P absolute and relative to the frame's median (P only for a
-    windowed error: the whole frame is its own median).
+    `relative`, `error_relative`: D and P absolute and/or relative to the frame's median (P only for a windowed
+    error: the whole frame is its own median; relative P only when asked, RELATIVE_ERROR_HELP).
 
     `benign`: per anomalous clip, its benign kind (all its frames normal), or None for a clip with an event.
     The worst kind counts, not the mean: a camera that alarms whenever its bitrate drops is unusable even
@@ -330,7 +330,7 @@ def choose(
 
 RELATIVE_ERROR_HELP = (  # the --relative-error option of train and calibrate
     "Also weigh P relative to the frame's median error window (model.regions). Off by default: validation's "
-    "camera-wide benign kinds reward it by construction, and on Ped2's test camera it cost 9 points of AUC "
+    "camera-wide benign kinds reward it by construction, and on Ped2's test camera it cost 8-9 points of AUC "
     "(model card, 'The error relative to the frame's median window')"
 )
 MAX_BENIGN_ALARMS = 0.05  # the operator's bar: at most 5 % of normal frames above the alert threshold

@@ -7,6 +7,10 @@ held-out normal frames it was fitted on) and, per scored test frame, the region 
 label. Prints the normal test frames' mean of each measure, as a ratio (D) or difference (P) to the
 calibration's, in calibration standard deviations too: a term whose normal frames sit many spreads
 away alarms on every normal frame, whatever its AUC.
+
+For a calibration whose P is relative to the frame's median error window it also prints where that median
+sits per clip and how the worst window, the median window and their difference each rank the frames
+(`evaluate` reports the score's AUCs; these are its parts).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 
 def main(path: Path) -> None:
@@ -25,7 +30,18 @@ def main(path: Path) -> None:
     labels = np.concatenate([np.asarray(c["labels"], bool) for c in clips])
     psnr = np.concatenate([c["region_psnr"] for c in clips])
     if cal.get("error_relative"):
-        psnr = psnr - np.concatenate([c["error_floor"] for c in clips])
+        floor = np.concatenate([c["error_floor"] for c in clips])
+        medians = [np.mean(c["error_floor"]) for c in clips]
+        auc = [100 * roc_auc_score(labels, x) for x in (-psnr, -floor, floor - psnr)]
+        mixed = [c for c in clips if 0 < sum(c["labels"]) < len(c["labels"])]  # clips with both kinds of frame
+        by_kind = [[np.asarray(c["error_floor"])[np.asarray(c["labels"]) == k].mean() for c in mixed] for k in (0, 1)]
+        moved = np.mean(by_kind[0]) - np.mean(by_kind[1])
+        print(
+            f"median error window per clip: {min(medians):.2f}-{max(medians):.2f} dB, {moved:.2f} dB lower on the "
+            f"anomalous frames of the {len(mixed)} clips that hold both; frame AUC of the worst window {auc[0]:.2f} %, "
+            f"the median window {auc[1]:.2f} %, the worst relative to the median {auc[2]:.2f} %"
+        )
+        psnr = psnr - floor
     psnr = psnr[~labels]
     relative = " relative" if cal.get("error_relative") else ""
     distance = np.concatenate([c["region_distance"] for c in clips])

@@ -28,7 +28,7 @@ def test_choose_scores_every_setting_and_finds_the_informative_window() -> None:
     psnr = np.stack([40 + rng.normal(0, 1, 100), 30 + rng.normal(0, 1, 100) - 8 * y], 1)  # only window 2 sees it
     events = clip("e", psnr, rng.normal(1, 0.1, (100, 1)))
     table = choose([normal], [events], [y], error_windows=(0, 16), distance_windows=(0,), weights=(0.0, 0.5, 1.0))
-    assert len(table) == 3 * 1 * 3 * 2  # (whole frame, 16, 16 relative) x λ x (absolute, relative distance)
+    assert len(table) == 2 * 1 * 3 * 2  # windows x λ x (absolute, relative distance); no relative P unless asked
     best, calibration = pick(table)
     assert (best.error_window, best.weight) == (16, 1.0) and best.auc > 0.99
     assert calibration == Calibration.fit(normal.region_psnr[:, 1], normal.region_distance[:, 0], 1.0, best.regions)
@@ -52,7 +52,8 @@ def test_a_grainier_stream_that_raises_every_window_leaves_the_relative_error_ca
     normal = scores("n", 300, 0.0, np.zeros(300, bool))
     anomalous = [scores("e", 150, 0.0, y), scores("b", 150, 5.0, np.zeros(150, bool))]
     table = choose([normal], anomalous, [y, np.zeros(150, bool)], error_windows=(12,), distance_windows=(0,),
-                   weights=(1.0,), benign=[None, "compression"], relative=(False,))  # fmt: skip
+                   weights=(1.0,), benign=[None, "compression"], relative=(False,),
+                   error_relative=(False, True))  # fmt: skip
     by_relative = {c.error_relative: c for c, _ in table}
     assert by_relative[False].above["compression"] > 0.9 and by_relative[True].above["compression"] <= 0.05
     assert by_relative[True].auc > 0.95
@@ -195,7 +196,8 @@ def test_medians_kept_per_measure_column_are_those_each_setting_computes_alone(m
     anomalous = [scores("e", 120, y), scores("b", 120, np.zeros(120, bool))]
     labels = [y, np.zeros(120, bool)]
     kwargs = dict(error_windows=(0, 16), distance_windows=(0, 2), weights=(0.3, 1.0), benign=[None, "exposure"],
-                  busy=[False, True], drifts=(Drift(), Drift(10, 1.0), Drift(30, 2.0)))  # fmt: skip
+                  busy=[False, True], drifts=(Drift(), Drift(10, 1.0), Drift(30, 2.0)),
+                  error_relative=(False, True))  # fmt: skip
     kept = choose(normal, anomalous, labels, **kwargs)
     plain = _Streams.of.__func__
     monkeypatch.setattr(

@@ -45,7 +45,9 @@ class Scored:
     error: np.ndarray | None = (
         None  # (H, W) per-pixel prediction error (service.alerts.heatmap): where, not just how much
     )
-    region_psnr: float = 0.0  # the measures the calibration scores (model.regions): the worst window's, relative
+    # the measures the calibration scores (model.regions): the worst windows', each relative to the frame's median
+    # window where the calibration says so
+    region_psnr: float = 0.0
     region_distance: float = 0.0
     box: Box = (
         0.0,

@@ -54,6 +54,7 @@ def fold(held: probe_lines.HeldOut, normal: Sequence[ClipScores], anomalous: Seq
 
 
 def same_setting(a: validation.Choice, b: validation.Choice) -> bool:
+    """Whether two rows are one setting (windows, relative flags, λ, drift), whatever they scored."""
     return (a.regions, a.weight, a.drift) == (b.regions, b.weight, b.drift)
 
 
@@ -62,7 +63,8 @@ def cross_fitted(in_sample: Table, folds: Sequence[Table]) -> Table:
     out = []
     for r, (choice, calibration) in enumerate(in_sample):
         rows = [f[r][0] for f in folds]
-        assert all(same_setting(choice, c) for c in rows), "the folds' grids must align with the in-sample grid"
+        if not all(same_setting(choice, c) for c in rows):
+            raise ValueError("the folds' grids must align with the in-sample grid")
         above = {kind: float(np.mean([c.above[kind] for c in rows])) for kind in rows[0].above}
         auc = float(np.mean([c.auc for c in rows]))
         out.append(

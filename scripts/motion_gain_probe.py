@@ -40,7 +40,7 @@ def gain_worst(error: Tensor, copy: Tensor, size: int, eps: float) -> regions.Wo
     value, index = share.max(dim=1)
     columns = (w - kw) // stride + 1
     y, x = index // columns * stride, index % columns * stride
-    box = torch.cat([torch.stack([x, y], dim=1), torch.tensor([kw, kh]).expand(batch, 2)], dim=1)
+    box = torch.cat([torch.stack([x, y], dim=1), torch.tensor([kw, kh], device=error.device).expand(batch, 2)], dim=1)
     return regions.Worst(value, box, share.median(dim=1).values)
 
 

@@ -34,6 +34,8 @@ def grey_frames(source: Path) -> np.ndarray:
     while (got := capture.read())[0]:
         frames.append(cv2.cvtColor(got[1], cv2.COLOR_BGR2GRAY))
     capture.release()
+    if not frames:
+        raise SystemExit(f"{source}: no frames could be read (not a video OpenCV can decode?)")
     return np.stack(frames)
 
 

@@ -35,7 +35,7 @@ def test_the_cross_fitted_row_averages_the_folds_and_keeps_the_in_sample_calibra
     assert choice.above == pytest.approx({"exposure": 0.03, "crowd": 0.05})
     assert choice.benign_above_on == pytest.approx(0.05)  # the worst kind, after averaging over the folds
     other = dict(setting, weight=0.6)
-    with pytest.raises(AssertionError, match="align"):
+    with pytest.raises(ValueError, match="align"):
         probe.cross_fitted(in_sample, [[(validation.Choice(**other, auc=0.5), object())]])
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -59,3 +60,7 @@ def test_the_command_reads_frame_folders_and_videos(tmp_path: Path) -> None:
     writer.release()
     share = probe.motion_share(probe.grey_frames(video)).mean()
     assert abs(share - probe.motion_share(walkers(2)).mean()) < 0.01  # compression moves a few pixels at most
+    broken = tmp_path / "broken.avi"
+    broken.write_bytes(b"not a video")
+    with pytest.raises(SystemExit, match="no frames could be read"):
+        probe.grey_frames(broken)

@@ -55,7 +55,11 @@ def probe(path: Path, clips: list[Path], batch: int = 16) -> dict[str, float]:
             queries.append(q.flatten(0, 1))
             distances.append(memory.feature_distance(q, items))
     q = torch.cat(queries)  # (frames*N, C)
-    nearest = memory.matching_scores(q, items).argmax(dim=-1)
+    scores = memory.matching_scores(q, items)  # (frames*N, M)
+    # Items that score the same up to float rounding are one item to a query: the first of them is its nearest.
+    # (A matrix product need not round equal columns alike, so identical items could look like several in use.)
+    tie = 1e-5 * scores.abs().amax(dim=-1, keepdim=True).clamp_min(1e-12)
+    nearest = (scores >= scores.amax(dim=-1, keepdim=True) - tie).int().argmax(dim=-1)
     used = memory.use(nearest.view(-1, features.shape[-2] * features.shape[-1]), items.shape[0])
     singular = torch.linalg.svdvals(q - q.mean(dim=0))
     p = singular.square() / singular.square().sum()

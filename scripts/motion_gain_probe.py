@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model import regions, scoring, validation
+from model import regions, scoring
 
 EPSILONS = (1e-3, 3e-3, 1e-2)  # copy error (pixels in [0, 1]) at which a window's share is half its plain ratio
 CODE = 1000  # a probe window is side + CODE * (1 + index in EPSILONS), so validation's grid carries the variant
@@ -74,20 +74,8 @@ def error(side: int) -> str:
 
 def main() -> None:
     held = probe_lines.held_out(probe_lines.parser(__doc__).parse_args())
-    config = held.net.config
-    landed = validation.ERROR_WINDOWS
-    sides = (*landed, *(k + CODE * (1 + i) for i in range(len(EPSILONS)) for k in landed if k))
-    with gains((config.height, config.width)), torch.inference_mode():
-        normal, anomalous = probe_lines.scored(held, sides)
-    table = validation.choose(
-        normal, anomalous, held.labels, sides, benign=held.benign, busy=held.busy, drifts=validation.DRIFTS
-    )
-    options = [("landed options", {0})]
-    options += [(f"share with eps {e} alone", {1 + i}) for i, e in enumerate(EPSILONS)]
-    for name, allowed in (*options, ("all of them as options", set(range(len(EPSILONS) + 1)))):
-        rows = [r for r in table if r[0].error_window // CODE in allowed]
-        extra = probe_lines.calm_psnr(rows, error)
-        print(probe_lines.chosen(name, rows, anomalous, held.fakes, held.labels, sides, error, extra), flush=True)
+    shape = (held.net.config.height, held.net.config.width)
+    probe_lines.coded_variants(held, [f"share with eps {e}" for e in EPSILONS], CODE, gains(shape), error)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import NamedTuple
 from unittest import mock
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from model import checkpoint, regions, synthetic, validation
@@ -143,3 +145,28 @@ def pick_over(
     rows = [(option, choice, calibration) for option, table in tables for choice, calibration in table]
     best, calibration = validation.pick([(choice, cal) for _, choice, cal in rows])
     return next(option for option, _, cal in rows if cal is calibration), best
+
+
+def coded_variants(
+    held: HeldOut,
+    variants: Sequence[str],
+    code: int,
+    measuring: AbstractContextManager[object],
+    error: Callable[[int], str],
+) -> None:
+    """Print `train`'s choice among the landed error windows, each probe variant alone, and all of them.
+
+    A probe window side is `k + code * (1 + i)` for variant i of landed side k; `measuring` is open while the
+    streams are scored (it makes `regions.worst_window` measure such a side); `variants` name them."""
+    landed = validation.ERROR_WINDOWS
+    sides = (*landed, *(k + code * (1 + i) for i in range(len(variants)) for k in landed if k))
+    with measuring, torch.inference_mode():
+        normal, anomalous = scored(held, sides)
+    table = validation.choose(
+        normal, anomalous, held.labels, sides, benign=held.benign, busy=held.busy, drifts=validation.DRIFTS
+    )
+    options = [("landed options", {0}), *((f"{name} alone", {1 + i}) for i, name in enumerate(variants))]
+    for name, allowed in (*options, ("all of them as options", set(range(len(variants) + 1)))):
+        rows = [r for r in table if r[0].error_window // code in allowed]
+        extra = calm_psnr(rows, error)
+        print(chosen(name, rows, anomalous, held.fakes, held.labels, sides, error, extra), flush=True)

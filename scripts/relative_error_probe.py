@@ -19,11 +19,10 @@ import contextlib
 from collections.abc import Iterator
 
 import probe_lines
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model import regions, validation
+from model import regions
 
 QUANTILES = (0.5, 0.9)  # the frame's typical window: its median, and the edge of its busiest tenth
 CODE = 1000  # a probe window is side + CODE * (1 + index in QUANTILES), so validation's grid carries the variant
@@ -63,20 +62,9 @@ def error(side: int) -> str:
 
 def main() -> None:
     held = probe_lines.held_out(probe_lines.parser(__doc__).parse_args())
-    config = held.net.config
-    landed = validation.ERROR_WINDOWS
-    sides = (*landed, *(k + CODE * (1 + i) for i in range(len(QUANTILES)) for k in landed if k))
-    with relative((config.height, config.width)), torch.inference_mode():
-        normal, anomalous = probe_lines.scored(held, sides)
-    table = validation.choose(
-        normal, anomalous, held.labels, sides, benign=held.benign, busy=held.busy, drifts=validation.DRIFTS
-    )
-    options = [("landed options", {0})]
-    options += [(f"relative to the q {q} window alone", {1 + i}) for i, q in enumerate(QUANTILES)]
-    for name, allowed in (*options, ("all of them as options", set(range(len(QUANTILES) + 1)))):
-        rows = [r for r in table if r[0].error_window // CODE in allowed]
-        extra = probe_lines.calm_psnr(rows, error)
-        print(probe_lines.chosen(name, rows, anomalous, held.fakes, held.labels, sides, error, extra), flush=True)
+    shape = (held.net.config.height, held.net.config.width)
+    names = [f"relative to the q {q} window" for q in QUANTILES]
+    probe_lines.coded_variants(held, names, CODE, relative(shape), error)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ An intensity loss alone is minimised by a blurred prediction: where a walker may
 mean of both is cheapest, and the blur leaves error at every person's edges, more of it on a busier day. The
 gradient loss asks the prediction's absolute spatial gradients to match the target's, which keeps edges sharp
 where the motion is predictable. Not in MNAD's loss; off unless `train --lambda-gd` sets its weight. On Ped2
-(model card, "A sharper prediction") it sharpened normal predictions and raised PSNR alone on too-fast walkers;
+(docs/experiments.md, "A sharper prediction") it sharpened normal predictions and raised PSNR alone on too-fast walkers;
 at Liu et al.'s weight 1 the decoder stopped needing the memory; at 0.1 one seed validated 0.65 points above
 the same command without it and another 9.65 below its own twin.
 """

@@ -2,8 +2,8 @@
 
 Prediction variant: the past T frames, stacked on channels, -> frame T+1 (skip connections
 from the first three encoder stages). Reconstruction variant: one frame -> itself (no skips).
-`ModelConfig.skips` can drop the deepest skips (a departure from the paper, see the model card):
-what they carried must then come through the memory read. `ModelConfig.background` (another
+`ModelConfig.skips` can drop the deepest skips (a departure from the paper; docs/experiments.md, "Fewer skip
+connections"): what they carried must then come through the memory read. `ModelConfig.background` (another
 departure) subtracts the camera's empty scene from the input, so the queries see what is in the
 scene rather than the place itself, and the decoder predicts the change from that scene.
 Pixels are in [-1, 1] on both sides.

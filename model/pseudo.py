@@ -1,7 +1,7 @@
 """Skipped-frame pseudo anomalies for training: a memory whose distance sees speed (not in the paper).
 
 The memory of every checkpoint so far maps the place: each query position keeps its item whatever moves
-through it (model card, "Why the memory carries little"), so the feature distance sees texture (blur, pasted
+through it (docs/experiments.md, "Why the memory carries little"), so the feature distance sees texture (blur, pasted
 objects) and not the wrong speed that Ped2's bikes and carts show. Normal footage played faster is the
 cheapest wrong speed there is (Astrid et al., "Learning Not to Reconstruct Anomalies", BMVC 2021): a window
 of every `stride`-th frame holds the same scene with everything moving `stride` times too fast. The speed
@@ -11,7 +11,7 @@ absorbs them. Their target is what a normal scene would show next, the frame rig
 `train --lambda-slow` predicts it from them, meant to teach the predictor that things move at walking speed
 whatever its input shows (that paper's idea: output normal data whatever the input), so that a too-fast
 object's predicted frame lags it. On Ped2 at 10 fps that next frame is close to the last input, and the loss
-added training windows more than it taught speed (model card, "Predicting walking speed").
+added training windows more than it taught speed (docs/experiments.md, "Predicting walking speed").
 """
 
 from __future__ import annotations

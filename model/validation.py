@@ -331,7 +331,7 @@ def choose(
 RELATIVE_ERROR_HELP = (  # the --relative-error option of train and calibrate
     "Also weigh P relative to the frame's median error window (model.regions). Off by default: validation's "
     "camera-wide benign kinds reward it by construction, and on Ped2's test camera it cost 8-9 points of AUC "
-    "(model card, 'The error relative to the frame's median window')"
+    "(docs/experiments.md, 'The error relative to the frame's median window')"
 )
 MAX_BENIGN_ALARMS = 0.05  # the operator's bar: at most 5 % of normal frames above the alert threshold
 

@@ -159,7 +159,7 @@ def test_kinds_keep_only_the_anomalies_that_matter_and_the_very_same_events(tiny
 
 def test_the_relative_error_is_weighed_only_when_asked(tiny, footage, tmp_path, monkeypatch) -> None:
     """`--select` weighs P relative to the frame's median window only with `--relative-error` (validation's own
-    benign kinds reward it, a real camera did not: model card); a fixed setting keeps its own either way."""
+    benign kinds reward it, a real camera did not: docs/experiments.md); a fixed setting keeps its own either way."""
     asked: list[tuple[bool, ...]] = []
     choose = validation.choose
 

@@ -1,4 +1,4 @@
-"""scripts/memory_probe.py: the collapse diagnosis the model card quotes, on a tiny checkpoint."""
+"""scripts/memory_probe.py: the collapse diagnosis docs/experiments.md quotes, on a tiny checkpoint."""
 
 from __future__ import annotations
 

@@ -62,31 +62,36 @@ def held_out(args: argparse.Namespace) -> HeldOut:
 
 
 def scored(
-    held: HeldOut, error_windows: Sequence[int] = validation.ERROR_WINDOWS
+    held: HeldOut,
+    error_windows: Sequence[int] = validation.ERROR_WINDOWS,
+    distance_windows: Sequence[int] = validation.DISTANCE_WINDOWS,
 ) -> tuple[list[ClipScores], list[ClipScores]]:
     """The held-out clips and their validation streams scored at every window `validation.choose` weighs."""
-    net, threshold = held.net, held.update_threshold
-    normal = validation.score_candidates(net, held.clips, threshold, error_windows=error_windows)
-    anomalous = validation.score_candidates(
-        net, [f.as_clip() for f in held.fakes], threshold, error_windows=error_windows, progress=True
-    )
+    net, threshold, sides = held.net, held.update_threshold, {"error_windows": error_windows}
+    sides["distance_windows"] = distance_windows
+    normal = validation.score_candidates(net, held.clips, threshold, **sides)
+    anomalous = validation.score_candidates(net, [f.as_clip() for f in held.fakes], threshold, progress=True, **sides)
     return normal, anomalous
 
 
-def setting(choice: validation.Choice, error: Callable[[int], str] = str) -> str:
-    """A chosen setting in words; `error` names the error window (a probe may encode more in its side)."""
+def setting(choice: validation.Choice, error: Callable[[int], str] = str, distance: Callable[[int], str] = str) -> str:
+    """A chosen setting in words; `error` and `distance` name the windows (a probe may encode more in a side)."""
     return (
         f"error window {error(choice.error_window)}{' relative' if choice.error_relative else ''}, "
-        f"distance window {choice.distance_window}"
+        f"distance window {distance(choice.distance_window)}"
         f"{' relative' if choice.distance_relative else ''}, λ {choice.weight}{validation.drift_text(choice.drift)}"
     )
 
 
-def calm_psnr(table: Sequence[tuple[validation.Choice, Calibration]], error: Callable[[int], str] = str) -> str:
+def calm_psnr(
+    table: Sequence[tuple[validation.Choice, Calibration]],
+    error: Callable[[int], str] = str,
+    distance: Callable[[int], str] = str,
+) -> str:
     """The best calm PSNR-alone setting in `table`, for a probe's line ("" when none is calm)."""
     calm = [c for c, _ in table if c.weight == 1.0 and c.benign_above_on <= validation.MAX_BENIGN_ALARMS]
     psnr = max(calm, key=lambda c: c.auc, default=None)
-    return f"calm PSNR alone {100 * psnr.auc:.2f} % ({setting(psnr, error)}); " if psnr else ""
+    return f"calm PSNR alone {100 * psnr.auc:.2f} % ({setting(psnr, error, distance)}); " if psnr else ""
 
 
 def chosen(
@@ -98,15 +103,18 @@ def chosen(
     error_windows: Sequence[int] = validation.ERROR_WINDOWS,
     error: Callable[[int], str] = str,
     extra: str = "",
+    distance_windows: Sequence[int] = validation.DISTANCE_WINDOWS,
+    distance: Callable[[int], str] = str,
 ) -> str:
     """The line for the setting `validation.pick` takes from `table`: its AUC, setting, worst benign kind
     and the fused score's AUC per anomaly kind."""
     best, calibration = validation.pick(table)
-    columns = validation.setting_columns(calibration, error_windows, validation.DISTANCE_WINDOWS)
+    columns = validation.setting_columns(calibration, error_windows, distance_windows)
     measures = [calibration.measures(s, columns) for s in anomalous]
     kinds, _ = validation.per_kind(fakes, labels, [calibration.stream_scores(p, d) for p, d in measures], measures)
     return (
-        f"{name}: validation AUC {100 * best.auc:.2f} % ({setting(best, error)}); worst benign kind above alert_on "
+        f"{name}: validation AUC {100 * best.auc:.2f} % ({setting(best, error, distance)}); worst benign kind above "
+        f"alert_on "
         f"{100 * best.benign_above_on:.1f} %; {extra}fused AUC per kind: "
         + ", ".join(f"{k} {100 * v:.1f}" for k, v in kinds.items())
     )
@@ -152,21 +160,30 @@ def coded_variants(
     variants: Sequence[str],
     code: int,
     measuring: AbstractContextManager[object],
-    error: Callable[[int], str],
+    named: Callable[[int], str],
+    axis: str = "error",
 ) -> None:
-    """Print `train`'s choice among the landed error windows, each probe variant alone, and all of them.
+    """Print `train`'s choice among the landed windows, each probe variant alone, and all of them.
 
-    A probe window side is `k + code * (1 + i)` for variant i of landed side k; `measuring` is open while the
-    streams are scored (it makes `regions.worst_window` measure such a side); `variants` name them."""
-    landed = validation.ERROR_WINDOWS
-    sides = (*landed, *(k + code * (1 + i) for i in range(len(variants)) for k in landed if k))
+    A probe window side is `k + code * (1 + i)` for variant i of landed side k, on the `axis` ("error" or
+    "distance") windows; `measuring` is open while the streams are scored (it makes `regions.worst_window`
+    measure such a side); `variants` name them and `named` names a side."""
+    windows = {"error": list(validation.ERROR_WINDOWS), "distance": list(validation.DISTANCE_WINDOWS)}
+    windows[axis] += [k + code * (1 + i) for i in range(len(variants)) for k in windows[axis] if k]
+    other = "distance" if axis == "error" else "error"
+    names = {axis: named, other: str}
     with measuring, torch.inference_mode():
-        normal, anomalous = scored(held, sides)
+        normal, anomalous = scored(held, windows["error"], windows["distance"])
     table = validation.choose(
-        normal, anomalous, held.labels, sides, benign=held.benign, busy=held.busy, drifts=validation.DRIFTS
-    )
+        normal, anomalous, held.labels, windows["error"], windows["distance"],
+        benign=held.benign, busy=held.busy, drifts=validation.DRIFTS,
+    )  # fmt: skip
     options = [("landed options", {0}), *((f"{name} alone", {1 + i}) for i, name in enumerate(variants))]
     for name, allowed in (*options, ("all of them as options", set(range(len(variants) + 1)))):
-        rows = [r for r in table if r[0].error_window // code in allowed]
-        extra = calm_psnr(rows, error)
-        print(chosen(name, rows, anomalous, held.fakes, held.labels, sides, error, extra), flush=True)
+        rows = [r for r in table if getattr(r[0], f"{axis}_window") // code in allowed]
+        extra = calm_psnr(rows, names["error"], names["distance"])
+        line = chosen(
+            name, rows, anomalous, held.fakes, held.labels, windows["error"], names["error"], extra,
+            windows["distance"], names["distance"],
+        )  # fmt: skip
+        print(line, flush=True)

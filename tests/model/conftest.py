@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -15,6 +16,25 @@ from model.network import MemoryAE, ModelConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_SIZE = ModelConfig(base_width=2, height=128, width=192, memory_size=6)  # the shipped input size, a tiny net
+
+
+class TinyWindows(NamedTuple):
+    """A tiny untrained network and one random batch of windows for it: what `scoring.score_step` takes."""
+
+    net: MemoryAE
+    x: torch.Tensor  # (2, T * ch, 32, 48) past frames in [-1, 1]
+    target: torch.Tensor  # (2, ch, 32, 48)
+    items: torch.Tensor  # (2, M, C) one memory copy per window
+
+
+@pytest.fixture
+def tiny_windows() -> TinyWindows:
+    torch.manual_seed(0)
+    net = MemoryAE(ModelConfig(base_width=2, height=32, width=48, memory_size=6)).eval()
+    config = net.config
+    x = torch.rand(2, config.past_frames * config.channels, config.height, config.width) * 2 - 1
+    target = torch.rand(2, config.channels, config.height, config.width) * 2 - 1
+    return TinyWindows(net, x, target, net.items.detach().expand(2, -1, -1).clone())
 
 
 @pytest.fixture

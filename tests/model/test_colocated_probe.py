@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TinyWindows
 
 from model import memory, regions, scoring
-from model.network import MemoryAE, ModelConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -52,13 +52,9 @@ def test_odd_features_where_the_prediction_held_do_not_count() -> None:
     assert got.box[0, :2].tolist() == [6, 4] and got.value[0] == pytest.approx(0.8)
 
 
-def test_a_coded_side_is_colocated_only_on_the_distance_map_and_only_while_open() -> None:
-    torch.manual_seed(0)
-    net = MemoryAE(ModelConfig(base_width=2, height=32, width=48, memory_size=6)).eval()
+def test_a_coded_side_is_colocated_only_on_the_distance_map_and_only_while_open(tiny_windows: TinyWindows) -> None:
+    net, x, target, items = tiny_windows
     config = net.config
-    x = torch.rand(2, config.past_frames * config.channels, config.height, config.width) * 2 - 1
-    target = torch.rand(2, config.channels, config.height, config.width) * 2 - 1
-    items = net.items.detach().expand(2, -1, -1).clone()
     plain = scoring.score_step(net, x, target, items, 0.0, (8,), (2,))
     with probe.colocated((config.height, config.width)):
         step = scoring.score_step(net, x, target, items, 0.0, (8,), (2, 2 + probe.CODE))

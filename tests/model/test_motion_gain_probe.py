@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TinyWindows
 
 from model import regions, scoring
-from model.network import MemoryAE, ModelConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -53,13 +53,11 @@ def test_a_walker_the_model_follows_ranks_below_a_smaller_error_it_could_not_exp
     assert cart.box[0, :2].tolist() == [32, 16] and cart.value > walker.value
 
 
-def test_a_coded_side_uses_the_step_s_copy_error_only_on_the_error_map_and_only_while_open() -> None:
-    torch.manual_seed(0)
-    net = MemoryAE(ModelConfig(base_width=2, height=32, width=48, memory_size=6)).eval()
+def test_a_coded_side_uses_the_step_s_copy_error_only_on_the_error_map_and_only_while_open(
+    tiny_windows: TinyWindows,
+) -> None:
+    net, x, target, items = tiny_windows
     config = net.config
-    x = torch.rand(2, config.past_frames * config.channels, config.height, config.width) * 2 - 1
-    target = torch.rand(2, config.channels, config.height, config.width) * 2 - 1
-    items = net.items.detach().expand(2, -1, -1).clone()
     with probe.gains((config.height, config.width)):
         step = scoring.score_step(net, x, target, items, 0.0, (8, 8 + probe.CODE), (1, 1 + probe.CODE))
     assert scoring.score_step.__module__ == "model.scoring" and regions.worst_window.__module__ == "model.regions"

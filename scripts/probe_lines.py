@@ -67,8 +67,8 @@ def scored(
     distance_windows: Sequence[int] = validation.DISTANCE_WINDOWS,
 ) -> tuple[list[ClipScores], list[ClipScores]]:
     """The held-out clips and their validation streams scored at every window `validation.choose` weighs."""
-    net, threshold, sides = held.net, held.update_threshold, {"error_windows": error_windows}
-    sides["distance_windows"] = distance_windows
+    net, threshold = held.net, held.update_threshold
+    sides = {"error_windows": error_windows, "distance_windows": distance_windows}
     normal = validation.score_candidates(net, held.clips, threshold, **sides)
     anomalous = validation.score_candidates(net, [f.as_clip() for f in held.fakes], threshold, progress=True, **sides)
     return normal, anomalous
@@ -113,9 +113,8 @@ def chosen(
     measures = [calibration.measures(s, columns) for s in anomalous]
     kinds, _ = validation.per_kind(fakes, labels, [calibration.stream_scores(p, d) for p, d in measures], measures)
     return (
-        f"{name}: validation AUC {100 * best.auc:.2f} % ({setting(best, error, distance)}); worst benign kind above "
-        f"alert_on "
-        f"{100 * best.benign_above_on:.1f} %; {extra}fused AUC per kind: "
+        f"{name}: validation AUC {100 * best.auc:.2f} % ({setting(best, error, distance)}); "
+        f"worst benign kind above alert_on {100 * best.benign_above_on:.1f} %; {extra}fused AUC per kind: "
         + ", ".join(f"{k} {100 * v:.1f}" for k, v in kinds.items())
     )
 

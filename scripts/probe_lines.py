@@ -169,10 +169,25 @@ def coded_variants(
     measure such a side); `variants` name them and `named` names a side."""
     windows = {"error": list(validation.ERROR_WINDOWS), "distance": list(validation.DISTANCE_WINDOWS)}
     windows[axis] += [k + code * (1 + i) for i in range(len(variants)) for k in windows[axis] if k]
-    other = "distance" if axis == "error" else "error"
-    names = {axis: named, other: str}
     with measuring, torch.inference_mode():
         normal, anomalous = scored(held, windows["error"], windows["distance"])
+    print_options(held, normal, anomalous, windows, variants, code, named, axis)
+
+
+def print_options(
+    held: HeldOut,
+    normal: Sequence[ClipScores],
+    anomalous: Sequence[ClipScores],
+    windows: dict[str, Sequence[int]],
+    variants: Sequence[str],
+    code: int,
+    named: Callable[[int], str],
+    axis: str = "error",
+) -> None:
+    """`train`'s choice from streams scored at `windows` ({"error": sides, "distance": sides}) among the landed
+    sides (`side // code` 0), each variant's (`side // code` 1 + i) alone, and all of them: a line each."""
+    other = "distance" if axis == "error" else "error"
+    names = {axis: named, other: str}
     table = validation.choose(
         normal, anomalous, held.labels, windows["error"], windows["distance"],
         benign=held.benign, busy=held.busy, drifts=validation.DRIFTS,

@@ -7,21 +7,31 @@ normal clips (that side's mean and spread over their frames), and a frame's P is
 sides, on one PSNR-like scale (the set's first side: mean - spread * z), so `train`'s choice (windows, λ,
 drift, the calm check) weighs a set like any other error window.
 
-    python scripts/multiscale_probe.py CHECKPOINT HELD_OUT_CLIP... --draws 3
+    python scripts/multiscale_probe.py CHECKPOINT HELD_OUT_CLIP... --draws 3 [--test FOOTAGE --out DIR]
 
-Rule: runs/multiscale/SHIP-RULE.txt.
+Rule: runs/multiscale/SHIP-RULE.txt. With `--test`, the labelled footage is then scored with the setting
+validation chose over every option, fitted as it was, and `evaluate`'s streaming figures and alert report for
+it are printed and written to DIR/report.json (the paper's protocol does not depend on the windows). The
+choice is made before the test footage is read: the one test look a rule allows, not a way to choose.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
+from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import probe_lines
 
 from model import validation
-from model.scoring import ClipScores
+from model.calibration import FUSION_WEIGHT, Calibration
+from model.commands.evaluate import describe_events
+from model.data import load_clips
+from model.metrics import aligned_labels, event_report, report
+from model.scoring import ClipScores, score_clips
 
 SETS: tuple[tuple[int, ...], ...] = ((8, 16, 32), (12, 24), (16, 32), (8, 12, 16, 24, 32))
 CODE = 1000  # a set's window side is its first side + CODE * (1 + index in SETS)
@@ -61,16 +71,61 @@ def error(side: int) -> str:
     return f"the largest z of {'/'.join(map(str, SETS[variant - 1]))}" if variant else f"{side}"
 
 
+def look(
+    held: probe_lines.HeldOut, normal: Sequence[ClipScores], calibration: Calibration, footage: Path, out: Path
+) -> None:
+    """Score labelled `footage` and report what the service would send with `calibration` (a set's side or a
+    landed one): `evaluate`'s streaming AUCs and its alert report, into out/report.json."""
+    ck = held.net.config
+    clips = load_clips(footage, ck, held.clips[0].fps, progress=True)
+    landed, distances = list(validation.ERROR_WINDOWS), list(validation.DISTANCE_WINDOWS)
+    scored = with_sets(
+        score_clips(held.net, clips, held.update_threshold, 16, "cpu", True, landed, distances), normal, landed
+    )
+    i = [*landed, *(m[0] + CODE * (1 + k) for k, m in enumerate(SETS))].index(calibration.error_window)
+    j = distances.index(calibration.distance_window)
+    narrowed = [
+        dataclasses.replace(s, region_psnr=s.region_psnr[:, [i]], region_distance=s.region_distance[:, [j]],
+                            error_floor=s.error_floor[:, [i]])
+        for s in scored
+    ]  # fmt: skip
+    found = sorted(footage.parent.glob("frame_labels_*.npy"))
+    labels = aligned_labels(np.load(found[0]), [len(c.frames) for c in clips], ck.window - 1)
+    bounds = np.cumsum([0, *(len(s.psnr) for s in narrowed)])
+    clip_labels = [labels[a:b].astype(bool) for a, b in pairwise(bounds)]
+    results = report(narrowed, labels, calibration, FUSION_WEIGHT[ck.variant])
+    alerts = event_report(narrowed, clip_labels, calibration, clips[0].fps, 3, 10)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(
+        json.dumps({"calibration": calibration.to_dict(), "metrics": results, "events": alerts}, indent=1)
+    )
+    s = results["streaming"]
+    print(
+        f"test look ({error(calibration.error_window)}): streaming fused AUC {100 * s['fused']['auc']:.2f} % "
+        f"(PSNR only {100 * s['psnr_only']['auc']:.2f}, distance only {100 * s['distance_only']['auc']:.2f}); "
+        f"paper fused {100 * results['paper']['fused']['auc']:.2f} %"
+    )
+    print(f"   events: checkpoint's calibration: {describe_events(alerts['checkpoint'])}")
+    for fold in alerts["refit"]:
+        print(f"           refit on {', '.join(fold['fitted_on'])}: {describe_events(fold['camera'])}")
+
+
 def main() -> None:
-    held = probe_lines.held_out(probe_lines.parser(__doc__).parse_args())
+    cli = probe_lines.parser(__doc__)
+    cli.add_argument("--test", type=Path, help="labelled footage (Ped2 layout) for the one test look")
+    cli.add_argument("--out", type=Path, default=Path("runs/multiscale/look"), help="where --test writes report.json")
+    args = cli.parse_args()
+    held = probe_lines.held_out(args)
     landed = list(validation.ERROR_WINDOWS)
     normal, anomalous = probe_lines.scored(held, landed)
     sides = [*landed, *(members[0] + CODE * (1 + i) for i, members in enumerate(SETS))]
     windows = {"error": sides, "distance": validation.DISTANCE_WINDOWS}
     names = [f"sides {'/'.join(map(str, members))}" for members in SETS]
-    probe_lines.print_options(
+    table = probe_lines.print_options(
         held, with_sets(normal, normal, landed), with_sets(anomalous, normal, landed), windows, names, CODE, error
     )
+    if args.test is not None:
+        look(held, normal, validation.pick(table)[1], args.test, args.out)
 
 
 if __name__ == "__main__":

@@ -183,9 +183,10 @@ def print_options(
     code: int,
     named: Callable[[int], str],
     axis: str = "error",
-) -> None:
+) -> list[tuple[validation.Choice, Calibration]]:
     """`train`'s choice from streams scored at `windows` ({"error": sides, "distance": sides}) among the landed
-    sides (`side // code` 0), each variant's (`side // code` 1 + i) alone, and all of them: a line each."""
+    sides (`side // code` 0), each variant's (`side // code` 1 + i) alone, and all of them: a line each.
+    Returns the whole table (all of them as options)."""
     other = "distance" if axis == "error" else "error"
     names = {axis: named, other: str}
     table = validation.choose(
@@ -201,3 +202,4 @@ def print_options(
             windows["distance"], names["distance"],
         )  # fmt: skip
         print(line, flush=True)
+    return table

@@ -188,9 +188,11 @@ def describe_events(e: dict) -> str:
         if e["median_delay_frames"] is None
         else f"{e['median_delay_frames']:.0f} frames ({e['median_delay_s']:.2f} s)"
     )
+    share = e["normal_above_on_share"]  # None where the clips scored hold no normal frame
+    above = "no normal frames scored" if share is None else f"{100 * share:.1f} % of normal frames above alert_on"
     return (
         f"{e['detected']}/{e['events']} events alerted, median delay {delay}, {e['false_episodes']} false episodes, "
-        f"{100 * e['normal_above_on_share']:.1f} % of normal frames above alert_on"
+        f"{above}"
     )
 
 

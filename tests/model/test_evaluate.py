@@ -9,9 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model.commands.evaluate import describe_events
 from model.commands.evaluate import main as evaluate
 from model.commands.train import main as train
 from model.metrics import aligned_labels, equal_error_rate, metrics
+
+
+def test_events_are_described_when_nothing_was_detected_and_no_normal_frame_was_scored() -> None:
+    """A refit fold of footage that is anomalous throughout: no delay and no share to print, and no crash."""
+    e = {"detected": 0, "events": 2, "median_delay_frames": None, "median_delay_s": None, "false_episodes": 0}
+    assert describe_events({**e, "normal_above_on_share": None}) == (
+        "0/2 events alerted, median delay n/a, 0 false episodes, no normal frames scored"
+    )
+    assert describe_events({**e, "normal_above_on_share": 0.25}).endswith("25.0 % of normal frames above alert_on")
 
 
 def test_aligned_labels_drop_each_clips_first_frames() -> None:

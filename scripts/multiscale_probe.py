@@ -28,7 +28,7 @@ import probe_lines
 
 from model import validation
 from model.calibration import FUSION_WEIGHT, Calibration
-from model.commands.evaluate import describe_events
+from model.commands.evaluate import event_lines
 from model.data import load_clips
 from model.metrics import aligned_labels, event_report, report
 from model.scoring import ClipScores, score_clips
@@ -90,6 +90,8 @@ def look(
         for s in scored
     ]  # fmt: skip
     found = sorted(footage.parent.glob("frame_labels_*.npy"))
+    if not found:
+        raise SystemExit(f"no frame_labels_*.npy beside {footage}: the test look needs the footage's labels")
     labels = aligned_labels(np.load(found[0]), [len(c.frames) for c in clips], ck.window - 1)
     bounds = np.cumsum([0, *(len(s.psnr) for s in narrowed)])
     clip_labels = [labels[a:b].astype(bool) for a, b in pairwise(bounds)]
@@ -105,9 +107,7 @@ def look(
         f"(PSNR only {100 * s['psnr_only']['auc']:.2f}, distance only {100 * s['distance_only']['auc']:.2f}); "
         f"paper fused {100 * results['paper']['fused']['auc']:.2f} %"
     )
-    print(f"   events: checkpoint's calibration: {describe_events(alerts['checkpoint'])}")
-    for fold in alerts["refit"]:
-        print(f"           refit on {', '.join(fold['fitted_on'])}: {describe_events(fold['camera'])}")
+    print(event_lines(alerts))
 
 
 def main() -> None:

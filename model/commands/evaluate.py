@@ -173,9 +173,7 @@ def main(
             f"EER {100 * t['fused']['eer']:.2f} %"
         )
     if alerts is not None:
-        print(f"   events: checkpoint's calibration: {describe_events(alerts['checkpoint'])}")
-        for fold in alerts["refit"]:
-            print(f"           refit on {', '.join(fold['fitted_on'])}: {describe_events(fold['camera'])}")
+        print(event_lines(alerts))
     print(
         f"{frames} frames scored at {speed['score_fps']} frames/s ({speed['total_fps']} frames/s with decoding), "
         f"inference path {model.name}"
@@ -194,6 +192,14 @@ def describe_events(e: dict) -> str:
         f"{e['detected']}/{e['events']} events alerted, median delay {delay}, {e['false_episodes']} false episodes, "
         f"{above}"
     )
+
+
+def event_lines(alerts: dict) -> str:
+    """`event_report`'s figures as printed: the checkpoint's calibration, then each refit fold."""
+    lines = [f"   events: checkpoint's calibration: {describe_events(alerts['checkpoint'])}"]
+    for fold in alerts["refit"]:
+        lines.append(f"           refit on {', '.join(fold['fitted_on'])}: {describe_events(fold['camera'])}")
+    return "\n".join(lines)
 
 
 def cli() -> None:

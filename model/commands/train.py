@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import typer
 from tqdm import tqdm
 
-from model import checkpoint, gradient, inference, memory, pseudo, synthetic, validation
+from model import checkpoint, gradient, inference, memory, moving, pseudo, synthetic, validation
 from model.calibration import FUSION_WEIGHT, Calibration
 from model.commands import Draws, Kinds, RelativeError
 from model.data import WindowDataset, empty_scene, load_clips, split_holdout
@@ -181,6 +181,14 @@ def main(
             "match the target's, so predictions stay sharp (0: off, as in MNAD)",
         ),
     ] = 0.0,
+    motion_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Extra weight A in the frame loss of the pixels that changed since the last input frame "
+            "(model/moving.py): w = 1 + A * min(change / 20 grey levels, 1); 0: plain MSE, as in MNAD",
+        ),
+    ] = 0.0,
     relative_error: RelativeError = False,
 ) -> None:
     """Train the memory-guided normality model on normal footage and write a checkpoint."""
@@ -221,6 +229,8 @@ def main(
         raise typer.BadParameter(
             "--lambda-speed/--lambda-slow: the reconstruction variant sees one frame, it has no speed"
         )
+    if motion_weight and variant != "prediction":
+        raise typer.BadParameter("--motion-weight: the reconstruction variant sees one frame, nothing moves in it")
     lc, ls = LOSS_WEIGHTS[variant]
     lc, ls = lambda_c if lambda_c is not None else lc, lambda_s if lambda_s is not None else ls
     use_bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(dev))
@@ -272,7 +282,8 @@ def main(
             every = out_.queries.float()  # (B + B', N, C): the normal windows, then any skipped ones
             queries = every[:b]
             predicted = out_.frame[:b].float()  # (B, C, H, W): the normal windows' predictions, cast once
-            frame_loss = F.mse_loss(predicted, target)
+            last = inputs[:b, -config.channels :]  # (B, C, H, W): the last input frame, a view
+            frame_loss = moving.moving_loss(predicted, target, last, motion_weight)
             compact = memory.compactness_loss(queries, model.items)
             separate = memory.separateness_loss(queries, model.items)
             loss = frame_loss + lc * compact + ls * separate
@@ -377,6 +388,7 @@ def main(
         "lambda_speed": lambda_speed,
         "lambda_slow": lambda_slow,
         "lambda_gd": lambda_gd,
+        "motion_weight": motion_weight,
         "items_revived": revived,
         "memory_use": use._asdict() if use is not None else None,
         "validation_kinds": list(validation_kinds),

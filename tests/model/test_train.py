@@ -303,3 +303,16 @@ def test_gradient_loss_reaches_the_weights_and_the_provenance(videos: Path, tmp_
     assert any(not torch.equal(sharp.state[k], plain.state[k]) for k in plain.state)
     train(videos, out=tmp_path / "recon.safetensors", lambda_gd=1.0, variant="reconstruction", **TINY)
     assert checkpoint.load(tmp_path / "recon.safetensors").provenance["lambda_gd"] == 1.0
+
+
+def test_motion_weight_reaches_the_weights_and_the_provenance(videos: Path, tmp_path: Path) -> None:
+    """--motion-weight changes what the network learns and is recorded; off by default; prediction only."""
+    train(videos, out=tmp_path / "moving.safetensors", motion_weight=10.0, **TINY)
+    moving = checkpoint.load(tmp_path / "moving.safetensors")
+    assert moving.provenance["motion_weight"] == 10.0
+    train(videos, out=tmp_path / "plain.safetensors", **TINY)
+    plain = checkpoint.load(tmp_path / "plain.safetensors")
+    assert plain.provenance["motion_weight"] == 0  # off by default, as in MNAD
+    assert any(not torch.equal(moving.state[k], plain.state[k]) for k in plain.state)
+    with pytest.raises(typer.BadParameter, match="nothing moves"):
+        train(videos, out=tmp_path / "x.safetensors", motion_weight=10.0, variant="reconstruction", **TINY)

@@ -14,7 +14,7 @@ episodes are matched to ground-truth *events*: contiguous stretches of anomalous
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -71,6 +71,7 @@ class EventReport:
     normal_frames: int
     normal_above_on: int  # normal frames scored at or above the alert threshold
     fps: float
+    clip_normal: list[tuple[int, int]] = field(default_factory=list)  # per clip: (normal frames, of them above on)
 
     @property
     def recall(self) -> float:
@@ -92,6 +93,8 @@ class EventReport:
             "normal_frames": self.normal_frames,
             "normal_above_on": self.normal_above_on,
             "normal_above_on_share": self.normal_above_on / self.normal_frames if self.normal_frames else None,
+            "clip_normal_frames": [n for n, _ in self.clip_normal],
+            "clip_normal_above_on": [a for _, a in self.clip_normal],
         }
 
 
@@ -107,8 +110,10 @@ def evaluate_events(
             raise ValueError(f"{clip_labels.shape} labels for {clip_scores.shape} scores")
         found = episodes(clip_scores, policy)
         report.episodes += len(found)
-        report.normal_frames += int((~clip_labels).sum())
-        report.normal_above_on += int((clip_scores[~clip_labels] >= policy.on).sum())
+        normal, above = int((~clip_labels).sum()), int((clip_scores[~clip_labels] >= policy.on).sum())
+        report.normal_frames += normal
+        report.normal_above_on += above
+        report.clip_normal.append((normal, above))
         for first, stop in events(clip_labels):
             report.events += 1
             covering = [e for e in found if e.start <= stop - 1 and e.end >= first and e.raised <= stop - 1]

@@ -97,7 +97,8 @@ def event_report(
     def run(cal: Calibration, index: Sequence[int]) -> dict:
         policy = AlertPolicy(cal.alert_on, cal.alert_off, on_frames, off_frames)
         scores = [cal.clip_scores(scored[i]) for i in index]
-        return events.evaluate_events([clip_labels[i] for i in index], scores, policy, fps).to_dict()
+        report = events.evaluate_events([clip_labels[i] for i in index], scores, policy, fps).to_dict()
+        return {**report, "clips": [scored[i].name for i in index]}
 
     everything = list(range(len(scored)))
     out: dict = {"checkpoint": run(calibration, everything), "refit": []}

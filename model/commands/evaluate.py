@@ -194,9 +194,18 @@ def describe_events(e: dict) -> str:
     )
 
 
+def where_it_alarms(e: dict) -> str:
+    """The clips whose normal frames score above alert_on, most first: where an operator would be woken."""
+    counts = zip(e["clips"], e["clip_normal_above_on"], e["clip_normal_frames"], strict=True)
+    ranked = sorted((c for c in counts if c[1]), key=lambda c: -c[1])
+    return ", ".join(f"{name} {above} of {normal}" for name, above, normal in ranked)
+
+
 def event_lines(alerts: dict) -> str:
     """`event_report`'s figures as printed: the checkpoint's calibration, then each refit fold."""
     lines = [f"   events: checkpoint's calibration: {describe_events(alerts['checkpoint'])}"]
+    if alarming := where_it_alarms(alerts["checkpoint"]):
+        lines.append(f"           normal frames above alert_on, by clip: {alarming}")
     for fold in alerts["refit"]:
         lines.append(f"           refit on {', '.join(fold['fitted_on'])}: {describe_events(fold['camera'])}")
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.commands.evaluate import describe_events
+from model.commands.evaluate import describe_events, where_it_alarms
 from model.commands.evaluate import main as evaluate
 from model.commands.train import main as train
 from model.metrics import aligned_labels, equal_error_rate, metrics
@@ -22,6 +22,12 @@ def test_events_are_described_when_nothing_was_detected_and_no_normal_frame_was_
         "0/2 events alerted, median delay n/a, 0 false episodes, no normal frames scored"
     )
     assert describe_events({**e, "normal_above_on_share": 0.25}).endswith("25.0 % of normal frames above alert_on")
+
+
+def test_where_it_alarms_names_the_clips_whose_normal_frames_alarm_most_first() -> None:
+    e = {"clips": ["01", "02", "05"], "clip_normal_frames": [56, 90, 21], "clip_normal_above_on": [4, 0, 20]}
+    assert where_it_alarms(e) == "05 20 of 21, 01 4 of 56"
+    assert where_it_alarms({**e, "clip_normal_above_on": [0, 0, 0]}) == ""
 
 
 def test_aligned_labels_drop_each_clips_first_frames() -> None:

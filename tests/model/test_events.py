@@ -68,3 +68,6 @@ def test_clips_are_matched_one_to_one() -> None:
     report = evaluate_events([y1, y2], [s1, s2], POLICY, fps=5)
     assert (report.events, report.detected, report.delays_frames) == (2, 1, [2])
     assert report.recall == 0.5
+    s2[0] = 0.9  # one normal frame of the second clip above alert_on: counted where it happened
+    per_clip = evaluate_events([y1, y2], [s1, s2], POLICY, fps=5).to_dict()
+    assert per_clip["clip_normal_frames"] == [15, 14] and per_clip["clip_normal_above_on"] == [0, 1]

@@ -292,27 +292,23 @@ def test_slow_loss_predicts_the_normal_speed_frame_from_skipped_windows(tmp_path
         train(tmp_path, out=tmp_path / "x.safetensors", lambda_slow=0.1, variant="reconstruction", **TINY)
 
 
-def test_gradient_loss_reaches_the_weights_and_the_provenance(videos: Path, tmp_path: Path) -> None:
-    """--lambda-gd adds the gradient loss to every step (both variants: both predict a frame); off by default."""
-    train(videos, out=tmp_path / "sharp.safetensors", lambda_gd=1.0, **TINY)
-    sharp = checkpoint.load(tmp_path / "sharp.safetensors")
-    assert sharp.provenance["lambda_gd"] == 1.0
+@pytest.mark.parametrize(("option", "value"), [("lambda_gd", 1.0), ("motion_weight", 10.0)])
+def test_an_extra_loss_reaches_the_weights_and_the_provenance(
+    videos: Path, tmp_path: Path, option: str, value: float
+) -> None:
+    """--lambda-gd and --motion-weight change what the network learns and are recorded; off by default."""
+    train(videos, out=tmp_path / "extra.safetensors", **{option: value}, **TINY)
+    extra = checkpoint.load(tmp_path / "extra.safetensors")
+    assert extra.provenance[option] == value
     train(videos, out=tmp_path / "plain.safetensors", **TINY)
     plain = checkpoint.load(tmp_path / "plain.safetensors")
-    assert plain.provenance["lambda_gd"] == 0  # off by default, as in MNAD
-    assert any(not torch.equal(sharp.state[k], plain.state[k]) for k in plain.state)
+    assert plain.provenance[option] == 0  # off by default, as in MNAD
+    assert any(not torch.equal(extra.state[k], plain.state[k]) for k in plain.state)
+
+
+def test_which_variants_take_the_extra_losses(videos: Path, tmp_path: Path) -> None:
+    """Both variants predict a frame, so both take the gradient loss; a reconstruction has no last input frame."""
     train(videos, out=tmp_path / "recon.safetensors", lambda_gd=1.0, variant="reconstruction", **TINY)
     assert checkpoint.load(tmp_path / "recon.safetensors").provenance["lambda_gd"] == 1.0
-
-
-def test_motion_weight_reaches_the_weights_and_the_provenance(videos: Path, tmp_path: Path) -> None:
-    """--motion-weight changes what the network learns and is recorded; off by default; prediction only."""
-    train(videos, out=tmp_path / "moving.safetensors", motion_weight=10.0, **TINY)
-    moving = checkpoint.load(tmp_path / "moving.safetensors")
-    assert moving.provenance["motion_weight"] == 10.0
-    train(videos, out=tmp_path / "plain.safetensors", **TINY)
-    plain = checkpoint.load(tmp_path / "plain.safetensors")
-    assert plain.provenance["motion_weight"] == 0  # off by default, as in MNAD
-    assert any(not torch.equal(moving.state[k], plain.state[k]) for k in plain.state)
     with pytest.raises(typer.BadParameter, match="nothing moves"):
         train(videos, out=tmp_path / "x.safetensors", motion_weight=10.0, variant="reconstruction", **TINY)

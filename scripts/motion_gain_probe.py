@@ -16,7 +16,7 @@ eps alone, and all of them, on the same pooled draws (rule: runs/gain/SHIP-RULE.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from unittest import mock
 
 import probe_lines
@@ -31,7 +31,8 @@ CODE = 1000  # a probe window is side + CODE * (1 + index in EPSILONS), so valid
 
 
 def gain_worst(error: Tensor, copy: Tensor, size: int, eps: float) -> regions.Worst:
-    """The window of (B, h, w) `error` with the largest mean error over (mean `copy` error + eps), as a Worst."""
+    """The window of (B, h, w) `error` with the largest mean error over (mean `copy` + eps), as a Worst; `copy` is
+    any (B, h, w) map of what the window had to explain (the copy error here, presence in presence_probe.py)."""
     batch, h, w = error.shape
     kh, kw = min(size, h), min(size, w)
     stride = max(1, size // 2)
@@ -44,22 +45,31 @@ def gain_worst(error: Tensor, copy: Tensor, size: int, eps: float) -> regions.Wo
     return regions.Worst(value, box, share.median(dim=1).values)
 
 
+def copy_error(x: Tensor, target: Tensor) -> Tensor:
+    """(B, T*C, H, W) inputs and (B, C, H, W) target -> (B, H, W): the error of copying the last input frame."""
+    channels = target.shape[1]
+    return scoring.squared_error(x[:, -channels:].float(), target).mean(dim=1)
+
+
 @contextlib.contextmanager
-def gains(shape: tuple[int, int]) -> Iterator[None]:
-    """While open, `score_step` keeps each batch's copy error, and a window side `k + CODE * (1 + i)` of a map
-    of `shape` (the error map) asks for the worst `k` window's share with EPSILONS[i]."""
+def gains(
+    shape: tuple[int, int],
+    denominator: Callable[[Tensor, Tensor], Tensor] = copy_error,
+    epsilons: Sequence[float] = EPSILONS,
+) -> Iterator[None]:
+    """While open, `score_step` keeps each batch's `denominator` map (the copy error unless told), and a window side
+    `k + CODE * (1 + i)` of a map of `shape` (the error map) asks for the worst `k` window's share with epsilons[i]."""
     plain_step, plain_window = scoring.score_step, regions.worst_window
-    copy: list[Tensor] = []
+    below: list[Tensor] = []
 
     def score_step(model: object, x: Tensor, target: Tensor, items: Tensor, *args: object, **kwargs: object) -> object:
-        channels = target.shape[1]
-        copy[:] = [scoring.squared_error(x[:, -channels:].float(), target).mean(dim=1)]  # (B, H, W)
+        below[:] = [denominator(x, target)]  # (B, H, W)
         return plain_step(model, x, target, items, *args, **kwargs)
 
     def worst_window(values: Tensor, size: int) -> regions.Worst:
         variant, side = divmod(size, CODE)
         if variant and tuple(values.shape[-2:]) == shape:
-            return gain_worst(values, copy[0], side, EPSILONS[variant - 1])
+            return gain_worst(values, below[0], side, epsilons[variant - 1])
         return plain_window(values, side)
 
     with mock.patch.object(scoring, "score_step", score_step), probe_lines.worst_window_as(worst_window):

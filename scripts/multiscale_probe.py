@@ -18,19 +18,15 @@ choice is made before the test footage is read: the one test look a rule allows,
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import probe_lines
 
 from model import validation
-from model.calibration import FUSION_WEIGHT, Calibration
-from model.commands.evaluate import event_lines
-from model.data import load_clips
-from model.metrics import aligned_labels, event_report, report
+from model.calibration import Calibration
+from model.data import Clip
 from model.scoring import ClipScores, score_clips
 
 SETS: tuple[tuple[int, ...], ...] = ((8, 16, 32), (12, 24), (16, 32), (8, 12, 16, 24, 32))
@@ -74,40 +70,15 @@ def error(side: int) -> str:
 def look(
     held: probe_lines.HeldOut, normal: Sequence[ClipScores], calibration: Calibration, footage: Path, out: Path
 ) -> None:
-    """Score labelled `footage` and report what the service would send with `calibration` (a set's side or a
-    landed one): `evaluate`'s streaming AUCs and its alert report, into out/report.json."""
-    ck = held.net.config
-    clips = load_clips(footage, ck, held.clips[0].fps, progress=True)
+    """The test look with `calibration` (a set's side or a landed one), the sets' scales from `normal`."""
     landed, distances = list(validation.ERROR_WINDOWS), list(validation.DISTANCE_WINDOWS)
-    scored = with_sets(
-        score_clips(held.net, clips, held.update_threshold, 16, "cpu", True, landed, distances), normal, landed
-    )
-    i = [*landed, *(m[0] + CODE * (1 + k) for k, m in enumerate(SETS))].index(calibration.error_window)
-    j = distances.index(calibration.distance_window)
-    narrowed = [
-        dataclasses.replace(s, region_psnr=s.region_psnr[:, [i]], region_distance=s.region_distance[:, [j]],
-                            error_floor=s.error_floor[:, [i]])
-        for s in scored
-    ]  # fmt: skip
-    found = sorted(footage.parent.glob("frame_labels_*.npy"))
-    if not found:
-        raise SystemExit(f"no frame_labels_*.npy beside {footage}: the test look needs the footage's labels")
-    labels = aligned_labels(np.load(found[0]), [len(c.frames) for c in clips], ck.window - 1)
-    bounds = np.cumsum([0, *(len(s.psnr) for s in narrowed)])
-    clip_labels = [labels[a:b].astype(bool) for a, b in pairwise(bounds)]
-    results = report(narrowed, labels, calibration, FUSION_WEIGHT[ck.variant])
-    alerts = event_report(narrowed, clip_labels, calibration, clips[0].fps, 3, 10)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(
-        json.dumps({"calibration": calibration.to_dict(), "metrics": results, "events": alerts}, indent=1)
-    )
-    s = results["streaming"]
-    print(
-        f"test look ({error(calibration.error_window)}): streaming fused AUC {100 * s['fused']['auc']:.2f} % "
-        f"(PSNR only {100 * s['psnr_only']['auc']:.2f}, distance only {100 * s['distance_only']['auc']:.2f}); "
-        f"paper fused {100 * results['paper']['fused']['auc']:.2f} %"
-    )
-    print(event_lines(alerts))
+
+    def score(clips: list[Clip]) -> list[ClipScores]:
+        plain = score_clips(held.net, clips, held.update_threshold, 16, "cpu", True, landed, distances)
+        return with_sets(plain, normal, landed)
+
+    sides = [*landed, *(m[0] + CODE * (1 + k) for k, m in enumerate(SETS))]
+    probe_lines.look_at_test(held, calibration, footage, out, score, {"error": sides, "distance": distances}, error)
 
 
 def main() -> None:

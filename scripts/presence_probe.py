@@ -10,19 +10,27 @@ a stream played too fast keeps its error; a large eps is today's absolute window
 Every setting is chosen as `train` does (windows, λ, drift, the calm check), among the landed options, each
 eps alone, and all of them, on the same pooled draws (rule: runs/fgshare/SHIP-RULE.txt):
 
-    python scripts/presence_probe.py CHECKPOINT HELD_OUT_CLIP... --draws 3
+    python scripts/presence_probe.py CHECKPOINT HELD_OUT_CLIP... --draws 3 [--test FOOTAGE --out DIR]
+
+With `--test`, the labelled footage is then scored with the setting validation chose over every option, fitted
+as it was (presence against the held-out clips' empty scene), and `evaluate`'s streaming figures and alert report
+for it are printed and written to DIR/report.json: the one test look the rule allows, not a way to choose.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import motion_gain_probe as gain
 import probe_lines
+import torch
 from torch import Tensor
 
+from model import validation
 from model.crowd import THRESHOLD
-from model.data import empty_scene
+from model.data import Clip, empty_scene
+from model.scoring import ClipScores, score_clips
 
 EPSILONS = (0.05, 0.2, 1.0)  # share of foreground pixels at which a window's ratio is half its plain one
 
@@ -44,10 +52,26 @@ def error(side: int) -> str:
 
 
 def main() -> None:
-    held = probe_lines.held_out(probe_lines.parser(__doc__).parse_args())
+    cli = probe_lines.parser(__doc__)
+    cli.add_argument("--test", type=Path, help="labelled footage (Ped2 layout) for the one test look")
+    cli.add_argument("--out", type=Path, default=Path("runs/fgshare/look"), help="where --test writes report.json")
+    args = cli.parse_args()
+    held = probe_lines.held_out(args)
     shape = (held.net.config.height, held.net.config.width)
-    measuring = gain.gains(shape, presence(empty_scene(held.clips)), EPSILONS)
-    probe_lines.coded_variants(held, [f"presence with eps {e}" for e in EPSILONS], gain.CODE, measuring, error)
+    empty = empty_scene(held.clips)
+    variants = [f"presence with eps {e}" for e in EPSILONS]
+    table, windows = probe_lines.coded_variants(
+        held, variants, gain.CODE, gain.gains(shape, presence(empty), EPSILONS), error
+    )
+    if args.test is None:
+        return
+
+    def score(clips: list[Clip]) -> list[ClipScores]:
+        with gain.gains(shape, presence(empty), EPSILONS), torch.inference_mode():
+            sides = (windows["error"], windows["distance"])
+            return score_clips(held.net, clips, held.update_threshold, 16, "cpu", True, *sides)
+
+    probe_lines.look_at_test(held, validation.pick(table)[1], args.test, args.out, score, windows, error)
 
 
 if __name__ == "__main__":

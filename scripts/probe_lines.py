@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 from unittest import mock
@@ -16,8 +19,10 @@ import torch
 from torch import Tensor
 
 from model import checkpoint, regions, synthetic, validation
-from model.calibration import Calibration
-from model.data import Clip, load_clip
+from model.calibration import FUSION_WEIGHT, Calibration
+from model.commands.evaluate import event_lines
+from model.data import Clip, load_clip, load_clips
+from model.metrics import aligned_labels, event_report, report
 from model.network import MemoryAE
 from model.scoring import UPDATE_THRESHOLD, ClipScores
 
@@ -161,17 +166,18 @@ def coded_variants(
     measuring: AbstractContextManager[object],
     named: Callable[[int], str],
     axis: str = "error",
-) -> None:
+) -> tuple[list[tuple[validation.Choice, Calibration]], dict[str, list[int]]]:
     """Print `train`'s choice among the landed windows, each probe variant alone, and all of them.
 
     A probe window side is `k + code * (1 + i)` for variant i of landed side k, on the `axis` ("error" or
     "distance") windows; `measuring` is open while the streams are scored (it makes `regions.worst_window`
-    measure such a side); `variants` name them and `named` names a side."""
+    measure such a side); `variants` name them and `named` names a side. Returns the whole table and the
+    windows it was scored at."""
     windows = {"error": list(validation.ERROR_WINDOWS), "distance": list(validation.DISTANCE_WINDOWS)}
     windows[axis] += [k + code * (1 + i) for i in range(len(variants)) for k in windows[axis] if k]
     with measuring, torch.inference_mode():
         normal, anomalous = scored(held, windows["error"], windows["distance"])
-    print_options(held, normal, anomalous, windows, variants, code, named, axis)
+    return print_options(held, normal, anomalous, windows, variants, code, named, axis), windows
 
 
 def print_options(
@@ -203,3 +209,46 @@ def print_options(
         )  # fmt: skip
         print(line, flush=True)
     return table
+
+
+def look_at_test(
+    held: HeldOut,
+    calibration: Calibration,
+    footage: Path,
+    out: Path,
+    score: Callable[[list[Clip]], list[ClipScores]],
+    windows: dict[str, Sequence[int]],
+    named: Callable[[int], str] = str,
+) -> None:
+    """The one test look a probe's rule allows: labelled `footage` scored by `score` (clips -> their scores at
+    `windows`, {"error": sides, "distance": sides}), the columns `calibration` chose kept, and what the service
+    would send with it: `evaluate`'s streaming AUCs and alert report, printed and written to out/report.json
+    (the paper's protocol does not depend on the windows). The choice is made before the footage is read."""
+    found = sorted(footage.parent.glob("frame_labels_*.npy"))
+    if not found:
+        raise SystemExit(f"no frame_labels_*.npy beside {footage}: the test look needs the footage's labels")
+    ck = held.net.config
+    clips = load_clips(footage, ck, held.clips[0].fps, progress=True)
+    i = list(windows["error"]).index(calibration.error_window)
+    j = list(windows["distance"]).index(calibration.distance_window)
+    narrowed = [
+        dataclasses.replace(s, region_psnr=s.region_psnr[:, [i]], region_distance=s.region_distance[:, [j]],
+                            error_floor=s.error_floor[:, [i]])
+        for s in score(clips)
+    ]  # fmt: skip
+    labels = aligned_labels(np.load(found[0]), [len(c.frames) for c in clips], ck.window - 1)
+    bounds = np.cumsum([0, *(len(s.psnr) for s in narrowed)])
+    clip_labels = [labels[a:b].astype(bool) for a, b in pairwise(bounds)]
+    results = report(narrowed, labels, calibration, FUSION_WEIGHT[ck.variant])
+    alerts = event_report(narrowed, clip_labels, calibration, clips[0].fps, 3, 10)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(
+        json.dumps({"calibration": calibration.to_dict(), "metrics": results, "events": alerts}, indent=1)
+    )
+    s = results["streaming"]
+    print(
+        f"test look ({named(calibration.error_window)}): streaming fused AUC {100 * s['fused']['auc']:.2f} % "
+        f"(PSNR only {100 * s['psnr_only']['auc']:.2f}, distance only {100 * s['distance_only']['auc']:.2f}); "
+        f"paper fused {100 * results['paper']['fused']['auc']:.2f} %"
+    )
+    print(event_lines(alerts))

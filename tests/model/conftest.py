@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,3 +70,41 @@ def run_probe(held_out: list[Path], tmp_path: Path) -> Callable[..., str]:
         return out.stdout
 
     return run
+
+
+class CutFootage(NamedTuple):
+    """Labelled test footage for a probe's test look: Ped2 test clips 01 (normal at first) and 09 (anomalous
+    throughout) cut to 40 frames, in the Ped2 layout, and each clip's labels cut alike."""
+
+    footage: Path
+    labels: list[np.ndarray]
+
+
+@pytest.fixture
+def cut_test_footage(ped2: Path, tmp_path: Path) -> CutFootage:
+    folders = sorted((ped2 / "testing" / "frames").iterdir())
+    files = {f.name: sorted(f.glob("*.jpg")) for f in folders}
+    offsets = dict(zip(files, np.cumsum([0, *map(len, files.values())])))
+    labels, kept = np.load(ped2 / "frame_labels_ped2.npy").reshape(-1), []
+    for name in ("01", "09"):
+        (tmp_path / "testing" / "frames" / name).mkdir(parents=True)
+        for f in files[name][:40]:
+            (tmp_path / "testing" / "frames" / name / f.name).symlink_to(f)
+        kept.append(labels[offsets[name] : offsets[name] + 40])
+    np.save(tmp_path / "testing" / "frame_labels_cut.npy", np.concatenate(kept)[None])
+    return CutFootage(tmp_path / "testing" / "frames", kept)
+
+
+def assert_test_look(out: str, report_dir: Path, cut: CutFootage, named: Callable[[int], str]) -> None:
+    """A probe's test look used the setting its validation lines chose ("all of them as options") and reported on
+    every scored frame of `cut`."""
+    chosen = re.search(r"all of them as options: validation AUC [\d.]+ % \(error window (.+?), distance", out).group(1)
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("test look"))
+    assert lines[at].startswith(f"test look ({chosen}): streaming fused AUC") and "events alerted" in lines[at + 1]
+    report = json.loads((report_dir / "report.json").read_text())
+    assert named(report["calibration"]["error_window"]) == chosen
+    assert 0.0 <= report["metrics"]["streaming"]["fused"]["auc"] <= 1.0
+    scored = [k[4:] for k in cut.labels]  # a clip's first 4 frames have no score
+    assert report["events"]["checkpoint"]["normal_frames"] == sum(int((k == 0).sum()) for k in scored)
+    assert report["events"]["checkpoint"]["events"] == sum(int(k.any()) for k in scored)

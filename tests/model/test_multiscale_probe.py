@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from conftest import CutFootage, assert_test_look
 
 from model.scoring import ClipScores
 
@@ -58,28 +58,7 @@ def test_the_probe_reports_each_option_on_real_footage(run_probe: Callable[..., 
 
 
 def test_the_test_look_scores_labelled_footage_with_validation_s_choice(
-    run_probe: Callable[..., str], ped2: Path, tmp_path: Path
+    run_probe: Callable[..., str], cut_test_footage: CutFootage, tmp_path: Path
 ) -> None:
-    """Test clips 01 (normal at first) and 09 (anomalous throughout) cut to 40 frames, their labels cut alike:
-    the look reports on every scored frame with the setting the validation lines chose."""
-    folders = sorted((ped2 / "testing" / "frames").iterdir())
-    files = {f.name: sorted(f.glob("*.jpg")) for f in folders}
-    offsets = dict(zip(files, np.cumsum([0, *map(len, files.values())])))
-    labels, kept = np.load(ped2 / "frame_labels_ped2.npy").reshape(-1), []
-    for name in ("01", "09"):
-        (tmp_path / "testing" / "frames" / name).mkdir(parents=True)
-        for f in files[name][:40]:
-            (tmp_path / "testing" / "frames" / name / f.name).symlink_to(f)
-        kept.append(labels[offsets[name] : offsets[name] + 40])
-    np.save(tmp_path / "testing" / "frame_labels_cut.npy", np.concatenate(kept)[None])
-    footage = tmp_path / "testing" / "frames"
-    out = run_probe("multiscale_probe.py", "--test", str(footage), "--out", str(tmp_path / "look"))
-    look = out.splitlines()[len(probe.SETS) + 2 :]
-    chosen = re.search(r"all of them as options: validation AUC [\d.]+ % \(error window (.+?), distance", out).group(1)
-    assert look[0].startswith(f"test look ({chosen}): streaming fused AUC") and "events alerted" in look[1]
-    report = json.loads((tmp_path / "look" / "report.json").read_text())
-    assert probe.error(report["calibration"]["error_window"]) == chosen
-    assert 0.0 <= report["metrics"]["streaming"]["fused"]["auc"] <= 1.0
-    scored = [k[4:] for k in kept]  # a clip's first 4 frames have no score
-    assert report["events"]["checkpoint"]["normal_frames"] == sum(int((k == 0).sum()) for k in scored)
-    assert report["events"]["checkpoint"]["events"] == sum(int(k.any()) for k in scored)
+    out = run_probe("multiscale_probe.py", "--test", str(cut_test_footage.footage), "--out", str(tmp_path / "look"))
+    assert_test_look(out, tmp_path / "look", cut_test_footage, probe.error)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from conftest import TinyWindows
+from conftest import CutFootage, TinyWindows, assert_test_look
 
 from model import regions, scoring
 
@@ -59,3 +59,10 @@ def test_the_probe_reports_each_option_on_real_footage(run_probe: Callable[..., 
         assert f"eps {eps}" in line.split(";")[0] or "error window 0," in line  # the whole frame has no share
     aucs = [float(re.search(r"validation AUC ([\d.]+) %", line).group(1)) for line in lines]
     assert aucs[-1] in aucs[:-1]  # with every option, validation's choice is one of the subsets' choices
+
+
+def test_the_test_look_scores_labelled_footage_with_validation_s_choice(
+    run_probe: Callable[..., str], cut_test_footage: CutFootage, tmp_path: Path
+) -> None:
+    out = run_probe("presence_probe.py", "--test", str(cut_test_footage.footage), "--out", str(tmp_path / "look"))
+    assert_test_look(out, tmp_path / "look", cut_test_footage, probe.error)

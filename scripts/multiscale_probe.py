@@ -82,10 +82,7 @@ def look(
 
 
 def main() -> None:
-    cli = probe_lines.parser(__doc__)
-    cli.add_argument("--test", type=Path, help="labelled footage (Ped2 layout) for the one test look")
-    cli.add_argument("--out", type=Path, default=Path("runs/multiscale/look"), help="where --test writes report.json")
-    args = cli.parse_args()
+    args = probe_lines.parser(__doc__, Path("runs/multiscale/look")).parse_args()
     held = probe_lines.held_out(args)
     landed = list(validation.ERROR_WINDOWS)
     normal, anomalous = probe_lines.scored(held, landed)

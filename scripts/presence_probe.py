@@ -52,10 +52,7 @@ def error(side: int) -> str:
 
 
 def main() -> None:
-    cli = probe_lines.parser(__doc__)
-    cli.add_argument("--test", type=Path, help="labelled footage (Ped2 layout) for the one test look")
-    cli.add_argument("--out", type=Path, default=Path("runs/fgshare/look"), help="where --test writes report.json")
-    args = cli.parse_args()
+    args = probe_lines.parser(__doc__, Path("runs/fgshare/look")).parse_args()
     held = probe_lines.held_out(args)
     shape = (held.net.config.height, held.net.config.width)
     empty = empty_scene(held.clips)

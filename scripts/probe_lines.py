@@ -48,13 +48,17 @@ class HeldOut(NamedTuple):
     update_threshold: float
 
 
-def parser(doc: str) -> argparse.ArgumentParser:
-    """A probe's command line: a checkpoint, its held-out clips, and which draws of synthetic events."""
+def parser(doc: str, look: Path | None = None) -> argparse.ArgumentParser:
+    """A probe's command line: a checkpoint, its held-out clips, and which draws of synthetic events; with `look`
+    (where its report goes by default), `--test FOOTAGE --out DIR` for the one test look (`look_at_test`)."""
     out = argparse.ArgumentParser(description=doc.splitlines()[0])
     out.add_argument("checkpoint", type=Path)
     out.add_argument("clips", type=Path, nargs="+", help="held-out normal clips (frame folders or videos)")
     out.add_argument("--seed", type=int, default=0)
     out.add_argument("--draws", type=int, default=3)
+    if look is not None:
+        out.add_argument("--test", type=Path, help="labelled footage (Ped2 layout) for the one test look")
+        out.add_argument("--out", type=Path, default=look, help="where --test writes report.json")
     return out
 
 

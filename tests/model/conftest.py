@@ -6,7 +6,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -108,3 +108,17 @@ def assert_test_look(out: str, report_dir: Path, cut: CutFootage, named: Callabl
     scored = [k[4:] for k in cut.labels]  # a clip's first 4 frames have no score
     assert report["events"]["checkpoint"]["normal_frames"] == sum(int((k == 0).sum()) for k in scored)
     assert report["events"]["checkpoint"]["events"] == sum(int(k.any()) for k in scored)
+
+
+def assert_variant_lines(out: str, tags: Sequence[str], word: str) -> None:
+    """A coded-variants probe's lines (`probe_lines.coded_variants`): the landed options (`word` not in their
+    setting), each variant alone (its tag in the setting, unless the whole frame won, which has no variant), all of
+    them; with every option, validation's choice is one of the subsets' choices."""
+    lines = out.splitlines()
+    assert len(lines) == len(tags) + 2
+    landed, *alone, _ = lines
+    assert word not in landed.split(";")[0]
+    for line, tag in zip(alone, tags):
+        assert tag in line.split(";")[0] or "error window 0," in line
+    aucs = [float(re.search(r"validation AUC ([\d.]+) %", line).group(1)) for line in lines]
+    assert aucs[-1] in aucs[:-1]

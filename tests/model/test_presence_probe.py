@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from conftest import CutFootage, TinyWindows, assert_test_look
+from conftest import CutFootage, TinyWindows, assert_test_look, assert_variant_lines
 
 from model import regions, scoring
 
@@ -51,14 +50,7 @@ def test_a_coded_side_uses_the_target_s_presence_only_on_the_error_map(tiny_wind
 
 
 def test_the_probe_reports_each_option_on_real_footage(run_probe: Callable[..., str]) -> None:
-    lines = run_probe("presence_probe.py").splitlines()
-    assert len(lines) == len(probe.EPSILONS) + 2
-    landed, *alone, _ = lines
-    assert "presence" not in landed.split(";")[0]
-    for line, eps in zip(alone, probe.EPSILONS):
-        assert f"eps {eps}" in line.split(";")[0] or "error window 0," in line  # the whole frame has no share
-    aucs = [float(re.search(r"validation AUC ([\d.]+) %", line).group(1)) for line in lines]
-    assert aucs[-1] in aucs[:-1]  # with every option, validation's choice is one of the subsets' choices
+    assert_variant_lines(run_probe("presence_probe.py"), [f"eps {e}" for e in probe.EPSILONS], "presence")
 
 
 def test_the_test_look_scores_labelled_footage_with_validation_s_choice(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -27,6 +28,17 @@ def aligned_labels(labels: np.ndarray, lengths: Sequence[int], skip: int) -> np.
         raise ValueError(f"{labels.size} labels for {sum(lengths)} frames")
     bounds = np.cumsum([0, *lengths])
     return np.concatenate([labels[a + skip : b] for a, b in pairwise(bounds)])
+
+
+def labels_beside(footage: Path) -> Path | None:
+    """The Ped2 layout's labels file (frame_labels_*.npy) in the folder above the frame folders, if any."""
+    return next(iter(sorted(footage.parent.glob("frame_labels_*.npy"))), None)
+
+
+def by_clip(frame_labels: np.ndarray, scored: Sequence[ClipScores]) -> list[np.ndarray]:
+    """`aligned_labels`' output cut back into one boolean array per scored clip."""
+    bounds = np.cumsum([0, *(len(s.psnr) for s in scored)])
+    return [frame_labels[a:b].astype(bool) for a, b in pairwise(bounds)]
 
 
 def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> float:

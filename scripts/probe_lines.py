@@ -9,7 +9,6 @@ import dataclasses
 import json
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 from unittest import mock
@@ -22,7 +21,7 @@ from model import checkpoint, regions, synthetic, validation
 from model.calibration import FUSION_WEIGHT, Calibration
 from model.commands.evaluate import event_lines
 from model.data import Clip, load_clip, load_clips
-from model.metrics import aligned_labels, event_report, report
+from model.metrics import aligned_labels, by_clip, event_report, labels_beside, report
 from model.network import MemoryAE
 from model.scoring import UPDATE_THRESHOLD, ClipScores
 
@@ -228,8 +227,8 @@ def look_at_test(
     `windows`, {"error": sides, "distance": sides}), the columns `calibration` chose kept, and what the service
     would send with it: `evaluate`'s streaming AUCs and alert report, printed and written to out/report.json
     (the paper's protocol does not depend on the windows). The choice is made before the footage is read."""
-    found = sorted(footage.parent.glob("frame_labels_*.npy"))
-    if not found:
+    found = labels_beside(footage)
+    if found is None:
         raise SystemExit(f"no frame_labels_*.npy beside {footage}: the test look needs the footage's labels")
     ck = held.net.config
     clips = load_clips(footage, ck, held.clips[0].fps, progress=True)
@@ -240,9 +239,8 @@ def look_at_test(
                             error_floor=s.error_floor[:, [i]])
         for s in score(clips)
     ]  # fmt: skip
-    labels = aligned_labels(np.load(found[0]), [len(c.frames) for c in clips], ck.window - 1)
-    bounds = np.cumsum([0, *(len(s.psnr) for s in narrowed)])
-    clip_labels = [labels[a:b].astype(bool) for a, b in pairwise(bounds)]
+    labels = aligned_labels(np.load(found), [len(c.frames) for c in clips], ck.window - 1)
+    clip_labels = by_clip(labels, narrowed)
     results = report(narrowed, labels, calibration, FUSION_WEIGHT[ck.variant])
     alerts = event_report(narrowed, clip_labels, calibration, clips[0].fps, 3, 10)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from itertools import pairwise
 from pathlib import Path
 from typing import Annotated
 
@@ -27,7 +26,7 @@ from model.data import load_clips
 from model.device import pick_device
 from model.inference import INFERENCE_CHOICES
 from model.inference import build as build_inference
-from model.metrics import aligned_labels, event_report, report
+from model.metrics import aligned_labels, by_clip, event_report, labels_beside, report
 from model.regions import Regions
 from model.scoring import UPDATE_THRESHOLD, ClipScores, score_clips
 
@@ -95,10 +94,9 @@ def main(
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     if labels is None:
-        found = sorted(Path(data).parent.glob("frame_labels_*.npy"))
-        if not found:
+        labels = labels_beside(Path(data))
+        if labels is None:
             raise typer.BadParameter(f"no frame_labels_*.npy beside {data}: pass --labels")
-        labels = found[0]
     started = time.perf_counter()
     clips = load_clips(data, config, ckpt.fps, progress=True)
     loaded = time.perf_counter()
@@ -113,8 +111,7 @@ def main(
     frame_labels = aligned_labels(np.load(labels), [len(c.frames) for c in clips], config.window - 1)
     weight = FUSION_WEIGHT[config.variant]
     results = report(scored, frame_labels, ckpt.calibration, weight)
-    lengths = np.cumsum([0, *(len(s.psnr) for s in scored)])
-    clip_labels = [frame_labels[a:b].astype(bool) for a, b in pairwise(lengths)]
+    clip_labels = by_clip(frame_labels, scored)
     alerts = None
     if ckpt.calibration is not None:
         alerts = event_report(scored, clip_labels, ckpt.calibration, ckpt.fps, on_frames, off_frames)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from model.commands.evaluate import describe_events, where_it_alarms
 from model.commands.evaluate import main as evaluate
 from model.commands.train import main as train
-from model.metrics import aligned_labels, equal_error_rate, metrics
+from model.metrics import aligned_labels, by_clip, equal_error_rate, labels_beside, metrics
 
 
 def test_events_are_described_when_nothing_was_detected_and_no_normal_frame_was_scored() -> None:
@@ -36,6 +37,16 @@ def test_aligned_labels_drop_each_clips_first_frames() -> None:
     np.testing.assert_array_equal(aligned_labels(labels[None], [5, 4], skip=0), labels)  # (1, N) as Ped2 stores it
     with pytest.raises(ValueError, match="9 labels for 10 frames"):
         aligned_labels(labels, [5, 5], skip=0)
+
+
+def test_scored_labels_are_cut_back_per_clip_and_found_beside_the_footage(tmp_path: Path) -> None:
+    scored = [SimpleNamespace(psnr=np.zeros(3)), SimpleNamespace(psnr=np.zeros(2))]
+    a, b = by_clip(np.array([1, 0, 1, 0, 1]), scored)
+    assert a.tolist() == [True, False, True] and b.tolist() == [False, True]
+    (tmp_path / "frames").mkdir()
+    assert labels_beside(tmp_path / "frames") is None
+    np.save(tmp_path / "frame_labels_cam.npy", np.zeros(5))
+    assert labels_beside(tmp_path / "frames") == tmp_path / "frame_labels_cam.npy"
 
 
 def test_metrics_on_known_rankings() -> None:

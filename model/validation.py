@@ -465,7 +465,7 @@ def per_kind(
     term alone (PSNR: lower is more anomalous)."""
     kinds: dict[str, float] = {}
     terms: dict[str, dict[str, float]] = {}
-    for kind in synthetic.KINDS:
+    for kind in (*synthetic.KINDS, *synthetic.OPT_IN):
         members = [k for k, f in enumerate(fakes) if f.kind == kind]
         if not members:  # rush events need two held-out clips
             continue

@@ -27,11 +27,11 @@ from model.scoring import UPDATE_THRESHOLD, ClipScores
 
 
 def streams(
-    clips: Sequence[Clip], window: int, seeds: Sequence[int]
+    clips: Sequence[Clip], window: int, seeds: Sequence[int], kinds: Sequence[str] = synthetic.KINDS
 ) -> tuple[list[synthetic.SyntheticClip], list[np.ndarray], list[str | None], list[bool]]:
     """Validation's streams of `clips` for `seeds`, their labels (scored frames only), each one's benign kind
     (None for an event's stream) and whether it is a busier day: what `validation.choose` takes."""
-    fakes = validation.streams(clips, window, seeds)
+    fakes = validation.streams(clips, window, seeds, kinds)
     return fakes, *validation.roles(fakes, window)
 
 
@@ -55,6 +55,7 @@ def parser(doc: str, look: Path | None = None) -> argparse.ArgumentParser:
     out.add_argument("clips", type=Path, nargs="+", help="held-out normal clips (frame folders or videos)")
     out.add_argument("--seed", type=int, default=0)
     out.add_argument("--draws", type=int, default=3)
+    out.add_argument("--kinds", type=synthetic.parse_kinds, default=synthetic.KINDS, help=synthetic.KINDS_HELP)
     if look is not None:
         out.add_argument("--test", type=Path, help="labelled footage (Ped2 layout) for the one test look")
         out.add_argument("--out", type=Path, default=look, help="where --test writes report.json")
@@ -65,7 +66,7 @@ def held_out(args: argparse.Namespace) -> HeldOut:
     """What `parser`'s arguments name: the checkpoint's network, the clips at its size and rate, their streams."""
     ck = checkpoint.load(args.checkpoint)
     clips = [load_clip(c, ck.config, ck.fps) for c in args.clips]
-    drawn = streams(clips, ck.config.window, range(args.seed, args.seed + args.draws))
+    drawn = streams(clips, ck.config.window, range(args.seed, args.seed + args.draws), args.kinds)
     return HeldOut(ck.build(), clips, *drawn, UPDATE_THRESHOLD[ck.config.variant])
 
 

@@ -36,10 +36,14 @@ def foreground(frames: np.ndarray, empty: np.ndarray, people: np.ndarray | None 
     """(T, H, W, ch) uint8 and its background -> (T, H, W, 1) float32 in [0, 1]: where something is.
 
     `people`: `moving(frames, empty)` when the caller has it already."""
-    people = moving(frames, empty) if people is None else people
+    return feather(moving(frames, empty) if people is None else people)
+
+
+def feather(people: np.ndarray) -> np.ndarray:
+    """(T, H, W) masks in {0, 1} -> (T, H, W, 1) float32 in [0, 1]: grown by GROW, its edge faded over FEATHER."""
     kernel = np.ones((GROW, GROW), np.uint8)
     masks = []
-    for m in people:
+    for m in people.astype(np.uint8):
         soft = cv2.GaussianBlur(cv2.dilate(m, kernel).astype(np.float32), (0, 0), FEATHER)
         masks.append(np.maximum(soft, m))  # the moving pixels themselves come whole, the edge fades around them
     return np.stack(masks)[..., None]

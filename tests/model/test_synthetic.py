@@ -33,7 +33,7 @@ def test_same_seed_same_clips_other_seed_other_clips() -> None:
     assert any(not np.array_equal(x.labels, y.labels) or not np.array_equal(x.frames, y.frames) for x, y in zip(a, c))
 
 
-@pytest.mark.parametrize("kind", ["paste", "blur", "noise", "cart"])
+@pytest.mark.parametrize("kind", ["paste", "blur", "noise", "cart", "vehicle"])
 def test_in_place_kinds_change_frames_only_inside_the_event(kind: str) -> None:
     clip = walkers()
     fakes = [f for f in synthetic.make([clip], window=5, seed=1) if f.kind == kind]
@@ -61,6 +61,21 @@ def test_a_cart_is_a_vehicle_sized_object_at_a_vehicles_pace() -> None:
         columns = [np.flatnonzero((f.frames[t] != clip.frames[t]).any(axis=(0, 2))) for t in changed]
         step = np.median([abs(b.mean() - a.mean()) for a, b in itertools.pairwise(columns) if len(a) and len(b)])
         assert 0.5 <= step <= 72 * synthetic.CART_SPEED[1] + 1, step  # ...but not faster than the fastest cart
+
+
+def test_a_vehicle_is_composited_without_a_cut_edge_and_rides_where_the_clip_moves() -> None:
+    clip = walkers(80)
+    patch, alpha = synthetic._vehicle(clip.frames, np.random.default_rng(0))
+    assert patch.shape[:2] == alpha.shape[:2] == (48 // 5, 72 // 6) and alpha.shape[2] == 1
+    assert alpha.max() == 1 and (alpha[0] == 0).all() and (alpha[-1] == 0).all() and (alpha[:, [0, -1]] == 0).all()
+    assert ((alpha > 0) & (alpha < 1)).any()  # a feathered ring between the object and the box's rim
+    lane = walkers(80)
+    lane.frames[:, :30] = 150  # everyone walks in the lower rows: that is where a vehicle rides
+    vehicles = [f for f in synthetic.make([lane], window=5, seed=2) if f.kind == "vehicle"]
+    assert [f.name for f in vehicles] == [f"street-vehicle{k}" for k in range(synthetic.PER_KIND)]
+    for f in vehicles:
+        moved = np.abs(f.frames.astype(int) - lane.frames)[f.labels].max(axis=(0, 2, 3))  # (H,) per row
+        assert moved.max() > 0 and not moved[:20].any()  # near the lane, never up on the empty rows
 
 
 def test_skip_runs_the_clip_faster_inside_the_event_only() -> None:

@@ -65,3 +65,20 @@ def test_pick_over_names_the_option_whose_setting_validation_takes() -> None:
     tables = [(1, [row(0.90, 0.0), row(0.99, 0.2)]), (3, [row(0.95, 0.01)]), (5, [row(0.93, 0.0)])]
     option, best = probe_lines.pick_over(tables)
     assert option == 3 and best.auc == 0.95  # 0.99 alarms on 20 % of a benign kind: not calm, not picked
+
+
+def test_a_probe_validates_on_the_kinds_asked_for(held_out: list[Path]) -> None:
+    from model import synthetic
+
+    parser = probe_lines.parser("A probe.")
+    shipped = str(ROOT / "weights" / "ped2.safetensors")
+    args = parser.parse_args([shipped, *map(str, held_out), "--draws", "1", "--kinds", "all,vehicle"])
+    assert args.kinds == (*synthetic.KINDS, "vehicle")
+    events = {f.kind for f in probe_lines.held_out(args).fakes} - set(synthetic.BENIGN)
+    assert events == {*synthetic.KINDS, "vehicle"}
+    args = parser.parse_args([shipped, *map(str, held_out), "--draws", "1", "--kinds", "blur"])
+    assert {f.kind for f in probe_lines.held_out(args).fakes} - set(synthetic.BENIGN) == {"blur"}
+    default = parser.parse_args([shipped, *map(str, held_out), "--draws", "1"])
+    assert {f.kind for f in probe_lines.held_out(default).fakes} - set(synthetic.BENIGN) == set(synthetic.KINDS)
+    with pytest.raises(SystemExit):
+        parser.parse_args([shipped, *map(str, held_out), "--kinds", "bikes"])

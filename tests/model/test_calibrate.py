@@ -152,6 +152,10 @@ def test_kinds_keep_only_the_anomalies_that_matter_and_the_very_same_events(tiny
     two = checkpoint.load(tmp_path / "two.safetensors").provenance["recalibration"]["validation"]
     assert two["events"]["events"] == 2 * motion["events"]["events"]  # seeds 0 and 1 pooled
     assert motion["frames"] < two["frames"] < 2 * motion["frames"]  # the busier days once, not twice
+    calibrate(tiny, footage, out=tmp_path / "v.safetensors", device="cpu", inference="fp32", kinds="rush,vehicle")
+    vehicle = checkpoint.load(tmp_path / "v.safetensors").provenance["recalibration"]["validation"]
+    assert set(vehicle["terms"]) == {"rush", "vehicle"} and "vehicle" not in every["terms"]  # opt-in: asked for
+    assert vehicle["terms"]["rush"] == pytest.approx(every["terms"]["rush"], abs=1e-9)  # the other events unchanged
     with pytest.raises(typer.BadParameter, match="anomaly kinds must be 'all' or some of paste"):
         calibrate(tiny, footage, out=tmp_path / "x.safetensors", device="cpu", kinds="bikes")
     assert not (tmp_path / "x.safetensors").exists()

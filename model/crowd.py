@@ -43,7 +43,7 @@ def feather(people: np.ndarray) -> np.ndarray:
     """(T, H, W) masks in {0, 1} -> (T, H, W, 1) float32 in [0, 1]: grown by GROW, its edge faded over FEATHER."""
     kernel = np.ones((GROW, GROW), np.uint8)
     masks = []
-    for m in people.astype(np.uint8):
+    for m in people.astype(np.uint8, copy=False):
         soft = cv2.GaussianBlur(cv2.dilate(m, kernel).astype(np.float32), (0, 0), FEATHER)
         masks.append(np.maximum(soft, m))  # the moving pixels themselves come whole, the edge fades around them
     return np.stack(masks)[..., None]

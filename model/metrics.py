@@ -97,8 +97,8 @@ def event_report(
     clip_labels: Sequence[np.ndarray],
     calibration: Calibration,
     fps: float,
-    on_frames: int,
-    off_frames: int,
+    on_frames: int = AlertPolicy.on_frames,
+    off_frames: int = AlertPolicy.off_frames,
 ) -> dict:
     """The alert machine over every clip, with the checkpoint's calibration and with a refit on the camera.
 

@@ -243,7 +243,7 @@ def look_at_test(
     labels = aligned_labels(np.load(found), [len(c.frames) for c in clips], ck.window - 1)
     clip_labels = by_clip(labels, narrowed)
     results = report(narrowed, labels, calibration, FUSION_WEIGHT[ck.variant])
-    alerts = event_report(narrowed, clip_labels, calibration, clips[0].fps, 3, 10)
+    alerts = event_report(narrowed, clip_labels, calibration, clips[0].fps)  # the service's on/off frame counts
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(
         json.dumps({"calibration": calibration.to_dict(), "metrics": results, "events": alerts}, indent=1)

@@ -81,8 +81,10 @@ def main(
     ] = None,
     on_frames: Annotated[
         int, typer.Option(min=1, help="Alert machine: frames above alert_on that open (service's)")
-    ] = 3,
-    off_frames: Annotated[int, typer.Option(min=1, help="Alert machine: frames below alert_off that close")] = 10,
+    ] = AlertPolicy.on_frames,
+    off_frames: Annotated[
+        int, typer.Option(min=1, help="Alert machine: frames below alert_off that close")
+    ] = AlertPolicy.off_frames,
 ) -> None:
     """Score labelled test footage; print and write frame-level AUC and EER for both normalizations."""
     if inference not in INFERENCE_CHOICES:

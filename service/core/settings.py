@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model.alerts import AlertPolicy
 from service.core.policy import DEFAULT_SCHEMES, NETWORK_SCHEMES, parse_network
 
 GiB = 2**30
@@ -86,8 +87,12 @@ class Settings(BaseSettings):
     alert_off: float | None = Field(
         None, ge=0, le=1, description="Score an episode falls under; default: calibration's"
     )
-    alert_on_frames: int = Field(3, ge=1, le=10_000, description="Frames above alert_on that open an episode (N)")
-    alert_off_frames: int = Field(10, ge=1, le=10_000, description="Frames below alert_off that close it (M)")
+    alert_on_frames: int = Field(
+        AlertPolicy.on_frames, ge=1, le=10_000, description="Frames above alert_on that open an episode (N)"
+    )
+    alert_off_frames: int = Field(
+        AlertPolicy.off_frames, ge=1, le=10_000, description="Frames below alert_off that close it (M)"
+    )
     max_upload_bytes: int = Field(512 * 2**20, ge=1, le=2**40, description="Largest accepted clip upload")
     clip_retention_s: float = Field(86_400.0, ge=0, le=365 * 86_400, description="Uploaded clips are deleted after")
     upload_quota_bytes: int = Field(

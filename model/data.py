@@ -203,8 +203,9 @@ class WindowDataset(torch.utils.data.Dataset):
 def window_tensors(
     window: np.ndarray, config: ModelConfig, device: torch.device | str = "cpu"
 ) -> tuple[Tensor, Tensor]:
-    """(..., window, H, W, ch) uint8 -> input (..., T*ch, H, W) and target (..., ch, H, W): the one split rule."""
-    x = to_tensor(window, device)
+    """(..., window, H, W, ch) uint8 -> input (..., T*ch, H, W) and target (..., ch, H, W): the one split rule.
+    Of a window `frame_step` > 1 frames apart only every step-th frame reaches the network."""
+    x = to_tensor(window[..., :: config.frame_step, :, :, :], device)
     if config.variant == "reconstruction":
         return x, x
     split = config.past_frames * config.channels

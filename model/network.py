@@ -39,6 +39,9 @@ class ModelConfig:
     # subtract the camera's empty scene (a buffer `train` fills with the median training frame) from every
     # input frame, and predict the next frame as a change from it (checkpoints from before: False)
     background: bool = False
+    # k: the past frames are k frames apart and the target k after the last (t-4k .. t-k -> t); 1 is the paper's.
+    # A larger step makes wrong speed cost more error relative to walking (checkpoints from before: 1)
+    frame_step: int = 1
 
     def __post_init__(self) -> None:
         if self.skips is None:
@@ -53,6 +56,8 @@ class ModelConfig:
             raise ValueError(f"skips must be 0 to 3, not {self.skips}")
         if self.variant == "reconstruction" and self.skips:
             raise ValueError("the reconstruction variant takes no skips: they would hand the decoder its own target")
+        if self.frame_step < 1 or (self.variant == "reconstruction" and self.frame_step != 1):
+            raise ValueError(f"frame_step must be 1 or more (1 for reconstruction), not {self.frame_step}")
         if not 1 <= self.base_width <= 512 or self.memory_size < 2 or self.past_frames < 1:
             raise ValueError(f"invalid config {self}")
 
@@ -68,8 +73,8 @@ class ModelConfig:
 
     @property
     def window(self) -> int:
-        """Frames per scored sample: the inputs plus the target frame (prediction)."""
-        return self.past_frames + 1 if self.variant == "prediction" else 1
+        """Frames per scored sample: the inputs plus the target frame (prediction), `frame_step` apart."""
+        return self.past_frames * self.frame_step + 1 if self.variant == "prediction" else 1
 
     def to_dict(self) -> dict:
         return asdict(self)

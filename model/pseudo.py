@@ -52,8 +52,12 @@ class SkippedWindows(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         clip, t = self.index[i]
         stride = int(self.rng.choice(STRIDES))
-        frames, last = self.clips[clip].frames, t + stride * (self.config.window - 2)  # last: the last input frame
-        window = np.concatenate([frames[t : last + 1 : stride], frames[last + 1 : last + 2]])  # (window, H, W, ch)
+        step, past = self.config.frame_step, self.config.past_frames
+        # a normal window played `stride` times too fast: the frames window_tensors keeps (every step-th) are
+        # stride x step apart, and the target is the frame a normal `step` after the last input
+        last = t + stride * step * (past - 1)
+        index = np.append(t + stride * np.arange(past * step), last + step)  # (window,)
+        window = self.clips[clip].frames[index]  # (window, H, W, ch)
         if self.augment and self.rng.random() < self.augment:
             window = camera_change(window, str(self.rng.choice(BENIGN)), self.rng)
         return window_tensors(window, self.config)

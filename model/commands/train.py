@@ -97,6 +97,14 @@ def main(
     channels: Annotated[int, typer.Option(help="1 (grey) or 3 (colour)")] = 1,
     memory_size: Annotated[int, typer.Option(help="Memory items M (paper: 10)")] = 10,
     past_frames: Annotated[int, typer.Option(help="Past frames T (paper: 4)")] = 4,
+    frame_step: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Frames between the past frames and to the target (paper: 1): 2 predicts t from t-8, t-6, t-4, "
+            "t-2, so wrong speed moves twice as far per input (not in the paper)",
+        ),
+    ] = 1,
     skips: Annotated[
         int | None,
         typer.Option(
@@ -198,7 +206,9 @@ def main(
     try:
         dev = pick_device(device)
         validation_kinds = synthetic.parse_kinds(kinds)
-        config = ModelConfig(variant, base_width, height, width, channels, memory_size, past_frames, skips, background)
+        config = ModelConfig(
+            variant, base_width, height, width, channels, memory_size, past_frames, skips, background, frame_step
+        )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     clips = load_clips(data, config, fps, progress=True)

@@ -49,6 +49,18 @@ def test_skips_travel_and_older_checkpoints_get_the_papers(saved: tuple[Path, Me
     assert checkpoint.load(path).config.skips == 3
 
 
+def test_the_frame_step_travels_and_older_checkpoints_get_the_papers(
+    saved: tuple[Path, MemoryAE], tmp_path: Path
+) -> None:
+    spaced = ModelConfig(base_width=2, height=16, width=24, memory_size=5, frame_step=2)
+    checkpoint.save(tmp_path / "spaced.safetensors", MemoryAE(spaced), 10.0, None, {})
+    assert checkpoint.load(tmp_path / "spaced.safetensors").config.window == 9
+    path, _ = saved
+    older = {k: v for k, v in CONFIG.to_dict().items() if k != "frame_step"}  # written before the field existed
+    _rewrite(path, config=json.dumps(older))
+    assert checkpoint.load(path).config.frame_step == 1
+
+
 def test_the_background_travels_and_older_checkpoints_have_none(saved: tuple[Path, MemoryAE], tmp_path: Path) -> None:
     config = ModelConfig(base_width=2, height=16, width=24, memory_size=5, background=True)
     model = MemoryAE(config)

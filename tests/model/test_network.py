@@ -107,6 +107,8 @@ def test_encoder_last_block_ends_on_conv() -> None:
         {"past_frames": 0},
         {"skips": 4},
         {"variant": "reconstruction", "skips": 1},  # would learn to copy its input
+        {"frame_step": 0},
+        {"variant": "reconstruction", "frame_step": 2},  # one frame: nothing to space apart
     ],
 )
 def test_invalid_config(kwargs: dict) -> None:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from model import pseudo
-from model.data import Clip
+from model.data import Clip, window_tensors
 from model.network import ModelConfig
 
 CONFIG = ModelConfig(base_width=2, height=8, width=8)
@@ -40,6 +40,30 @@ def test_skipped_windows_take_every_stride_th_frame_then_the_next_one_and_are_se
     assert seen == set(pseudo.STRIDES)
     first, again = (pseudo.SkippedWindows([clip], CONFIG, seed=3) for _ in range(2))
     assert all(torch.equal(first[i][0], again[i][0]) for i in range(len(first)))  # the same seed, the same strides
+
+
+def test_window_tensors_give_the_network_every_step_th_frame_of_a_window() -> None:
+    """frame_step 2: a 9-frame window, inputs t-8, t-6, t-4, t-2 and the target t; step 1 is the paper's 5."""
+    clip = counting_clip(12)
+    spaced = ModelConfig(base_width=2, height=8, width=8, frame_step=2)
+    assert (CONFIG.window, spaced.window) == (5, 9)
+    inputs, target = window_tensors(clip.frames[3 : 3 + spaced.window], spaced)
+    assert taken(torch.cat([inputs, target])) == [3, 5, 7, 9, 11]
+    inputs, target = window_tensors(clip.frames[3 : 3 + CONFIG.window], CONFIG)
+    assert taken(torch.cat([inputs, target])) == [3, 4, 5, 6, 7]
+
+
+def test_skipped_windows_of_a_frame_step_play_its_spacing_too_fast() -> None:
+    """frame_step 2: inputs stride x 2 frames apart, the target 2 frames after the last input."""
+    spaced = ModelConfig(base_width=2, height=8, width=8, frame_step=2)
+    windows = pseudo.SkippedWindows([counting_clip(60)], spaced, seed=1)
+    strides = set()
+    for i in range(len(windows)):
+        frames = taken(torch.cat(windows[i]))
+        stride = (frames[1] - frames[0]) // 2
+        assert stride in pseudo.STRIDES and frames == [*(frames[0] + 2 * stride * k for k in range(4)), frames[3] + 2]
+        strides.add(stride)
+    assert strides == set(pseudo.STRIDES)
 
 
 def test_stray_is_the_mean_of_the_farthest_positions_against_a_loop() -> None:

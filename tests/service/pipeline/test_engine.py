@@ -173,3 +173,35 @@ def test_a_relative_error_calibration_scores_as_evaluate_does(models_dir, clip_f
     assert np.all(got[:, 0] <= 1e-4)  # the worst window errs at least as much as the median one
     absolute = scored.measures(0, 0, relative.distance_relative)[0]
     assert np.all(np.abs(got[:, 0] - absolute) > 1.0)  # not the plain worst window's PSNR
+
+
+def test_a_model_whose_inputs_are_frames_apart_scores_every_frame_as_evaluate_does(
+    models_dir, clip_frames, tmp_path
+) -> None:
+    """frame_step 2: the engine's window holds 4 x 2 + 1 frames, the first score comes at frame 8, and every frame
+    after it is scored from frames t-8, t-6, t-4, t-2, as score_clips (evaluate) scores it."""
+    from model import checkpoint
+    from model.network import MemoryAE
+    from model.scoring import UPDATE_THRESHOLD, score_clips
+
+    torch.set_num_threads(1)
+    tiny = ModelHost.load_dir(models_dir, torch.device("cpu")).get(None)
+    torch.manual_seed(0)
+    config = dataclasses.replace(tiny.config, frame_step=2)
+    (tmp_path / "step").mkdir()
+    checkpoint.save(tmp_path / "step" / "step.safetensors", MemoryAE(config), 10.0, tiny.calibration, {})
+    model = ModelHost.load_dir(tmp_path / "step", torch.device("cpu")).get(None)
+    assert model.config.window == 9
+    engine = Engine(8, 0.0, lambda msgs: None)
+    owner = Collect()
+    lane = engine.add_lane("l", model, 4, owner)
+    frames = np.stack([preprocess(f, config) for f in clip_frames[:20]])
+    for i, frame in enumerate(frames):
+        lane.buffer.put(Frame(i, 0, time.time(), frame))
+        engine.step([lane])
+    assert [r.frame.index for r in owner.rows] == list(range(8, 20))
+    (scored,) = score_clips(model.net, [Clip("ref", frames, 10.0)], UPDATE_THRESHOLD[config.variant],
+                            error_windows=(model.calibration.regions.error_window,),
+                            distance_windows=(model.calibration.regions.distance_window,))  # fmt: skip
+    got = np.array([[r.psnr, r.score] for r in owner.rows])
+    np.testing.assert_allclose(got, np.stack([scored.psnr, model.calibration.clip_scores(scored)], 1), atol=1e-3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -39,26 +40,17 @@ def test_round_trip(saved: tuple[Path, MemoryAE]) -> None:
     assert torch.equal(rebuilt.items, model.items)  # memory items travel with the weights
 
 
-def test_skips_travel_and_older_checkpoints_get_the_papers(saved: tuple[Path, MemoryAE], tmp_path: Path) -> None:
-    two = ModelConfig(base_width=2, height=16, width=24, memory_size=5, skips=2)
-    checkpoint.save(tmp_path / "two.safetensors", MemoryAE(two), 10.0, None, {})
-    assert checkpoint.load(tmp_path / "two.safetensors").config.skips == 2
-    path, _ = saved
-    older = {k: v for k, v in CONFIG.to_dict().items() if k != "skips"}  # written before the field existed
-    _rewrite(path, config=json.dumps(older))
-    assert checkpoint.load(path).config.skips == 3
-
-
-def test_the_frame_step_travels_and_older_checkpoints_get_the_papers(
-    saved: tuple[Path, MemoryAE], tmp_path: Path
+@pytest.mark.parametrize(("field", "value", "papers"), [("skips", 2, 3), ("frame_step", 2, 1)])
+def test_a_shape_field_travels_and_older_checkpoints_get_the_papers(
+    saved: tuple[Path, MemoryAE], tmp_path: Path, field: str, value: int, papers: int
 ) -> None:
-    spaced = ModelConfig(base_width=2, height=16, width=24, memory_size=5, frame_step=2)
-    checkpoint.save(tmp_path / "spaced.safetensors", MemoryAE(spaced), 10.0, None, {})
-    assert checkpoint.load(tmp_path / "spaced.safetensors").config.window == 9
+    config = dataclasses.replace(CONFIG, **{field: value})
+    checkpoint.save(tmp_path / "new.safetensors", MemoryAE(config), 10.0, None, {})
+    assert checkpoint.load(tmp_path / "new.safetensors").config == config
     path, _ = saved
-    older = {k: v for k, v in CONFIG.to_dict().items() if k != "frame_step"}  # written before the field existed
+    older = {k: v for k, v in CONFIG.to_dict().items() if k != field}  # written before the field existed
     _rewrite(path, config=json.dumps(older))
-    assert checkpoint.load(path).config.frame_step == 1
+    assert getattr(checkpoint.load(path).config, field) == papers
 
 
 def test_the_background_travels_and_older_checkpoints_have_none(saved: tuple[Path, MemoryAE], tmp_path: Path) -> None:

@@ -25,25 +25,30 @@ def taken(x: torch.Tensor) -> list[int]:
     return [round(float((f.mean() + 1) * 127.5) / 2) for f in x]
 
 
-def test_skipped_windows_take_every_stride_th_frame_then_the_next_one_and_are_seeded() -> None:
+@pytest.mark.parametrize("past", [4, 8])
+def test_skipped_windows_take_every_stride_th_frame_then_the_next_one_and_are_seeded(past: int) -> None:
     """Inputs every stride-th frame; the target the frame right after the last input (what normal speed shows)."""
-    clip = counting_clip(40)
-    windows = pseudo.SkippedWindows([clip], CONFIG, seed=3)
-    assert len(windows) == 40 - 4 * max(pseudo.STRIDES)  # every start whose widest window fits
+    config = ModelConfig(base_width=2, height=8, width=8, past_frames=past)
+    clip = counting_clip(60)
+    windows = pseudo.SkippedWindows([clip], config, seed=3)
+    assert len(windows) == 60 - past * max(pseudo.STRIDES)  # every start whose widest window fits
     seen = set()
     for i in range(len(windows)):
         inputs, target = windows[i]
         frames = taken(torch.cat([inputs, target]))
         stride = frames[1] - frames[0]
-        assert stride in pseudo.STRIDES and frames == [*(frames[0] + stride * k for k in range(4)), frames[3] + 1]
+        last = frames[0] + stride * (past - 1)
+        assert stride in pseudo.STRIDES and frames == [*(frames[0] + stride * k for k in range(past)), last + 1]
         seen.add(stride)
     assert seen == set(pseudo.STRIDES)
-    first, again = (pseudo.SkippedWindows([clip], CONFIG, seed=3) for _ in range(2))
+    first, again = (pseudo.SkippedWindows([clip], config, seed=3) for _ in range(2))
     assert all(torch.equal(first[i][0], again[i][0]) for i in range(len(first)))  # the same seed, the same strides
 
 
 def test_window_tensors_give_the_network_every_step_th_frame_of_a_window() -> None:
-    """frame_step 2: a 9-frame window, inputs t-8, t-6, t-4, t-2 and the target t; step 1 is the paper's 5."""
+    """frame_step 2: a 9-frame window, inputs t-8, t-6, t-4, t-2 and the target t; step 1 the paper's 5 frames.
+
+    Eight past frames (T = 8) one frame apart also make a 9-frame window: all of it, the target one frame ahead."""
     clip = counting_clip(12)
     spaced = ModelConfig(base_width=2, height=8, width=8, frame_step=2)
     assert (CONFIG.window, spaced.window) == (5, 9)
@@ -51,6 +56,9 @@ def test_window_tensors_give_the_network_every_step_th_frame_of_a_window() -> No
     assert taken(torch.cat([inputs, target])) == [3, 5, 7, 9, 11]
     inputs, target = window_tensors(clip.frames[3 : 3 + CONFIG.window], CONFIG)
     assert taken(torch.cat([inputs, target])) == [3, 4, 5, 6, 7]
+    longer = ModelConfig(base_width=2, height=8, width=8, past_frames=8)  # a longer past: 8 inputs, one frame ahead
+    inputs, target = window_tensors(clip.frames[3 : 3 + longer.window], longer)
+    assert longer.window == 9 and taken(torch.cat([inputs, target])) == [*range(3, 11), 11]
 
 
 def test_skipped_windows_of_a_frame_step_play_its_spacing_too_fast() -> None:

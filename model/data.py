@@ -166,20 +166,27 @@ def split_holdout(clips: Sequence[Clip], fraction: float) -> tuple[list[Clip], l
 class WindowDataset(torch.utils.data.Dataset):
     """Every window of `config.window` consecutive frames of every clip: (input, target) tensors.
 
-    `augment` (a probability): that share of windows get one random benign camera change (exposure,
-    re-aim, compression, sensor noise; model.camera), the same on all their frames, so
-    motion is untouched and only the camera differs. `crowd` (a probability): that share of windows get
-    the walkers of a random window of another clip laid over them (model.crowd), so a busier day is normal
-    too. Drawn from `seed`: the same order gives the same windows.
+    `augment` (a probability): that share of windows get one random benign camera change of `changes`
+    (exposure, re-aim, compression, sensor noise; model.camera), the same on all their frames, so motion is
+    untouched and only the camera differs. `crowd` (a probability): that share of windows get the walkers of a
+    random window of another clip laid over them (model.crowd), so a busier day is normal too. Drawn from
+    `seed`: the same order gives the same windows.
     """
 
     def __init__(
-        self, clips: Sequence[Clip], config: ModelConfig, augment: float = 0.0, seed: int = 0, crowd: float = 0.0
+        self,
+        clips: Sequence[Clip],
+        config: ModelConfig,
+        augment: float = 0.0,
+        seed: int = 0,
+        crowd: float = 0.0,
+        changes: Sequence[str] = BENIGN,
     ) -> None:
         self.clips = list(clips)
         self.config = config
         self.index = [(i, t) for i, c in enumerate(self.clips) for t in range(len(c.frames) - config.window + 1)]
         self.augment = augment
+        self.changes = tuple(changes)
         self.crowd = crowd if len(self.clips) > 1 else 0.0  # one clip has no other day to borrow walkers from
         self.backgrounds = [background(c.frames) for c in self.clips] if self.crowd else []
         self.rng = np.random.default_rng(seed)
@@ -196,7 +203,7 @@ class WindowDataset(torch.utils.data.Dataset):
             donor = self.clips[other].frames[u : u + self.config.window]
             window = busier(window, donor, self.backgrounds[other], self.backgrounds[clip])
         if self.augment and self.rng.random() < self.augment:
-            window = camera_change(window, str(self.rng.choice(BENIGN)), self.rng)
+            window = camera_change(window, str(self.rng.choice(self.changes)), self.rng)
         return window_tensors(window, self.config)
 
 

@@ -35,15 +35,23 @@ TOP_SHARE = 0.05  # share of query positions whose distance counts: where things
 class SkippedWindows(torch.utils.data.Dataset):
     """Windows of every `stride`-th frame (stride drawn from STRIDES) of every clip: (input, target) tensors,
     the target the frame right after the last input (normal speed), with the normal windows' share of benign
-    camera changes, so the camera never gives them away. They get no busier day (`--crowd`): a crowd is the
-    one thing a normal window can show and they cannot. Drawn from `seed`."""
+    camera changes (of `changes`), so the camera never gives them away. They get no busier day (`--crowd`): a
+    crowd is the one thing a normal window can show and they cannot. Drawn from `seed`."""
 
-    def __init__(self, clips: Sequence[Clip], config: ModelConfig, augment: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        config: ModelConfig,
+        augment: float = 0.0,
+        seed: int = 0,
+        changes: Sequence[str] = BENIGN,
+    ) -> None:
         self.clips = list(clips)
         self.config = config
         span = (config.window - 1) * max(STRIDES) + 1
         self.index = [(i, t) for i, c in enumerate(self.clips) for t in range(len(c.frames) - span + 1)]
         self.augment = augment
+        self.changes = tuple(changes)
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -59,7 +67,7 @@ class SkippedWindows(torch.utils.data.Dataset):
         index = np.append(t + stride * np.arange(past * step), last + step)  # (window,)
         window = self.clips[clip].frames[index]  # (window, H, W, ch)
         if self.augment and self.rng.random() < self.augment:
-            window = camera_change(window, str(self.rng.choice(BENIGN)), self.rng)
+            window = camera_change(window, str(self.rng.choice(self.changes)), self.rng)
         return window_tensors(window, self.config)
 
 

@@ -85,6 +85,7 @@ __all__ = [
     "camera_change",
     "make",
     "min_frames",
+    "parse_changes",
     "parse_kinds",
 ]
 
@@ -93,6 +94,10 @@ KINDS_HELP = (  # the --kinds option of train and calibrate
     f"Synthetic anomaly kinds validation makes: 'all' ({','.join(KINDS)}) or some of them, and the opt-in "
     f"{','.join(OPT_IN)} (e.g. 'all,vehicle'; the anomalies that matter on this camera: they decide how PSNR and the "
     "memory distance are weighed)"
+)
+CHANGES_HELP = (  # the --augment-kinds option of train
+    f"Benign camera changes --augment draws from: 'all' ({','.join(CAMERA_CHANGES)}) or some of them "
+    "(e.g. 'exposure,reframe,sensor': no JPEG, which also teaches the memory that lost detail is normal)"
 )
 DRAWS_HELP = (  # the --draws option of train and calibrate
     "Draws of synthetic anomalies pooled (the validation seed, +1, ...): one draw's AUC moves 1-2.5 points from "
@@ -103,13 +108,22 @@ DRAWS_HELP = (  # the --draws option of train and calibrate
 def parse_kinds(text: str) -> tuple[str, ...]:
     """A comma-separated list of kinds, 'all' standing for KINDS (a command-line option) -> the kinds, in
     KINDS then OPT_IN order."""
+    return _parse_names(text, KINDS, (*KINDS, *OPT_IN), "anomaly kinds")
+
+
+def parse_changes(text: str) -> tuple[str, ...]:
+    """A comma-separated list of benign camera changes, 'all' standing for all of them (`train --augment-kinds`)
+    -> the changes, in CAMERA_CHANGES order."""
+    return _parse_names(text, CAMERA_CHANGES, CAMERA_CHANGES, "camera changes")
+
+
+def _parse_names(text: str, everything: Sequence[str], known: Sequence[str], what: str) -> tuple[str, ...]:
     asked = {k.strip() for k in text.split(",") if k.strip()}
     if "all" in asked:
-        asked = (asked - {"all"}) | set(KINDS)
-    known = (*KINDS, *OPT_IN)
+        asked = (asked - {"all"}) | set(everything)
     unknown = asked - set(known)
     if unknown or not asked:
-        raise ValueError(f"anomaly kinds must be 'all' or some of {', '.join(known)}; got {text!r}")
+        raise ValueError(f"{what} must be 'all' or some of {', '.join(known)}; got {text!r}")
     return tuple(k for k in known if k in asked)
 
 

@@ -139,6 +139,7 @@ def main(
         float,
         typer.Option(min=0.0, max=1.0, help="Share of training windows given a random benign camera change (0: none)"),
     ] = 0.0,
+    augment_kinds: Annotated[str, typer.Option(help=synthetic.CHANGES_HELP)] = "all",
     crowd: Annotated[
         float,
         typer.Option(
@@ -206,6 +207,7 @@ def main(
     try:
         dev = pick_device(device)
         validation_kinds = synthetic.parse_kinds(kinds)
+        changes = synthetic.parse_changes(augment_kinds)
         config = ModelConfig(
             variant, base_width, height, width, channels, memory_size, past_frames, skips, background, frame_step
         )
@@ -219,7 +221,7 @@ def main(
     can_validate = validation.usable(holdout_clips, config.window)
     if not can_validate:
         print("validation: the held-out clips are too short for synthetic anomalies; shipping the last epoch")
-    dataset = WindowDataset(train_clips, config, augment, seed, crowd)
+    dataset = WindowDataset(train_clips, config, augment, seed, crowd, changes)
     if len(dataset) < batch_size:
         raise typer.BadParameter(f"{data}: only {len(dataset)} training windows, fewer than one batch")
     loader = torch.utils.data.DataLoader(
@@ -227,7 +229,7 @@ def main(
     )
     pseudo_loader = None
     if (lambda_speed or lambda_slow) and variant == "prediction":  # half a batch of skipped windows beside each
-        skipped = pseudo.SkippedWindows(train_clips, config, augment, seed + 1)
+        skipped = pseudo.SkippedWindows(train_clips, config, augment, seed + 1, changes)
         if len(skipped) == 0:
             raise typer.BadParameter(f"{data}: clips too short for windows of skipped frames")
         pseudo_batch = max(1, batch_size // 2)
@@ -393,6 +395,7 @@ def main(
         "lambda_c": lc,
         "lambda_s": ls,
         "augment": augment,
+        "augment_kinds": list(changes),
         "crowd": crowd,
         "revive": revive,
         "lambda_speed": lambda_speed,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from model.data import Clip, WindowDataset
 from model.network import ModelConfig
+from model.pseudo import SkippedWindows
 
 CONFIG = ModelConfig(base_width=8, height=48, width=72, memory_size=4)
 
@@ -50,3 +52,22 @@ def test_augment_share_is_respected() -> None:
     half, plain = WindowDataset([clip], CONFIG, augment=0.5, seed=1), WindowDataset([clip], CONFIG)
     share = np.mean([not torch.equal(half[i][1], plain[i][1]) for i in range(len(plain))])
     assert 0.35 < share < 0.65
+
+
+@pytest.mark.parametrize("windows", [WindowDataset, SkippedWindows])
+def test_augment_draws_only_the_changes_asked_for(windows: type) -> None:
+    """`changes=("exposure",)` (train --augment-kinds exposure): every window is its original under one gain and
+    offset, to the grey level that rounding costs; re-aim, JPEG or sensor noise would leave far larger residuals."""
+    clip = walkers(60)
+    for i in range(0, len(windows([clip], CONFIG)), 3):
+        # fresh datasets for each window: both draw its frames (a skipped window's stride) first, then only one
+        # draws a change, so later windows of one dataset would not line up with the other's
+        changed, plain = (
+            windows([clip], CONFIG, augment=1.0, seed=i, changes=("exposure",)),
+            windows([clip], CONFIG, seed=i),
+        )
+        got = torch.cat(changed[i]).flatten().double() * 127.5 + 127.5  # grey levels
+        original = torch.cat(plain[i]).flatten().double() * 127.5 + 127.5
+        gain, offset = np.polyfit(original.numpy(), got.numpy(), 1)
+        assert 0.89 < gain < 1.11 and -9 < offset < 9
+        assert (got - (gain * original + offset)).abs().max() <= 1.5

@@ -157,3 +157,11 @@ def test_kinds_from_the_command_line() -> None:
     for bad in ("bikes", "skip,bikes", " , "):
         with pytest.raises(ValueError, match="anomaly kinds must be"):
             synthetic.parse_kinds(bad)
+
+
+def test_camera_changes_from_the_command_line() -> None:
+    assert synthetic.parse_changes("all") == ("exposure", "reframe", "compression", "sensor")
+    assert synthetic.parse_changes("sensor, exposure,reframe") == ("exposure", "reframe", "sensor")  # in BENIGN order
+    for bad in ("crowd", "blur", "exposure,rain", ""):  # a crowd is a busier day, not a camera change
+        with pytest.raises(ValueError, match="camera changes must be"):
+            synthetic.parse_changes(bad)

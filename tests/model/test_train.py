@@ -306,6 +306,20 @@ def test_an_extra_loss_reaches_the_weights_and_the_provenance(
     assert any(not torch.equal(extra.state[k], plain.state[k]) for k in plain.state)
 
 
+def test_augment_kinds_reach_the_weights_and_the_provenance(videos: Path, tmp_path: Path) -> None:
+    """--augment-kinds limits --augment's camera changes (all four by default) and is recorded; a name that is
+    not a camera change is refused before any training."""
+    train(videos, out=tmp_path / "all.safetensors", augment=1.0, **TINY)
+    every = checkpoint.load(tmp_path / "all.safetensors")
+    assert every.provenance["augment_kinds"] == ["exposure", "reframe", "compression", "sensor"]
+    train(videos, out=tmp_path / "exp.safetensors", augment=1.0, augment_kinds="exposure", **TINY)
+    exposure = checkpoint.load(tmp_path / "exp.safetensors")
+    assert exposure.provenance["augment_kinds"] == ["exposure"]
+    assert any(not torch.equal(every.state[k], exposure.state[k]) for k in every.state)
+    with pytest.raises(typer.BadParameter, match="camera changes must be"):
+        train(videos, out=tmp_path / "x.safetensors", augment_kinds="blur", **TINY)
+
+
 def test_which_variants_take_the_extra_losses(videos: Path, tmp_path: Path) -> None:
     """Both variants predict a frame, so both take the gradient loss; a reconstruction has no last input frame."""
     train(videos, out=tmp_path / "recon.safetensors", lambda_gd=1.0, variant="reconstruction", **TINY)

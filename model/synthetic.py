@@ -97,7 +97,7 @@ KINDS_HELP = (  # the --kinds option of train and calibrate
 )
 CHANGES_HELP = (  # the --augment-kinds option of train
     f"Benign camera changes --augment draws from: 'all' ({','.join(CAMERA_CHANGES)}) or some of them "
-    "(e.g. 'exposure,reframe,sensor': no JPEG, which also teaches the memory that lost detail is normal)"
+    "(e.g. 'exposure,reframe,sensor': no JPEG; on Ped2 that cost 2-3 points of validation AUC, docs/experiments.md)"
 )
 DRAWS_HELP = (  # the --draws option of train and calibrate
     "Draws of synthetic anomalies pooled (the validation seed, +1, ...): one draw's AUC moves 1-2.5 points from "

@@ -76,6 +76,24 @@ class FrameScore(Measures, _Frame):
     anomalous: bool
 
 
+class ClipSegment(BaseModel):
+    """A stretch of an uploaded clip the alert machine flagged, placed in the video, not in the server's clock."""
+
+    start_frame: int = Field(description="the first frame of the run that opened it (decoded frame number)")
+    start_time: float = Field(description="seconds from the clip's first frame (start_frame / the clip's fps)")
+    end_frame: int = Field(description="its last frame at or above the `off` threshold")
+    end_time: float = Field(description="seconds from the clip's first frame")
+    peak_score: float
+    peak_frame: int
+
+
+class ClipSummary(BaseModel):
+    anomalous_segments: list[ClipSegment]
+    threshold_on: float | None = Field(None, description="alert `on` the clip was scored with (null: never scored)")
+    threshold_off: float | None = None
+    warnings: list[str] = Field(description="what makes these scores less trustworthy (low frame rate, truncation)")
+
+
 class ClipState(BaseModel):
     """An upload job's state: GET /api/clips/{id} (with its scores) and the `done` message (without) alike."""
 
@@ -87,7 +105,7 @@ class ClipState(BaseModel):
     fps: float | None
     frames_decoded: int
     frames_scored: int
-    summary: dict[str, Any]
+    summary: ClipSummary
 
 
 class _ClipScoreHead(Message):

@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 
 from model.data import preprocess
-from service.alerts.machine import AlertMachine, AlertPolicy
+from service.alerts.machine import AlertMachine, AlertPolicy, Episode
 from service.alerts.views import ClipMaps
 from service.capture.buffer import Frame
 from service.capture.video import decode_frame, frames
@@ -47,6 +47,13 @@ def clip_topic(clip_id: str) -> str:
     return f"clip:{clip_id}"
 
 
+def segment(episode: Episode) -> dict[str, Any]:
+    """A closed episode as a summary row (ClipSegment's fields: an upload's episodes have no alert id)."""
+    row = episode.as_dict()
+    del row["id"]
+    return row
+
+
 @dataclass(eq=False)
 class ClipJob:
     id: str
@@ -54,7 +61,7 @@ class ClipJob:
     model: HostedModel
     policy: AlertPolicy
     frames_total: int  # estimate from the container, for progress
-    fps: float | None
+    fps: float  # the container's, or assumed (below)
     fps_recorded: bool = True  # False: the container had no frame rate, `fps` is assumed
     status: str = "queued"
     error: str | None = None
@@ -91,9 +98,10 @@ class ClipJob:
         if s.error is not None and self.maps is not None:
             self.maps.append(s.error)  # before the score is visible: whoever sees the score finds the map
         self.scores.append(row)
-        event = self.machine.update(s.frame.index, s.frame.captured, s.score)
+        # the machine's times are the video's (seconds from its first frame), so a segment can be found in it
+        event = self.machine.update(s.frame.index, s.frame.index / self.fps, s.score)
         if event is not None and event[0] == "close":
-            self.segments.append(event[1].as_dict())
+            self.segments.append(segment(event[1]))
         messages: Published = [(clip_topic(self.id), ClipScoreMessage(clip=self.id, **row, progress=self.progress))]
         if self.decode_done and len(self.scores) >= self.expected_scores:
             messages += self.finish()
@@ -105,7 +113,7 @@ class ClipJob:
                 return []
             event = self.machine.flush()
             if event is not None:
-                self.segments.append(event[1].as_dict())
+                self.segments.append(segment(event[1]))
             self.status, self.error = ("failed", error) if error else ("done", None)
             if self.maps is not None:
                 self.maps.close()
@@ -254,7 +262,8 @@ class ClipManager:
         done = row["status"] == "done"
         return {"id": row["id"], "status": row["status"], "error": row["error"], "progress": 1.0 if done else 0.0,
                 "model": row["model"], "fps": None, "frames_decoded": 0, "frames_scored": 0,
-                "summary": {"anomalous_segments": [], "warnings": []}, "scores": []}  # fmt: skip
+                "summary": {"anomalous_segments": [], "threshold_on": None, "threshold_off": None, "warnings": []},
+                "scores": []}  # fmt: skip
 
     @contextmanager
     def receiving_upload(self) -> Iterator[Callable[[int], None]]:

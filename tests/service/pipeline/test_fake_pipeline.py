@@ -14,13 +14,15 @@ import numpy as np
 import pytest
 from fakes import fake_model, moving_block, still_frames
 
+from service.alerts.machine import AlertPolicy
 from service.alerts.snapshots import AlertSnapshots
 from service.alerts.writer import AlertWriter
 from service.capture.buffer import Frame
-from service.core.messages import AlertClose, AlertOpen, Published, StreamScore
+from service.core.messages import AlertClose, AlertOpen, ClipState, Published, StreamScore
 from service.core.metrics import Metrics
 from service.core.settings import Settings
 from service.core.store import SqliteStore
+from service.pipeline.clips import ClipManager
 from service.pipeline.engine import Engine, Scored
 from service.pipeline.streams import StreamManager
 
@@ -173,3 +175,27 @@ def test_a_clean_stop_closes_the_open_episode_with_its_reason(live, tmp_path: Pa
     (row,) = live.store.alerts(None, None, None, 10, 0)[0]
     assert row["end_time"] is not None and row["closed_reason"] == "service stopped"
     assert live.store.open_alert_count() == 0
+
+
+def test_an_uploads_segments_are_placed_in_the_video_not_the_servers_clock(tmp_path: Path) -> None:
+    """A 20 fps upload scored by a 10 fps model (every other frame kept): its segment's times are seconds into
+    the video (decoded frame / 20), whenever the server got to it, and its summary is the typed one."""
+    frames = np.concatenate([still_frames(30), moving_block(12), still_frames(30)])
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    engine = Engine(4, 0.0, lambda messages: None)
+    engine.start()
+    manager = ClipManager(tmp_path / "clips", store, engine, Metrics(), lambda messages: None, None)
+    try:
+        id, path = manager.new_path(".avi")
+        write_clip(path, frames, fps=20.0)
+        job = manager.submit(id, path, "scene.avi", path.stat().st_size, fake_model(), AlertPolicy(0.5, 0.4, 2, 2),
+                             20.0, len(frames))  # fmt: skip
+        assert job.finished.wait(30) and job.status == "done"
+    finally:
+        engine.stop()
+        store.close()
+    summary = ClipState.model_validate(job.describe(scores=False)).summary
+    (segment,) = summary.anomalous_segments
+    assert 30 <= segment.start_frame < segment.end_frame < 44 and segment.start_frame % 2 == 0
+    assert segment.start_time == segment.start_frame / 20.0 and segment.end_time == segment.end_frame / 20.0
+    assert summary.threshold_on == 0.5 and summary.warnings == []

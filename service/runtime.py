@@ -16,6 +16,7 @@ import torch
 
 from model.device import pick_device
 from service.alerts.snapshots import AlertSnapshots
+from service.alerts.webhooks import Webhooks
 from service.alerts.writer import AlertWriter
 from service.capture.sources import is_local_file
 from service.core.bus import Bus, LocalBus
@@ -43,6 +44,7 @@ class Runtime:
         self.engine = Engine(settings.max_batch, settings.max_wait_ms / 1000, self.publish, self.metrics.observe_batch)
         self.snapshots = AlertSnapshots(settings.data_dir / "alerts", self.store)
         self.writer = AlertWriter(self.publish)  # alerts, pictures and calibrations, stored off the engine thread
+        self.webhooks = Webhooks.from_settings(settings, self.bus, self.metrics)
         self.streams = StreamManager(settings, self.store, self.engine, self.metrics, self.writer, self.snapshots)
         self.clips = ClipManager(
             settings.clips_dir, self.store, self.engine, self.metrics, self.publish, settings.clip_fps,
@@ -64,6 +66,7 @@ class Runtime:
         # FFmpeg's RTSP over UDP loses packets under load, which corrupts frames: ask for TCP.
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
         self.recover()
+        self.webhooks.start()
         self.writer.start()
         self.engine.start()
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
@@ -137,4 +140,5 @@ class Runtime:
         self.engine.stop()
         self.streams.close_episodes(STOPPED)
         self.writer.stop()  # stores everything handed on, the episodes just closed included
+        await self.webhooks.stop()
         self.store.close()

@@ -19,6 +19,7 @@ import torch
 from model.device import pick_device
 from service.alerts.snapshots import AlertSnapshots
 from service.alerts.views import LiveView
+from service.alerts.webhooks import Webhooks
 from service.alerts.writer import AlertWriter
 from service.capture.sources import redact
 from service.cluster.bus import RedisBus
@@ -163,6 +164,7 @@ class ClusterRuntime(Runtime):
         self.engine = Engine(settings.max_batch, settings.max_wait_ms / 1000, self.publish, self.metrics.observe_batch)
         self.snapshots = AlertSnapshots(settings.data_dir / "alerts", self.store)
         self.writer = AlertWriter(self.publish)  # an API node stores no alerts; Runtime.start/stop expect one
+        self.webhooks = Webhooks.from_settings(settings, self.bus, self.metrics)  # alerts from every shard
         self.streams = ClusterStreams(settings, self.store, lambda: self.host)  # type: ignore[assignment]
         self.clips = ClipManager(settings.clips_dir, self.store, self.engine, self.metrics, self.publish,
                                  settings.clip_fps, settings.max_scoring_clips)  # fmt: skip
@@ -201,4 +203,5 @@ class ClusterRuntime(Runtime):
         self.bus.stop()
         self.engine.stop()
         self.writer.stop()
+        await self.webhooks.stop()
         self.store.close()

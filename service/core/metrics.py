@@ -64,9 +64,18 @@ class Metrics:
         self.sources_refused = Counter(
             "mnad_sources_refused_total", "Stream URLs refused by the source policy", ["stage"], registry=r
         )
+        self.webhook_deliveries = Counter(
+            "mnad_webhook_deliveries_total",
+            "Alert webhook deliveries by outcome: delivered, refused (a status no retry changes), failed (retries"
+            " spent), dropped (the receiver too slow, its oldest messages lost)",
+            ["outcome"],
+            registry=r,
+        )
         self.model_info = Info("mnad_model", "Served models", ["model"], registry=r)
         for state in ("queued", "running", "done", "failed"):
             self.upload_jobs.labels(state).set(0)
+        for outcome in ("delivered", "refused", "failed", "dropped"):  # present from the start, for rate() and alerts
+            self.webhook_deliveries.labels(outcome)
 
     def observe_batch(self, model: str, size: int, seconds: float) -> None:
         self.inference_seconds.labels(model).observe(seconds)

@@ -35,6 +35,17 @@ DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
 SOURCE_REFUSED = "source not allowed by this service's source policy (settings source_networks, source_schemes)"
 
 
+def site(url: str) -> str:
+    """A URL as logs and errors show it: scheme and host only, since many URLs an operator configures carry a
+    secret in the path or the query (Slack's and Discord's webhooks), not only in a password."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # an unbalanced '[', a port that is not a number
+        return "(unparsable URL)"
+    return f"{parts.scheme}://{parts.hostname or ''}{port}"
+
+
 class SourceRefused(ValueError):
     """The source is not allowed; the message is the precise reason, for the log and the operator only."""
 

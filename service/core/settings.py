@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.alerts import AlertPolicy
-from service.core.policy import DEFAULT_SCHEMES, NETWORK_SCHEMES, parse_network
+from service.core.policy import DEFAULT_SCHEMES, NETWORK_SCHEMES, parse_network, site
 
 GiB = 2**30
 
@@ -112,6 +113,24 @@ class Settings(BaseSettings):
     max_alerts: int = Field(
         10_000, ge=1, le=10_000_000, description="Closed alerts kept (the oldest and their pictures go first)"
     )
+    alert_webhooks: list[str] = Field(
+        default_factory=list,
+        description="http(s) URLs every alert_open and alert_close is POSTed to, as the WebSocket's JSON (README,"
+        " Alert webhooks); in cluster mode set it on one API node, or let receivers drop repeats by X-MNAD-Delivery",
+    )
+    alert_webhook_secret: SecretStr | None = Field(
+        None,
+        description="When set, webhooks carry X-MNAD-Signature: sha256= and the HMAC-SHA256 of the body with this"
+        " secret; set but empty is an error",
+    )
+    alert_webhook_timeout_s: float = Field(5.0, gt=0, le=120, description="One webhook attempt gives up after this")
+    alert_webhook_retries: int = Field(
+        3,
+        ge=0,
+        le=20,
+        description="Webhook attempts after the first, on a network error, a timeout, 429 or 5xx;"
+        " waits 1, 2, 4 ... s between (at most 30)",
+    )
     clip_fps: float | None = Field(None, gt=0, le=1000, description="Frame rate of uploads that record none")
     inference: Literal["auto", "fp32", "bf16", "fp16", "compile", "onnxruntime", "openvino"] = Field(
         "auto",
@@ -171,6 +190,22 @@ class Settings(BaseSettings):
         if token is not None and not token.get_secret_value().strip():
             raise ValueError("MNAD_API_TOKEN is set but empty: unset it to run without a token")
         return token
+
+    @field_validator("alert_webhooks")
+    @classmethod
+    def _webhooks(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"alert webhook {site(url)!r} is not an http(s) URL with a host")
+        return urls
+
+    @field_validator("alert_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and not secret.get_secret_value().strip():
+            raise ValueError("MNAD_ALERT_WEBHOOK_SECRET is set but empty: unset it to send unsigned webhooks")
+        return secret
 
     @model_validator(mode="after")
     def _thresholds(self) -> Settings:

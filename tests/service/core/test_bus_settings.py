@@ -43,9 +43,9 @@ def test_settings_defaults_env_and_flags(monkeypatch, tmp_path) -> None:
     s = Settings()
     assert s.host == "127.0.0.1" and str(s.models_dir) == "weights" and s.api_token is None
     monkeypatch.setenv("MNAD_MAX_BATCH", "7")
-    monkeypatch.setenv("MNAD_API_TOKEN", "secret")
+    monkeypatch.setenv("MNAD_API_TOKEN", "tok-4711")
     s = Settings()
-    assert s.max_batch == 7 and s.api_token.get_secret_value() == "secret" and "secret" not in repr(s)
+    assert s.max_batch == 7 and s.api_token.get_secret_value() == "tok-4711" and "tok-4711" not in repr(s)
     s = CliApp.run(Settings, cli_args=["--max-batch", "3", "--stream", "a.mkv", "--stream", "rtsp://h/x"])
     assert s.max_batch == 3 and s.stream == ["a.mkv", "rtsp://h/x"]  # flags beat the environment
 

@@ -22,7 +22,7 @@ import typer
 from model import checkpoint, events
 from model.alerts import AlertPolicy
 from model.calibration import FUSION_WEIGHT, Calibration, paper_scores
-from model.data import load_clips
+from model.data import DataError, load_clips
 from model.device import pick_device
 from model.inference import INFERENCE_CHOICES
 from model.inference import build as build_inference
@@ -89,18 +89,21 @@ def main(
     """Score labelled test footage; print and write frame-level AUC and EER for both normalizations."""
     if inference not in INFERENCE_CHOICES:
         raise typer.BadParameter(f"--inference must be one of {', '.join(INFERENCE_CHOICES)}")
-    ckpt = checkpoint.load(weights)
-    config = ckpt.config
     try:
+        ckpt = checkpoint.load(weights)
         dev = pick_device(device)
-    except ValueError as e:
+    except ValueError as e:  # CheckpointError too: not a checkpoint, or a corrupt one
         raise typer.BadParameter(str(e)) from None
+    config = ckpt.config
     if labels is None:
         labels = labels_beside(Path(data))
         if labels is None:
             raise typer.BadParameter(f"no frame_labels_*.npy beside {data}: pass --labels")
     started = time.perf_counter()
-    clips = load_clips(data, config, ckpt.fps, progress=True)
+    try:
+        clips = load_clips(data, config, ckpt.fps, progress=True)
+    except DataError as e:
+        raise typer.BadParameter(str(e)) from None
     loaded = time.perf_counter()
     model = build_inference(inference, ckpt.build(dev), dev)
     built = time.perf_counter()

@@ -211,9 +211,9 @@ def main(
         config = ModelConfig(
             variant, base_width, height, width, channels, memory_size, past_frames, skips, background, frame_step
         )
-    except ValueError as e:
+        clips = load_clips(data, config, fps, progress=True)
+    except ValueError as e:  # DataError too: a file that is no video, a folder without frames
         raise typer.BadParameter(str(e)) from None
-    clips = load_clips(data, config, fps, progress=True)
     rate = fps or next((c.fps for c in clips if c.fps), None)
     if rate is None:
         raise typer.BadParameter("frame folders carry no frame rate: pass --fps")

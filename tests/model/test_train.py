@@ -11,6 +11,7 @@ import torch
 import typer
 
 from model import checkpoint, synthetic
+from model.commands.evaluate import main as evaluate
 from model.commands.train import main as train
 from model.data import Clip, DataError, empty_scene, list_clips, load_clips, split_holdout
 from model.network import MemoryAE, ModelConfig
@@ -149,6 +150,10 @@ def test_bad_data_paths(tmp_path: Path) -> None:
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
     with pytest.raises(DataError, match=r"broken\.mp4"):
         load_clips(tmp_path, ModelConfig(base_width=2, height=16, width=24))
+    with pytest.raises(typer.BadParameter, match=r"broken\.mp4"):  # the command's error line, not a traceback
+        train(tmp_path, out=tmp_path / "x.safetensors", **TINY)
+    with pytest.raises(typer.BadParameter, match="not a readable safetensors"):
+        evaluate(tmp_path / "notes.txt", tmp_path)
 
 
 def test_train_validates_on_synthetic_anomalies_and_ships_the_best_epoch(

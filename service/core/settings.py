@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model.alerts import AlertPolicy
 from service.core.policy import DEFAULT_SCHEMES, NETWORK_SCHEMES, parse_network, site
 
 GiB = 2**30
+UNSET_MEANS = {"api_token": "to run without a token", "alert_webhook_secret": "to send unsigned webhooks"}
 
 
 def check_thresholds(on: float | None, off: float | None) -> None:
@@ -183,13 +184,14 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown source scheme(s) {unknown}: choose from {list(NETWORK_SCHEMES)}")
         return [x.lower() for x in schemes]
 
-    @field_validator("api_token")
+    @field_validator("api_token", "alert_webhook_secret")
     @classmethod
-    def _token(cls, token: SecretStr | None) -> SecretStr | None:
-        """Set but empty is a mistake (an unset shell variable, say), never 'auth off' nor 'the empty token'."""
-        if token is not None and not token.get_secret_value().strip():
-            raise ValueError("MNAD_API_TOKEN is set but empty: unset it to run without a token")
-        return token
+    def _secret(cls, secret: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """Set but empty is a mistake (an unset shell variable, say), never 'off' nor 'the empty secret'."""
+        if secret is not None and not secret.get_secret_value().strip():
+            field = info.field_name or ""
+            raise ValueError(f"MNAD_{field.upper()} is set but empty: unset it {UNSET_MEANS[field]}")
+        return secret
 
     @field_validator("alert_webhooks")
     @classmethod
@@ -199,13 +201,6 @@ class Settings(BaseSettings):
             if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"alert webhook {site(url)!r} is not an http(s) URL with a host")
         return urls
-
-    @field_validator("alert_webhook_secret")
-    @classmethod
-    def _webhook_secret(cls, secret: SecretStr | None) -> SecretStr | None:
-        if secret is not None and not secret.get_secret_value().strip():
-            raise ValueError("MNAD_ALERT_WEBHOOK_SECRET is set but empty: unset it to send unsigned webhooks")
-        return secret
 
     @model_validator(mode="after")
     def _thresholds(self) -> Settings:

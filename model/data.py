@@ -169,8 +169,10 @@ class WindowDataset(torch.utils.data.Dataset):
     `augment` (a probability): that share of windows get one random benign camera change of `changes`
     (exposure, re-aim, compression, sensor noise; model.camera), the same on all their frames, so motion is
     untouched and only the camera differs. `crowd` (a probability): that share of windows get the walkers of a
-    random window of another clip laid over them (model.crowd), so a busier day is normal too. Drawn from
-    `seed`: the same order gives the same windows.
+    random window of another clip laid over them (model.crowd), so a busier day is normal too. `reverse` (a
+    probability): that share of windows play backwards, a walker crossing the other way at the same speed (not
+    in the paper). Drawn from `seed`: the same order gives the same windows; an option left at 0 draws nothing,
+    so the others' windows do not change.
     """
 
     def __init__(
@@ -181,9 +183,11 @@ class WindowDataset(torch.utils.data.Dataset):
         seed: int = 0,
         crowd: float = 0.0,
         changes: Sequence[str] = BENIGN,
+        reverse: float = 0.0,
     ) -> None:
         self.clips = list(clips)
         self.config = config
+        self.reverse = reverse
         self.index = [(i, t) for i, c in enumerate(self.clips) for t in range(len(c.frames) - config.window + 1)]
         self.augment = augment
         self.changes = tuple(changes)
@@ -204,6 +208,8 @@ class WindowDataset(torch.utils.data.Dataset):
             window = busier(window, donor, self.backgrounds[other], self.backgrounds[clip])
         if self.augment and self.rng.random() < self.augment:
             window = camera_change(window, str(self.rng.choice(self.changes)), self.rng)
+        if self.reverse and self.rng.random() < self.reverse:
+            window = np.ascontiguousarray(window[::-1])  # (window, H, W, ch): the last frame is now the past's
         return window_tensors(window, self.config)
 
 

@@ -146,6 +146,15 @@ def main(
             min=0.0, max=1.0, help="Share of training windows given another clip's walkers too: a busier day (0: none)"
         ),
     ] = 0.0,
+    reverse: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of training windows played backwards: a walker crossing the other way at the"
+            " same speed (0: none; not in the paper)",
+        ),
+    ] = 0.0,
     kinds: Kinds = "all",
     validation_seed: Annotated[
         int,
@@ -221,7 +230,7 @@ def main(
     can_validate = validation.usable(holdout_clips, config.window)
     if not can_validate:
         print("validation: the held-out clips are too short for synthetic anomalies; shipping the last epoch")
-    dataset = WindowDataset(train_clips, config, augment, seed, crowd, changes)
+    dataset = WindowDataset(train_clips, config, augment, seed, crowd, changes, reverse)
     if len(dataset) < batch_size:
         raise typer.BadParameter(f"{data}: only {len(dataset)} training windows, fewer than one batch")
     loader = torch.utils.data.DataLoader(
@@ -397,6 +406,7 @@ def main(
         "augment": augment,
         "augment_kinds": list(changes),
         "crowd": crowd,
+        "reverse": reverse,
         "revive": revive,
         "lambda_speed": lambda_speed,
         "lambda_slow": lambda_slow,

@@ -297,11 +297,12 @@ def test_slow_loss_predicts_the_normal_speed_frame_from_skipped_windows(tmp_path
         train(tmp_path, out=tmp_path / "x.safetensors", lambda_slow=0.1, variant="reconstruction", **TINY)
 
 
-@pytest.mark.parametrize(("option", "value"), [("lambda_gd", 1.0), ("motion_weight", 10.0)])
+@pytest.mark.parametrize(("option", "value"), [("lambda_gd", 1.0), ("motion_weight", 10.0), ("reverse", 1.0)])
 def test_an_extra_loss_reaches_the_weights_and_the_provenance(
     videos: Path, tmp_path: Path, option: str, value: float
 ) -> None:
-    """--lambda-gd and --motion-weight change what the network learns and are recorded; off by default."""
+    """--lambda-gd, --motion-weight and --reverse (windows played backwards) change what the network learns and
+    are recorded; off by default."""
     train(videos, out=tmp_path / "extra.safetensors", **{option: value}, **TINY)
     extra = checkpoint.load(tmp_path / "extra.safetensors")
     assert extra.provenance[option] == value

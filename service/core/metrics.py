@@ -45,7 +45,10 @@ class Metrics:
         )
         self.ws_clients = Gauge("mnad_websocket_clients", "Connected WebSocket subscribers", registry=r)
         self.ws_dropped = Counter(
-            "mnad_websocket_dropped_messages_total", "Messages dropped for slow WebSocket subscribers", registry=r
+            "mnad_websocket_dropped_messages_total",
+            "Messages dropped for slow subscribers: WebSocket clients, and alert webhooks (also counted in"
+            " mnad_webhook_deliveries_total)",
+            registry=r,
         )
         self.alerts = Counter("mnad_alerts_total", "Anomaly episodes opened", ["stream"], registry=r)
         self.calibrations = Counter(

@@ -237,7 +237,7 @@ def test_wall_time_counts_the_validations(
     train(root, out=tmp_path / "t.safetensors", **{**TINY, "epochs": 2, "validate_every": 1})
     elapsed = time.monotonic() - started
     wall = checkpoint.load(tmp_path / "t.safetensors").provenance["wall_time_s"]
-    assert 2 * pause <= wall <= elapsed
+    assert 2 * pause <= wall <= elapsed + 0.05  # provenance rounds to 0.1 s
     assert wall >= 0.8 * elapsed  # only loading the clips and writing the file are left out
 
 

@@ -7,6 +7,7 @@ import bisect
 import contextlib
 import json
 import logging
+import re
 import shutil
 import threading
 import time
@@ -35,6 +36,7 @@ from service.pipeline.engine import Engine, Scored
 from service.pipeline.host import HostedModel
 
 log = logging.getLogger(__name__)
+CLIP_ID = re.compile(r"[0-9a-f]{16}")  # what new_path makes
 
 STATES = ("queued", "running", "done", "failed")
 INTERRUPTED = "interrupted: the service stopped while this clip was being scored; upload it again"
@@ -284,7 +286,7 @@ class ClipManager:
             self.receiving_bytes -= written
 
     def new_path(self, suffix: str) -> tuple[str, Path]:
-        id = uuid.uuid4().hex[:16]
+        id = uuid.uuid4().hex[:16]  # CLIP_ID
         return id, self._directory / f"{id}{suffix}"
 
     def _count_states(self) -> None:
@@ -357,7 +359,10 @@ class ClipManager:
             self.publish(job.finish(error))
 
     def load_result(self, id: str) -> dict[str, Any] | None:
-        """A finished job's result after a restart (jobs in memory are answered directly)."""
+        """A finished job's result after a restart (jobs in memory are answered directly). An id that `new_path`
+        cannot have made names no file: it never reaches the file system (a 300-character id made stat fail)."""
+        if not CLIP_ID.fullmatch(id):
+            return None
         path = self._directory / f"{id}.scores.json"
         return json.loads(path.read_text()) if path.is_file() else None
 

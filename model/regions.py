@@ -49,25 +49,47 @@ class Worst(NamedTuple):
     typical: Tensor  # (B,) the median window's mean: the frame's usual place (the whole-frame mean for 0)
 
 
-def worst_window(values: Tensor, size: int) -> Worst:
+def worst_window(values: Tensor, size: int, watched: Tensor | None = None) -> Worst:
     """(B, h, w) map -> its largest mean over size x size windows at stride size/2 (0: the whole map).
 
     Windows that do not fit in the map shrink to it, so a window larger than the map is the frame mean.
+    `watched` (B, h, w) in [0, 1]: the share of each place the score may look at (an operator's mask,
+    service.pipeline.masks). A window then averages its watched places only, and counts only when at least
+    half of it is watched (if none is, any window with a watched place counts): a sliver of a window at a
+    mask's edge would score a few pixels as if they were the whole window.
     """
     batch, h, w = values.shape
     if size <= 0 or (size >= h and size >= w):
         whole = torch.tensor([0, 0, w, h], device=values.device).expand(batch, 4)
-        mean = values.mean(dim=(1, 2))
+        if watched is None:
+            mean = values.mean(dim=(1, 2))
+        else:
+            mean = (values * watched).sum(dim=(1, 2)) / watched.sum(dim=(1, 2)).clamp_min(1e-12)
         return Worst(mean, whole, mean)
     kh, kw = min(size, h), min(size, w)
     stride = max(1, size // 2)
-    pooled = F.avg_pool2d(values.unsqueeze(1), (kh, kw), stride).flatten(1)  # (B, h' * w')
-    value, index = pooled.max(dim=1)
+    if watched is None:
+        pooled = F.avg_pool2d(values.unsqueeze(1), (kh, kw), stride).flatten(1)  # (B, h' * w')
+        value, index = pooled.max(dim=1)
+        typical = pooled.median(dim=1).values
+    else:
+        share = F.avg_pool2d(watched.unsqueeze(1), (kh, kw), stride).flatten(1)  # (B, h' * w') watched share
+        counted = share >= 0.5
+        counted |= ~counted.any(dim=1, keepdim=True) & (share > 0)
+        pooled = F.avg_pool2d((values * watched).unsqueeze(1), (kh, kw), stride).flatten(1) / share.clamp_min(1e-12)
+        pooled = pooled.masked_fill(~counted, float("nan"))
+        value, index = pooled.nan_to_num(float("-inf")).max(dim=1)
+        typical = pooled.nanmedian(dim=1).values
     columns = (w - kw) // stride + 1
     y, x = index // columns * stride, index % columns * stride
     size_t = torch.tensor([kw, kh], device=values.device).expand(batch, 2)
     box = torch.cat([torch.stack([x, y], dim=1), size_t], dim=1)
-    return Worst(value, box, pooled.median(dim=1).values)
+    return Worst(value, box, typical)
+
+
+def watched_positions(watched: Tensor) -> Tensor:
+    """(B, H, W) watched share of each pixel -> (B, H/8, W/8) of each query position (the encoder's grid)."""
+    return F.avg_pool2d(watched.unsqueeze(1), QUERY_STRIDE).squeeze(1)
 
 
 def relative_psnr(psnr: Tensor | np.ndarray, floor: Tensor | np.ndarray) -> Tensor | np.ndarray:

@@ -77,12 +77,15 @@ def score_step(
     update_threshold: float,
     error_windows: Sequence[int] = (0,),
     distance_windows: Sequence[int] = (0,),
+    watched: Tensor | None = None,
 ) -> StepScores:
     """Score B windows, each against its own memory copy items (B, M, C).
 
     `model` is the fp32 network or any `model.inference` path: the forward may run in bf16 or in
     another runtime, but PSNR, feature distance and the memory update below run in float32.
     The region measures come from the same error map and query matching: no second pass.
+    `watched` (B, H, W) in [0, 1], optional: where each frame may be scored (an operator's mask). Every
+    measure, the update rule and the returned error then see the watched pixels only.
     """
     out = model(x, items)
     pred = out.frame.float()
@@ -93,18 +96,30 @@ def score_step(
     distance_map = regions.position_distance(
         queries, memory.nearest_item(queries, items, scores), h, w
     )  # (B, h/8, w/8)
+    if watched is not None:
+        error = error.mul_(watched.unsqueeze(1))  # an ignored pixel is no error: not in the update, nor the heatmap
+        places = regions.watched_positions(watched)  # (B, h/8, w/8)
     error_map = error[:, 0] if error.shape[1] == 1 else error.mean(dim=1)  # (B, H, W), a view for grey
-    worst_error = [regions.worst_window(error_map, k) for k in error_windows]
-    worst_distance = [regions.worst_window(distance_map, k) for k in distance_windows]
+    if watched is None:
+        worst_error = [regions.worst_window(error_map, k) for k in error_windows]
+        worst_distance = [regions.worst_window(distance_map, k) for k in distance_windows]
+        frame_error, frame_distance = error_map.mean(dim=(1, 2)), distance_map.mean(dim=(1, 2))
+        floor = distance_map.flatten(1).median(dim=1).values
+    else:
+        worst_error = [regions.worst_window(error_map, k, watched) for k in error_windows]
+        worst_distance = [regions.worst_window(distance_map, k, places) for k in distance_windows]
+        frame_error = regions.worst_window(error_map, 0, watched).value
+        frame_distance = regions.worst_window(distance_map, 0, places).value
+        floor = regions.worst_window(distance_map, 1, places).typical  # median over the watched positions
     learn = weighted_error(pred, target, error) < update_threshold  # (B,)
     if learn.any():
         items = torch.where(learn[:, None, None], memory.update(queries, items, scores), items)
     return StepScores(
-        _to_psnr(error_map.mean(dim=(1, 2))),
-        distance_map.mean(dim=(1, 2)),
+        _to_psnr(frame_error),
+        frame_distance,
         _to_psnr(torch.stack([r.value for r in worst_error], dim=1)),
         torch.stack([r.value for r in worst_distance], dim=1),
-        distance_map.flatten(1).median(dim=1).values,
+        floor,
         torch.stack([r.box for r in worst_error], dim=1),
         torch.stack([r.box for r in worst_distance], dim=1) * regions.QUERY_STRIDE,
         pred,
@@ -144,12 +159,14 @@ def score_clips(
     progress: bool = False,
     error_windows: Sequence[int] = (0,),
     distance_windows: Sequence[int] = (0,),
+    watched: Tensor | None = None,
 ) -> list[ClipScores]:
     """Score every frame of every clip as a live stream would see it: in order, one memory copy per clip.
 
     Clips advance in lockstep so each step batches one window from up to `batch_size` clips,
     the same cross-stream batching the service does. Region measures come for every window side
-    asked for (validation compares several in one pass).
+    asked for (validation compares several in one pass). `watched` (H, W): one camera mask for every clip
+    (see score_step).
     """
     from tqdm import tqdm
 
@@ -170,7 +187,10 @@ def score_clips(
             windows = np.stack([group[i].frames[t : t + window] for i in active])  # (k, window, H, W, ch)
             inputs, target = window_tensors(windows, config, device)
             index = torch.tensor(active, device=device)
-            step = score_step(model, inputs, target, items[index], update_threshold, error_windows, distance_windows)
+            where = None if watched is None else watched.to(device).expand(len(active), -1, -1)
+            step = score_step(
+                model, inputs, target, items[index], update_threshold, error_windows, distance_windows, where
+            )
             items[index] = step.items
             row = (
                 torch.cat(

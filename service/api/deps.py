@@ -25,6 +25,7 @@ from service.core.settings import Settings
 from service.core.store import Store
 from service.pipeline.clips import ClipManager
 from service.pipeline.host import HostedModel, ModelHost
+from service.pipeline.masks import Polygon
 from service.runtime import Runtime
 
 
@@ -38,6 +39,7 @@ class StreamApi(Protocol):
     def start_calibration(self, seconds: float) -> dict[str, Any]: ...
     def calibration_state(self) -> dict[str, Any]: ...
     def reset_calibration(self) -> object: ...
+    def set_mask(self, polygons: list[Polygon]) -> dict[str, Any]: ...
 
 
 class StreamsApi(Protocol):
@@ -49,7 +51,7 @@ class StreamsApi(Protocol):
     def list(self) -> list[StreamApi]: ...
     def start(
         self, url: str, name: str, model: HostedModel, fps_cap: float | None = None,
-        alerts: dict[str, Any] | None = None,
+        alerts: dict[str, Any] | None = None, *, mask: list[Polygon] | None = None,
     ) -> StreamApi: ...  # fmt: skip
     def delete(self, id: str) -> None: ...
 

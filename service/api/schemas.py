@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -11,6 +11,24 @@ from model.calibration import Calibration
 from service.core.messages import ClipState, FrameScore
 from service.core.policy import NETWORK_SCHEMES
 from service.core.settings import check_thresholds
+
+Fraction = Annotated[float, Field(ge=0, le=1)]
+MaskPolygon = Annotated[
+    list[tuple[Fraction, Fraction]],
+    Field(min_length=3, max_length=100, description="[x, y] points, fractions of the frame's width and height"),
+]
+Mask = Annotated[list[MaskPolygon], Field(max_length=32, description="Polygons the score ignores; [] for none")]
+
+
+class MaskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    polygons: Mask
+
+
+class MaskOut(BaseModel):
+    polygons: list[list[tuple[float, float]]]
+    watched: float = Field(description="share of the frame the score looks at (at least 0.1)")
 
 
 class StreamCreate(BaseModel):
@@ -24,6 +42,7 @@ class StreamCreate(BaseModel):
     alert_off: float | None = Field(None, ge=0, le=1)
     alert_on_frames: int | None = Field(None, ge=1, le=10_000)
     alert_off_frames: int | None = Field(None, ge=1, le=10_000)
+    mask: Mask = []
 
     @field_validator("url")
     @classmethod
@@ -84,6 +103,7 @@ class StreamOut(BaseModel):
     calibration: Literal["model", "collecting", "fitted"] = Field(
         "model", description="scores normalized by the checkpoint's calibration, or one fitted on this stream"
     )
+    mask: MaskOut = MaskOut(polygons=[], watched=1.0)
 
 
 class StreamCreated(BaseModel):

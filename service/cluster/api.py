@@ -32,6 +32,7 @@ from service.core.settings import Settings
 from service.pipeline.clips import ClipManager
 from service.pipeline.engine import Engine
 from service.pipeline.host import HostedModel, ModelHost
+from service.pipeline.masks import Polygon, watched_share
 from service.pipeline.streams import alert_policy
 from service.runtime import Runtime
 
@@ -47,8 +48,10 @@ class NotInCluster(Conflict):
 class ClusterStream:
     """What the routers read of a stream on an API node: its row, and what the bus said of it lately."""
 
-    def __init__(self, row: dict[str, Any], seen: dict[str, Any], policy: dict[str, Any], live: LiveView) -> None:
-        self.row, self.seen, self.policy = row, seen, policy
+    def __init__(
+        self, row: dict[str, Any], seen: dict[str, Any], policy: dict[str, Any], live: LiveView, mask: list[Polygon]
+    ) -> None:
+        self.row, self.seen, self.policy, self.mask = row, seen, policy, mask
         self.id = row["id"]
         self.live = live  # recent scores from the bus; pictures stay on the shard: latest.jpg answers 404 here
 
@@ -62,6 +65,7 @@ class ClusterStream:
             "frames_dropped": 0, "window_restarts": 0, "reconnects": 0, "reconnect_delay_s": 0.0,
             "last_score": seen.get("score"), "calibration": "model",
             "alert": {**self.policy, "open": bool(seen.get("in_alert"))},
+            "mask": {"polygons": self.mask, "watched": round(watched_share(self.mask), 4)},
         }  # fmt: skip
 
     def start_calibration(self, seconds: float) -> dict[str, Any]:
@@ -72,6 +76,9 @@ class ClusterStream:
 
     def reset_calibration(self) -> Published:
         raise NotInCluster("calibration on a stream's own footage")
+
+    def set_mask(self, polygons: list[Polygon]) -> dict[str, Any]:
+        raise NotInCluster("changing a running camera's mask (give it when adding the camera)")
 
 
 class ClusterStreams:
@@ -110,7 +117,7 @@ class ClusterStreams:
         with self._lock:
             seen = dict(self._seen.get(row["id"], {}))
             live = self._views.setdefault(row["id"], LiveView())
-        return ClusterStream(row, seen, self._policy(row), live)
+        return ClusterStream(row, seen, self._policy(row), live, self.store.mask(row["id"]))
 
     def get(self, id: str) -> ClusterStream:
         row = self.store.stream(id)
@@ -124,11 +131,14 @@ class ClusterStreams:
     def start(
         self, url: str, name: str, model: HostedModel, fps_cap: float | None = None,
         alerts: dict[str, Any] | None = None, origin: str = "api", id: str | None = None, persist: bool = True,
+        mask: list[Polygon] | None = None,
     ) -> ClusterStream:  # fmt: skip
         """Add the camera to the streams table; the coordinator puts it on a shard within a moment."""
         if len(self.store.streams()) >= self.settings.max_streams:
             raise StreamLimit(self.settings.max_streams)
         id = id or uuid.uuid4().hex[:12]
+        watched_share(mask or [])  # refused before anything is stored
+        self.store.set_mask(id, mask or [])  # before the row: the shard that runs it reads the mask at start
         self.store.add_stream(id, url, name, model.name, fps_cap, alerts or {})
         return self.get(id)
 
@@ -139,6 +149,7 @@ class ClusterStreams:
         self.store.delete_stream(id)
         self.store.delete_alerts(stream_id=id)
         self.store.delete_calibration(id)
+        self.store.set_mask(id, [])
         with self._lock:  # (a camera deleted through another API node keeps its few recent scores here)
             self._seen.pop(id, None)
             self._views.pop(id, None)

@@ -116,6 +116,9 @@ class ShardStore:
         self._fenced(stream_id, "delete_calibration",
                        "DELETE FROM calibrations WHERE stream_id = %s", (stream_id,))  # fmt: skip
 
+    def mask(self, stream_id: str) -> list[list[list[float]]]:
+        return self.pg.mask(stream_id)
+
     def reserve_alert_id(self) -> int:
         return self.pg.reserve_alert_id()
 

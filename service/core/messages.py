@@ -170,6 +170,15 @@ class Calibrated(Message):
     alert: AlertThresholds
 
 
+class Masked(Message):
+    """A stream's mask changed: from the next frame on, the score ignores these polygons (service.pipeline.masks)."""
+
+    type: Literal["mask"] = "mask"
+    stream: str
+    polygons: list[list[tuple[float, float]]] = Field(description="x, y fractions of the frame; [] = no mask")
+    watched: float = Field(description="share of the frame the score looks at")
+
+
 class Dropped(Message):
     """This subscriber was too slow: it lost `dropped` messages (the oldest) since the last notice."""
 
@@ -188,7 +197,7 @@ class ClipDone(ClipState, _ClipDoneHead):
     """An uploaded clip's job ended (done or failed): its state, as GET /api/clips/{id}?scores=false."""
 
 
-AnyMessage = StreamScore | ClipScoreMessage | AlertOpen | AlertClose | Calibrated | Dropped | ClipDone
+AnyMessage = StreamScore | ClipScoreMessage | AlertOpen | AlertClose | Calibrated | Masked | Dropped | ClipDone
 Published = list[tuple[str, Message]]  # (topic, message) pairs handed to the bus
 
 _ANY: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)

@@ -28,6 +28,9 @@ CREATE TABLE IF NOT EXISTS streams (
 CREATE TABLE IF NOT EXISTS calibrations (
     stream_id TEXT PRIMARY KEY, model TEXT NOT NULL, calibration TEXT NOT NULL, fitted_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS masks (
+    stream_id TEXT PRIMARY KEY, polygons TEXT NOT NULL, set_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, stream_id TEXT NOT NULL, model TEXT NOT NULL,
     start_time REAL NOT NULL, end_time REAL, start_frame INTEGER NOT NULL, end_frame INTEGER,
@@ -62,6 +65,14 @@ class Store(Protocol):
         ...
 
     def delete_calibration(self, stream_id: str) -> None: ...
+
+    # a stream's mask (service.pipeline.masks)
+    def set_mask(self, stream_id: str, polygons: list) -> None:
+        """Store the stream's polygons; an empty list removes its mask."""
+
+    def mask(self, stream_id: str) -> list[list[list[float]]]:
+        """The stream's stored polygons ([] if it has none)."""
+        ...
 
     # alert episodes
     def reserve_alert_id(self) -> int:
@@ -180,6 +191,21 @@ class SqlStore(ABC):
 
     def delete_calibration(self, stream_id: str) -> None:
         self._exec("DELETE FROM calibrations WHERE stream_id = ?", (stream_id,))
+
+    # a stream's mask (table added after v0.1, CREATE IF NOT EXISTS migrates)
+    def set_mask(self, stream_id: str, polygons: list) -> None:
+        if not polygons:
+            self._exec("DELETE FROM masks WHERE stream_id = ?", (stream_id,))
+            return
+        self._exec(
+            "INSERT INTO masks VALUES (?, ?, ?) ON CONFLICT (stream_id) DO UPDATE SET"
+            " polygons = EXCLUDED.polygons, set_at = EXCLUDED.set_at",
+            (stream_id, json.dumps(polygons), time.time()),
+        )
+
+    def mask(self, stream_id: str) -> list[list[list[float]]]:
+        rows = self._all("SELECT polygons FROM masks WHERE stream_id = ?", (stream_id,))
+        return json.loads(rows[0]["polygons"]) if rows else []
 
     # alerts
     def open_alert(

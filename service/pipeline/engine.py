@@ -73,6 +73,9 @@ class Lane:
     items: torch.Tensor = field(init=False)  # (M, C) this lane's memory copy
     calibration: Calibration = field(init=False)  # scores this lane's frames: the model's unless replaced
     gaps: int = 0  # window restarts after dropped frames
+    # (H, W) on the model's device, the share of each pixel the score may look at (service.pipeline.masks);
+    # None: the whole frame. Replaced whole by the API thread; the engine reads it once per batch
+    watched: torch.Tensor | None = field(init=False, default=None)
     _medians: RunningMedians | None = field(init=False, default=None)  # this stream's past measures (drift)
 
     def __post_init__(self) -> None:
@@ -227,6 +230,11 @@ class Engine:
         inputs, target = window_tensors(batch[:n], c, model.device)  # (n, T*ch, H, W), (n, ch, H, W)
         items = torch.stack([lane.items for lane, _, _ in entries])
         where = model.calibration.regions  # a stream's own fit keeps its model's windows
+        masks = [lane.watched for lane, _, _ in entries]
+        watched = None
+        if any(m is not None for m in masks):
+            everywhere = torch.ones((c.height, c.width), device=model.device)
+            watched = torch.stack([everywhere if m is None else m for m in masks])  # (n, H, W)
         step = score_step(
             model.inference,
             inputs,
@@ -235,6 +243,7 @@ class Engine:
             model.update_threshold,
             (where.error_window,),
             (where.distance_window,),
+            watched,
         )
         psnr, distance = step.psnr.cpu().numpy(), step.distance.cpu().numpy()
         region_psnr, region_distance = step.region_psnr[:, 0].cpu().numpy(), step.region_distance[:, 0].cpu().numpy()

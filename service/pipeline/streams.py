@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import torch
+
 from model.calibration import Calibration
 from service.alerts.episodes import Episodes
 from service.alerts.machine import AlertPolicy
@@ -21,7 +23,7 @@ from service.alerts.writer import AlertWriter
 from service.capture.buffer import FrameBuffer
 from service.capture.sources import Reader, ReaderHooks, limit_probe, redact
 from service.core.exceptions import StreamLimit, StreamNotFound
-from service.core.messages import AlertThresholds, Calibrated, Published, StreamScore
+from service.core.messages import AlertThresholds, Calibrated, Masked, Published, StreamScore
 from service.core.metrics import Metrics
 from service.core.policy import SourcePolicy
 from service.core.settings import Settings
@@ -29,6 +31,7 @@ from service.core.store import Store
 from service.pipeline.calibration import StreamCalibration
 from service.pipeline.engine import Engine, Lane, Scored
 from service.pipeline.host import HostedModel
+from service.pipeline.masks import Polygon, watched_map, watched_share
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,8 @@ class Stream:
     live: LiveView = field(default_factory=LiveView)
     calibration: StreamCalibration | None = None  # None: scores with the model's, fixed (unit tests)
     policy_for: Callable[[Calibration], AlertPolicy] | None = None  # the stream's alert policy under a calibration
+    mask: list[Polygon] = field(default_factory=list)  # what the score ignores (service.pipeline.masks)
+    watched: float = 1.0  # the share of the frame the score looks at under `mask`
     _calibration_lock: threading.Lock = field(default_factory=threading.Lock)  # engine thread vs API
 
     def __post_init__(self) -> None:
@@ -172,6 +177,33 @@ class Stream:
             self._use_calibration()
         self.writer.flush()
 
+    # the mask (pipeline/masks.py) ----------------------------------------------------------------------------
+    def use_mask(self, polygons: list[Polygon]) -> None:
+        """Score without these polygons from the next frame on; MaskRefused (nothing changed) if they leave too
+        little of the frame."""
+        self.watched = watched_share(polygons)
+        self.mask = polygons
+        watched = None
+        if polygons:
+            c = self.model.config
+            watched = torch.from_numpy(watched_map(polygons, c.height, c.width)).to(self.model.device)
+        if self.lane is not None:
+            self.lane.watched = watched
+
+    def set_mask(self, polygons: list[Polygon]) -> dict[str, Any]:
+        """use_mask, stored and told to subscribers. API thread: returns once the mask is stored and the `mask`
+        message published."""
+        self.use_mask(polygons)
+        log.info("stream %s: mask of %d polygons, %.1f%% of the frame watched", self.id, len(polygons),
+                 100 * self.watched)  # fmt: skip
+        self.writer.submit([partial(self.store.set_mask, self.id, polygons)],
+                           [(stream_topic(self.id), Masked(stream=self.id, **self.describe_mask()))])  # fmt: skip
+        self.writer.flush()
+        return self.describe_mask()
+
+    def describe_mask(self) -> dict[str, Any]:
+        return {"polygons": self.mask, "watched": round(self.watched, 4)}
+
     def end(self, reason: str | None = None) -> bool:
         """The stream stops (the engine no longer scores it): an open episode ends, stored with `reason` and its
         picture (nothing is published). Whether one was open."""
@@ -198,6 +230,7 @@ class Stream:
             "reconnects": r.reconnects if r else 0, "reconnect_delay_s": r.backoff_s if r else 0.0,
             "last_score": self.last_score,
             "calibration": self.calibration.state if self.calibration is not None else "model",
+            "mask": self.describe_mask(),
             "alert": {"on": self.policy.on, "off": self.policy.off, "on_frames": self.policy.on_frames,
                       "off_frames": self.policy.off_frames, "open": self.episodes.open},
         }  # fmt: skip
@@ -269,9 +302,10 @@ class StreamManager:
     def start(
         self, url: str, name: str, model: HostedModel, fps_cap: float | None = None,
         alerts: dict[str, Any] | None = None, origin: str = "api", id: str | None = None, persist: bool = True,
-        standby: Reader | None = None,
+        standby: Reader | None = None, mask: list[Polygon] | None = None,
     ) -> Stream:  # fmt: skip
-        """Start scoring a stream; `standby`: a reader of it already connected (see Reader.attach) to take over."""
+        """Start scoring a stream; `standby`: a reader of it already connected (see Reader.attach) to take over;
+        `mask`: polygons the score ignores (None: the stream's stored mask, if any)."""
         with self._lock:
             if len(self._streams) >= self.settings.max_streams:
                 raise StreamLimit(self.settings.max_streams)
@@ -281,13 +315,17 @@ class StreamManager:
             stream = Stream(id, url, name, model, fps_cap, policy, origin, self.store, self.metrics, self.writer,
                             self.snapshots, calibration=own,
                             policy_for=lambda c: self.policy(model, alerts, c))  # fmt: skip
+            stream.use_mask(self.store.mask(id) if mask is None else mask)  # refused before anything is stored
             if persist:
                 self.store.add_stream(id, url, name, model.name, fps_cap, alerts or {})
+            if mask:
+                self.store.set_mask(id, mask)
             self._streams[id] = stream
         s, m = self.settings, self.metrics
         stream.lane = self.engine.add_lane(
             f"stream:{id}", model, s.frame_buffer, stream, own.current, s.max_lag_ms / 1000
         )
+        stream.use_mask(stream.mask)  # now on the lane
         hooks = ReaderHooks(
             read=m.frames_read.labels(id).inc, dropped=m.frames_dropped.labels(id).inc,
             error=m.decode_errors.labels(id).inc, reconnect=m.reconnects.labels(id).inc,
@@ -325,6 +363,7 @@ class StreamManager:
         def forget() -> None:  # after the stream's last writes, in the writer's order
             if stream.origin == "api":
                 self.store.delete_stream(id)
+            self.store.set_mask(id, [])
             removed = self.store.delete_alerts(stream_id=id)  # its alerts and their pictures go with it
             if self.snapshots is not None:
                 self.snapshots.delete(removed)

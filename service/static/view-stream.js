@@ -1,8 +1,9 @@
-// #/streams/<id>: the live picture with its heatmap, the score chart, calibration and alerts of one stream.
+// #/streams/<id>: the live picture with its heatmap, the score chart, calibration, mask and alerts of one stream.
 import { api, apiResponse, releaseImages, socket } from "./api.js";
 import { calibrationPanel } from "./calibration.js";
 import { COLORS, drawChart } from "./charts.js";
 import { banner, clock, fmt, h, sleep, throttled } from "./dom.js";
+import { maskPanel } from "./mask.js";
 import { alertTable } from "./view-alerts.js";
 import { stateBadge, streamStats } from "./view-streams.js";
 
@@ -28,7 +29,9 @@ export async function streamView(root, id) {
   const calibration = calibrationPanel(id, async () => { // new thresholds: the chart's lines follow
     try { info = await api(`/api/streams/${id}`); renderHead(); draw(); } catch (_) { /* the next poll */ }
   });
-  root.append(title, head, calibration.el,
+  const mask = maskPanel(id, pictureCanvas);
+  mask.update(info.mask);
+  root.append(title, head, calibration.el, mask.el,
     h("div", { class: "stream-view" },
       h("div", {}, h("h2", {}, "Live picture ", h("label", { class: "muted" }, heatToggle, " heatmap")),
         h("div", { class: "picture" }, pictureCanvas, caption)),
@@ -93,6 +96,8 @@ export async function streamView(root, id) {
         renderHead();
         draw();
         calibration.update(m);
+      } else if (m.type === "mask") {
+        mask.update(m);
       } else if (m.type === "alert_open" || m.type === "alert_close") {
         episodes.set(m.id, [m.start_time, m.end_time]);
         clearTimeout(alertsDirty);
@@ -126,6 +131,7 @@ export async function streamView(root, id) {
           }
           ctx.drawImage(bitmap, 0, 0);
           bitmap.close();
+          mask.draw(ctx);
           pictureCanvas.dataset.loaded = String(Number(pictureCanvas.dataset.loaded || 0) + 1);
           caption.textContent = `frame ${response.headers.get("x-frame")} · score ${fmt(response.headers.get("x-score"))}` +
             ` · ${clock(Number(response.headers.get("x-captured")))}`;

@@ -27,6 +27,9 @@ WINDOW = 5  # the tiny model's window: 4 past frames and the current one
 HANDOVER_LOST_BAR = 3
 
 
+LEFT_HALF = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
+
+
 def test_cameras_survive_a_node_and_a_paused_shard(
     ray_nodes, postgres, pg_dsn: str, redis_server: parts.Redis, tiny_models: Path, camera_clips, rtsp_cameras,
     tmp_path: Path,
@@ -56,6 +59,8 @@ def test_cameras_survive_a_node_and_a_paused_shard(
         for i, url in enumerate(urls):
             # on = off = 0: every camera opens an alert within 3 frames and keeps it open (deterministic)
             body = {"url": url, "name": f"cam-{i}", "alert_on": 0.0, "alert_off": 0.0}
+            if i == 3:  # masked over its left half: the shard that runs it reads the mask at start
+                body["mask"] = [LEFT_HALF]
             r = httpx.post(f"{apis[0].base}/api/streams", json=body, timeout=30)
             assert r.status_code == 201, r.text
             ids.append(r.json()["id"])
@@ -78,6 +83,12 @@ def test_cameras_survive_a_node_and_a_paused_shard(
                        (store.load_checkpoint(i) for i in ids))  # fmt: skip
 
         step("scores on all 8 sockets")
+        masked = httpx.get(f"{apis[1].base}/api/streams/{ids[3]}", timeout=30).json()["mask"]
+        assert masked["polygons"] == [LEFT_HALF] and masked["watched"] == pytest.approx(0.5, abs=0.01)
+        assert all(m["box"][0] + m["box"][2] / 2 >= 0.5 for f in stream_feeds if f.url.endswith(ids[3])
+                   for _, m in f.scores())  # fmt: skip
+        r = httpx.put(f"{apis[0].base}/api/streams/{ids[3]}/mask", json={"polygons": []}, timeout=30)
+        assert r.status_code == 409 and "cluster mode" in r.json()["detail"], r.text
         # recent scores over REST on the other API node too, from what the bus brought it
         recent = httpx.get(f"{apis[1].base}/api/streams/{ids[0]}/scores", params={"limit": 5}, timeout=10)
         frames = [s["frame"] for s in recent.json()]

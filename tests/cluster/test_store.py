@@ -102,6 +102,10 @@ def test_the_shared_sql_answers_alike_on_both_dialects(store, tmp_path) -> None:
         s.add_stream("s1", "rtsp://a", "one", "m", None, {"on": 0.5})
         s.set_calibration("s1", "m", {"a": 1}, 1.0)
         s.set_calibration("s1", "m", {"a": 2}, 2.0)  # replaces
+        s.set_mask("s1", [[[0, 0], [1, 0], [1, 0.5]]])
+        s.set_mask("s1", [[[0, 0], [0.5, 0], [0.5, 0.5]], [[0.9, 0.9], [1, 0.9], [1, 1]]])  # replaces
+        s.set_mask("s2", [[[0, 0], [1, 0], [1, 0.5]]])
+        s.set_mask("s2", [])  # removes
         ids = [s.reserve_alert_id() for _ in range(3)]
         for i, id in enumerate(ids):
             s.open_alert(id, "s1", "m", 10.0 + i, i, 0.5, i)
@@ -117,7 +121,8 @@ def test_the_shared_sql_answers_alike_on_both_dialects(store, tmp_path) -> None:
         rel = {id: n for n, id in enumerate(ids)}  # the dialects number alerts differently
         return [
             [{k: v for k, v in r.items() if k != "created"} for r in s.streams()], s.stream("nope"),
-            s.calibration("s1")["calibration"], snapshots, closed, s.open_alert_count(), total,
+            s.calibration("s1")["calibration"], s.mask("s1"), s.mask("s2"), s.mask("nope"), snapshots, closed,
+            s.open_alert_count(), total,
             [(rel[r["id"]], r["end_time"], r["end_frame"], r["closed_reason"]) for r in page],
             sorted((rel[r["id"]], r["thumbnail"]) for r in deleted), sorted(rel[i] for i in s.alert_ids()),
             sorted(r["id"] for r in s.clips_in(("queued", "done"))), s.clips_in(()), s.clip_counts(),

@@ -87,3 +87,55 @@ def test_position_distance_is_the_per_query_mean_square_on_the_query_grid() -> N
 def test_negative_window_is_refused() -> None:
     with pytest.raises(ValueError):
         Regions(-1, 0)
+
+
+def watched_reference(values: np.ndarray, watched: np.ndarray, size: int) -> tuple[float, tuple[int, ...], float]:
+    """The same loop under a mask: each window's mean over its watched share, windows under half watched left
+    out (unless none is at least half watched: then every window with a watched place counts)."""
+    h, w = values.shape
+    kh, kw, stride = min(size, h), min(size, w), max(1, size // 2)
+    windows = []
+    for y in range(0, h - kh + 1, stride):
+        for x in range(0, w - kw + 1, stride):
+            share = watched[y : y + kh, x : x + kw].mean()
+            mean = (values * watched)[y : y + kh, x : x + kw].mean() / max(share, 1e-12)
+            windows.append((share, mean, (x, y, kw, kh)))
+    counted = [wd for wd in windows if wd[0] >= 0.5] or [wd for wd in windows if wd[0] > 0]
+    best = max(counted, key=lambda wd: wd[1])  # first of equals, as torch.max
+    means = sorted(wd[1] for wd in counted)
+    return float(best[1]), best[2], float(means[(len(means) - 1) // 2])
+
+
+@pytest.mark.parametrize("size", [1, 3, 8, 12, 24])
+def test_worst_window_under_a_mask_matches_a_plain_loop(size: int) -> None:
+    g = torch.Generator().manual_seed(100 + size)
+    maps = torch.rand(3, 32, 48, generator=g).pow(4)
+    watched = torch.ones(3, 32, 48)
+    watched[0, :, :20] = 0  # a band
+    watched[1] = (torch.rand(32, 48, generator=g) > 0.3).float()  # speckle
+    watched[2, 10:20, 10:30] = 0.25  # a soft edge (a polygon's side through pixels)
+    got = worst_window(maps, size, watched)
+    for b in range(3):
+        value, box, typical = watched_reference(maps[b].numpy(), watched[b].numpy(), size)
+        assert got.value[b].item() == pytest.approx(value, rel=1e-5)
+        assert tuple(got.box[b].tolist()) == box
+        assert got.typical[b].item() == pytest.approx(typical, rel=1e-5)
+
+
+def test_a_masked_spot_no_longer_sets_the_score_and_a_full_mask_changes_nothing() -> None:
+    maps = torch.full((1, 64, 96), 0.001)
+    maps[0, 0:8, 80:96] = 0.5  # a clock in the corner, changing every frame
+    maps[0, 40:48, 16:24] = 0.1  # a cart
+    watched = torch.ones(1, 64, 96)
+    assert worst_window(maps, 8).box[0].tolist() == [80, 0, 8, 8]  # the clock wins unmasked
+    watched[0, 0:8, 80:96] = 0
+    got = worst_window(maps, 8, watched)
+    assert got.value.item() == pytest.approx(0.1) and got.box[0].tolist() == [16, 40, 8, 8]
+    whole = worst_window(maps, 0, watched)
+    assert whole.value.item() == pytest.approx((maps * watched).sum().item() / watched.sum().item())
+    everywhere = torch.ones(1, 64, 96)
+    for size in (0, 8, 12):
+        plain, masked = worst_window(maps, size), worst_window(maps, size, everywhere)
+        torch.testing.assert_close(masked.value, plain.value)
+        torch.testing.assert_close(masked.typical, plain.typical)
+        assert torch.equal(masked.box, plain.box)

@@ -130,6 +130,33 @@ def test_score_step_region_measures_come_from_the_same_error_map_and_matching() 
     assert step.distance_box[:, 1, 2:].eq(8).all()  # one query position covers 8x8 pixels
 
 
+def test_score_step_under_a_mask_scores_the_watched_pixels_only() -> None:
+    """An operator's mask (watched): every measure leaves the masked pixels out; all-watched changes nothing."""
+    torch.manual_seed(0)
+    model = MemoryAE(SMALL).eval()
+    x, target = torch.rand(2, 4, 16, 24) * 2 - 1, torch.rand(2, 1, 16, 24) * 2 - 1
+    items = model.items.expand(2, -1, -1).clone()
+    args = (model, x, target, items, 0.01, (0, 8), (0, 1))
+    plain, everywhere = score_step(*args), score_step(*args, watched=torch.ones(2, 16, 24))
+    for a, b in zip(plain, everywhere):
+        torch.testing.assert_close(a, b)
+    watched = torch.ones(2, 16, 24)
+    watched[:, :, 16:] = 0  # the right third, two query columns of three
+    step = score_step(*args, watched=watched)
+    out = model(x, items)
+    error = ((out.frame - target) / 2).square()[:, 0]
+    left = error[:, :, :16]
+    torch.testing.assert_close(step.psnr, 10 * torch.log10(1 / left.mean(dim=(1, 2))))
+    worst = torch.nn.functional.avg_pool2d(left[:, None], 8, 4).flatten(1).amax(1)  # windows wholly on the left
+    torch.testing.assert_close(step.region_psnr[:, 1], 10 * torch.log10(1 / worst))
+    assert step.error[:, :, :, 16:].eq(0).all() and torch.equal(step.error[:, 0, :, :16], left)
+    per_position = (out.queries - memory.nearest_item(out.queries, items)).pow(2).mean(-1).view(2, 2, 3)[:, :, :2]
+    torch.testing.assert_close(step.distance, per_position.mean(dim=(1, 2)))
+    torch.testing.assert_close(step.region_distance[:, 1], per_position.flatten(1).amax(1))
+    torch.testing.assert_close(step.distance_floor, per_position.flatten(1).median(1).values)
+    assert step.error_box[:, 1, 0].add(step.error_box[:, 1, 2]).le(16).all()  # the box lies in the watched part
+
+
 def test_relative_distance_divides_by_the_frames_median() -> None:
     from model.scoring import ClipScores
 

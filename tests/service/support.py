@@ -19,9 +19,13 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, message: str = "c
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
 
 
-def reference_scores(models_dir: Path, frames: np.ndarray) -> dict[int, tuple[float, float, float]]:
+def reference_scores(
+    models_dir: Path, frames: np.ndarray, watched: np.ndarray | None = None
+) -> dict[int, tuple[float, float, float]]:
     """What `evaluate` computes in streaming mode (score_clips + the calibration) for these decoded frames:
-    clip frame index -> (score, psnr, distance)."""
+    clip frame index -> (score, psnr, distance). `watched`: a stream's mask, (H, W) at the model's size."""
+    import torch
+
     from model import checkpoint
     from model.data import Clip, preprocess
     from model.scoring import UPDATE_THRESHOLD, score_clips
@@ -33,6 +37,7 @@ def reference_scores(models_dir: Path, frames: np.ndarray) -> dict[int, tuple[fl
     (scored,) = score_clips(
         net, [clip], UPDATE_THRESHOLD[ckpt.config.variant],
         error_windows=(where.error_window,), distance_windows=(where.distance_window,),
+        watched=None if watched is None else torch.from_numpy(watched),
     )  # fmt: skip
     score = ckpt.calibration.clip_scores(scored)
     return {

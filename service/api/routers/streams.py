@@ -11,7 +11,16 @@ from service.alerts.views import View
 from service.api.deps import HostDep, MetricsDep, StreamsApi, StreamsDep
 from service.api.errors import responses
 from service.api.params import Overlay, Width
-from service.api.schemas import CalibrationOut, CalibrationStart, ScorePoint, StreamCreate, StreamCreated, StreamOut
+from service.api.schemas import (
+    CalibrationOut,
+    CalibrationStart,
+    MaskIn,
+    MaskOut,
+    ScorePoint,
+    StreamCreate,
+    StreamCreated,
+    StreamOut,
+)
 from service.capture.sources import redact
 from service.core.exceptions import FrameNotFound
 from service.core.metrics import Metrics
@@ -46,7 +55,7 @@ def create_stream(body: StreamCreate, host: HostDep, streams: StreamsDep, metric
     model = host.get(body.model)
     _check_source(streams, metrics, body.url)
     try:
-        stream = streams.start(body.url, body.name, model, body.fps_cap, body.alert_overrides())
+        stream = streams.start(body.url, body.name, model, body.fps_cap, body.alert_overrides(), mask=body.mask)
     except ValueError as e:  # e.g. inconsistent thresholds with the calibration defaults
         raise HTTPException(422, str(e)) from None
     return {"id": stream.id}
@@ -130,3 +139,18 @@ def reset_calibration(stream_id: str, streams: StreamsDep) -> dict:
     stream = streams.get(stream_id)
     stream.reset_calibration()
     return stream.calibration_state()
+
+
+@router.get("/{stream_id}/mask", response_model=MaskOut)
+def get_mask(stream_id: str, streams: StreamsDep) -> dict:
+    """The polygons the stream's score ignores, and the share of the frame it looks at."""
+    return streams.get(stream_id).describe()["mask"]
+
+
+@router.put("/{stream_id}/mask", response_model=MaskOut, responses=responses(409))
+def set_mask(stream_id: str, body: MaskIn, streams: StreamsDep) -> dict:
+    """Replace the stream's mask: from the next frame on, its score, memory update and heatmap leave these
+    polygons out (a clock burnt into the picture, a road, a tree in the wind). `[]` removes it. 422 if it leaves
+    less than a tenth of the frame. Stored: it survives restarts. The stream's WebSocket says `{"type": "mask"}`.
+    A fitted calibration stays; calibrate again if the masked part was busy while it collected."""
+    return streams.get(stream_id).set_mask(body.polygons)

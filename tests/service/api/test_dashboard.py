@@ -332,6 +332,76 @@ def test_dashboard_calibrates_a_stream_on_its_own_footage(serve_factory, rtsp_fa
         ui.close()
 
 
+def test_dashboard_masks_part_of_a_stream(serve_factory, browser, h264_clip) -> None:
+    """An operator masks the top-right corner by clicking its corners on the live picture: the polygon saved is
+    where the clicks were; a mask that leaves too little is refused with the service's reason and nothing
+    changes; another operator's change arrives over the WebSocket; Clear all and Save remove it."""
+    server = serve_factory("--stream", str(h264_clip))
+    with server.client() as c:
+        sid = wait_for(lambda: c.get("/api/streams").json(), 10, message="stream")[0]["id"]
+
+    def mask() -> dict:
+        with server.client() as c:
+            return c.get(f"/api/streams/{sid}/mask").json()
+
+    ui = Page(browser, server.base)
+    page = ui.page
+
+    def draw(*corners: tuple[float, float]) -> None:
+        box = page.locator("#live-picture").bounding_box()
+        for x, y in corners:
+            page.click("#live-picture", position={"x": x * box["width"], "y": y * box["height"]})
+
+    try:
+        ui.goto(f"/streams/{sid}")
+        page.wait_for_selector("#mask[data-state='none']", timeout=10_000)
+        assert "whole frame" in page.text_content("#mask-detail")
+        ui.wait_number_above("#live-picture", "loaded", 0, 30)
+        page.click("#mask-edit")
+        page.wait_for_selector("#mask[data-state='drawing']")
+        assert page.is_disabled("#mask-close")
+        corner = [(0.7, 0.02), (0.98, 0.02), (0.98, 0.2), (0.7, 0.2)]
+        draw(*corner)
+        page.click("#mask-close")
+        assert "1 closed, 0 corners open" in page.text_content("#mask-detail")
+        ui.shot("mask-drawing")
+        page.click("#mask-save")
+        page.wait_for_selector("#mask[data-state='masked']", timeout=10_000)
+        saved = mask()
+        assert len(saved["polygons"]) == 1 and np.allclose(saved["polygons"][0], corner, atol=0.01), saved
+        assert f"looks at {round(saved['watched'] * 100)} % of the frame" in page.text_content("#mask-detail")
+        assert 0.9 < saved["watched"] < 0.96
+
+        # too much masked: the service's reason on the page, and the saved mask stays
+        page.click("#mask-edit")
+        page.click("#mask-clear")
+        draw((0.01, 0.01), (0.99, 0.01), (0.99, 0.99), (0.01, 0.99))
+        page.click("#mask-save")  # an open shape of 3+ corners is saved as one more polygon
+        page.wait_for_selector("#mask-error:has-text('at least 10% must stay watched')", timeout=5_000)
+        assert "HTTP 422" in page.text_content("#mask-error")
+        page.click("#mask-cancel")
+        assert page.get_attribute("#mask", "data-state") == "masked" and mask() == saved
+
+        # another operator adds an area: the page follows the stream's `mask` message
+        with server.client() as c:
+            both = [saved["polygons"][0], [[0, 0.8], [0.3, 0.8], [0.3, 1], [0, 1]]]
+            assert c.put(f"/api/streams/{sid}/mask", json={"polygons": both}).status_code == 200
+        page.wait_for_selector("#mask[data-polygons='2']", timeout=10_000)
+        assert "2 areas ignored" in page.text_content("#mask-detail")
+        ui.wait_number_above("#live-picture", "loaded", ui.number("#live-picture", "loaded"), 10)
+        ui.shot("mask-saved")
+
+        page.click("#mask-edit")
+        page.click("#mask-clear")
+        page.click("#mask-save")
+        page.wait_for_selector("#mask[data-state='none']", timeout=10_000)
+        assert mask() == {"polygons": [], "watched": 1.0}
+        provoked = [e for e in ui.errors if "Failed to load resource" in e and "422" in e]
+        assert len(provoked) <= 1 and [e for e in ui.errors if e not in provoked] == [], ui.errors
+    finally:
+        ui.close()
+
+
 def test_pictures_and_history_through_the_api(serve_factory, h264_clip) -> None:
     """Everything the page shows is in the documented API: live JPEG, heatmap PNG of the same size, score
     history, alerts with their stored peak frame, and the OpenAPI document lists them."""

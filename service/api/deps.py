@@ -26,6 +26,7 @@ from service.core.store import Store
 from service.pipeline.clips import ClipManager
 from service.pipeline.host import HostedModel, ModelHost
 from service.pipeline.masks import Polygon
+from service.pipeline.streams import StreamScoring
 from service.runtime import Runtime
 
 
@@ -40,6 +41,7 @@ class StreamApi(Protocol):
     def calibration_state(self) -> dict[str, Any]: ...
     def reset_calibration(self) -> object: ...
     def set_mask(self, polygons: list[Polygon]) -> dict[str, Any]: ...
+    def scoring(self) -> StreamScoring: ...
 
 
 class StreamsApi(Protocol):

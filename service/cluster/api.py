@@ -33,7 +33,7 @@ from service.pipeline.clips import ClipManager
 from service.pipeline.engine import Engine
 from service.pipeline.host import HostedModel, ModelHost
 from service.pipeline.masks import Polygon, watched_share
-from service.pipeline.streams import alert_policy
+from service.pipeline.streams import StreamScoring, alert_policy
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,9 @@ class ClusterStream:
 
     def set_mask(self, polygons: list[Polygon]) -> dict[str, Any]:
         raise NotInCluster("changing a running camera's mask (give it when adding the camera)")
+
+    def scoring(self) -> StreamScoring:
+        raise NotInCluster("scoring an upload as a camera")
 
 
 class ClusterStreams:

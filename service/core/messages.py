@@ -102,6 +102,9 @@ class ClipState(BaseModel):
     error: str | None
     progress: float
     model: str
+    stream: str | None = Field(
+        None, description="the stream it was scored as (its calibration, alert thresholds and mask), if any"
+    )
     fps: float | None
     frames_decoded: int
     frames_scored: int

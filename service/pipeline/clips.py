@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import torch
 
+from model.calibration import Calibration
 from model.data import preprocess
 from service.alerts.machine import AlertMachine, AlertPolicy, Episode
 from service.alerts.views import ClipMaps
@@ -34,6 +36,7 @@ from service.core.metrics import Metrics
 from service.core.store import Store
 from service.pipeline.engine import Engine, Scored
 from service.pipeline.host import HostedModel
+from service.pipeline.streams import StreamScoring
 
 log = logging.getLogger(__name__)
 CLIP_ID = re.compile(r"[0-9a-f]{16}")  # what new_path makes
@@ -77,6 +80,10 @@ class ClipJob:
     _finish_lock: threading.Lock = field(default_factory=threading.Lock)
     on_finish: Any = None  # callback(job) on the engine or reader thread
     maps: ClipMaps | None = None  # per-frame error maps, for the heatmap of any frame
+    # scored as a stream (POST /api/clips?stream=): its calibration and mask; None: the model's, the whole frame
+    stream: str | None = None
+    calibration: Calibration | None = None
+    watched: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.machine = AlertMachine(self.policy)
@@ -143,7 +150,7 @@ class ClipJob:
     def describe(self, scores: bool = True) -> dict[str, Any]:
         out = {
             "id": self.id, "status": self.status, "error": self.error, "progress": self.progress,
-            "model": self.model.name, "fps": self.fps, "frames_decoded": self.frames_decoded,
+            "model": self.model.name, "stream": self.stream, "fps": self.fps, "frames_decoded": self.frames_decoded,
             "frames_scored": len(self.scores), "summary": {"anomalous_segments": self.segments,
             "threshold_on": self.policy.on, "threshold_off": self.policy.off, "warnings": self.warnings()},
         }  # fmt: skip
@@ -263,7 +270,7 @@ class ClipManager:
         """A clip known only from its database row (failed, or done before a restart without its result)."""
         done = row["status"] == "done"
         return {"id": row["id"], "status": row["status"], "error": row["error"], "progress": 1.0 if done else 0.0,
-                "model": row["model"], "fps": None, "frames_decoded": 0, "frames_scored": 0,
+                "model": row["model"], "stream": None, "fps": None, "frames_decoded": 0, "frames_scored": 0,
                 "summary": {"anomalous_segments": [], "threshold_on": None, "threshold_off": None, "warnings": []},
                 "scores": []}  # fmt: skip
 
@@ -296,8 +303,12 @@ class ClipManager:
             self.metrics.upload_jobs.labels(state).set(counts.get(state, 0))
 
     def submit(self, id: str, path: Path, original: str | None, size: int, model: HostedModel, policy: AlertPolicy,
-               fps: float | None, frames_total: int) -> ClipJob:  # fmt: skip
+               fps: float | None, frames_total: int, stream: StreamScoring | None = None) -> ClipJob:  # fmt: skip
+        """Queue a stored upload; `stream`: score it as that stream would (its calibration and mask; the caller
+        passes its model and policy)."""
         job = ClipJob(id, path, model, policy, frames_total, fps or self.fallback_fps or model.fps, fps is not None)
+        if stream is not None:
+            job.stream, job.calibration, job.watched = stream.stream, stream.calibration, stream.watched
         job.on_finish = self._finished
         self._jobs[id] = job
         self.store.add_clip(id, path.name, original, size, model.name)
@@ -335,11 +346,12 @@ class ClipManager:
         job.status = "running"
         self.store.set_clip_status(job.id, "running")
         self._count_states()
-        lane = self.engine.add_lane(f"clip:{job.id}", job.model, 8, job)
-        sampler = FpsSampler(job.model.fps)
-        every_frame = keeps_every_frame(job.fps, job.model.fps)  # the rule of live sources
         error = None
         try:
+            lane = self.engine.add_lane(f"clip:{job.id}", job.model, 8, job, job.calibration)
+            lane.watched = job.watched
+            sampler = FpsSampler(job.model.fps)
+            every_frame = keeps_every_frame(job.fps, job.model.fps)  # the rule of live sources
             for image in frames(job.path):
                 t = job.frames_decoded / job.fps
                 index = job.frames_decoded
@@ -353,6 +365,9 @@ class ClipManager:
                 job.frames_kept += 1
         except cv2.error as e:
             error = f"decoder error after {job.frames_decoded} frames: {e}"
+        except Exception as e:  # a bug or a resource running out: this job fails, its slot frees, the queue moves on
+            log.exception("clip %s: scoring failed", job.id)
+            error = f"internal error after {job.frames_decoded} frames ({type(e).__name__}: {e})"
         job.decode_done = True
         if error or len(job.scores) >= job.expected_scores:
             # nothing left in flight (or failure): finish here; otherwise the engine finishes on the last score

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
 
 from service.core.exceptions import Invalid
+from service.pipeline.host import HostedModel
 
 Point = tuple[float, float]  # x, y as fractions of the frame's width and height
 Polygon = list[Point]
@@ -48,3 +50,11 @@ def watched_share(polygons: list[Polygon]) -> float:
     if share < MIN_WATCHED:
         raise MaskRefused(share, MIN_WATCHED)
     return share
+
+
+def watched_tensor(polygons: list[Polygon], model: HostedModel) -> torch.Tensor | None:
+    """An engine lane's `watched` map for this model's input size, on its device; None for no mask."""
+    if not polygons:
+        return None
+    c = model.config
+    return torch.from_numpy(watched_map(polygons, c.height, c.width)).to(model.device)

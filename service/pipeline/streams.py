@@ -31,7 +31,7 @@ from service.core.store import Store
 from service.pipeline.calibration import StreamCalibration
 from service.pipeline.engine import Engine, Lane, Scored
 from service.pipeline.host import HostedModel
-from service.pipeline.masks import Polygon, watched_map, watched_share
+from service.pipeline.masks import Polygon, watched_share, watched_tensor
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,18 @@ def alert_policy(
     if on_set is None:
         on = max(on, off)
     return AlertPolicy(on, min(off, on), o.get("on_frames", s.alert_on_frames), o.get("off_frames", s.alert_off_frames))
+
+
+@dataclass(frozen=True)
+class StreamScoring:
+    """A stream's model, calibration, alert thresholds and mask at one moment: an upload of that camera's footage
+    is scored with them (POST /api/clips?stream=)."""
+
+    stream: str
+    model: HostedModel
+    calibration: Calibration
+    policy: AlertPolicy
+    watched: torch.Tensor | None
 
 
 @dataclass(eq=False)
@@ -183,12 +195,8 @@ class Stream:
         little of the frame."""
         self.watched = watched_share(polygons)
         self.mask = polygons
-        watched = None
-        if polygons:
-            c = self.model.config
-            watched = torch.from_numpy(watched_map(polygons, c.height, c.width)).to(self.model.device)
         if self.lane is not None:
-            self.lane.watched = watched
+            self.lane.watched = watched_tensor(polygons, self.model)
 
     def set_mask(self, polygons: list[Polygon]) -> dict[str, Any]:
         """use_mask, stored and told to subscribers. API thread: returns once the mask is stored and the `mask`
@@ -200,6 +208,12 @@ class Stream:
                            [(stream_topic(self.id), Masked(stream=self.id, **self.describe_mask()))])  # fmt: skip
         self.writer.flush()
         return self.describe_mask()
+
+    def scoring(self) -> StreamScoring:
+        """How this stream scores a frame now: what an upload "scored as this stream" takes."""
+        with self._calibration_lock:
+            calibration = self._own().current if self.calibration is not None else self.model.calibration
+            return StreamScoring(self.id, self.model, calibration, self.policy, watched_tensor(self.mask, self.model))
 
     def describe_mask(self) -> dict[str, Any]:
         return {"polygons": self.mask, "watched": round(self.watched, 4)}

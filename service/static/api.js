@@ -98,10 +98,11 @@ export function socket(path, { onmessage, onopen, onclose } = {}) {
   };
 }
 
-export function uploadFile(file, onProgress) {
+// stream: score the video as that stream would (its model, calibration, thresholds and mask), or "" for none.
+export function uploadFile(file, onProgress, stream = "") {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/api/clips");
+    xhr.open("POST", stream ? `/api/clips?stream=${encodeURIComponent(stream)}` : "/api/clips");
     if (token()) xhr.setRequestHeader("Authorization", `Bearer ${token()}`);
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
     xhr.onload = () => {

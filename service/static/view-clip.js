@@ -43,7 +43,7 @@ export async function clipView(root, id) {
     bar.value = clip.progress;
     const segs = clip.summary.anomalous_segments || [];
     summary.textContent = `${clip.frames_scored ?? rows.length} frames scored of ${clip.frames_decoded} decoded` +
-      (clip.fps ? ` at ${fmt(clip.fps, 1)} fps` : "") + ` · model ${clip.model} · ${segs.length} anomalous segment(s)` +
+      (clip.fps ? ` at ${fmt(clip.fps, 1)} fps` : "") + ` · model ${clip.model}` + (clip.stream ? ` · scored as stream ${clip.stream}` : "") + ` · ${segs.length} anomalous segment(s)` +
       (clip.error ? ` · ${clip.error}` : "");
   }
   async function show(frame) {

@@ -6,6 +6,8 @@ export async function clipsView(root) {
   const input = h("input", { type: "file", accept: "video/*", hidden: true, id: "clip-file" });
   const bar = h("progress", { max: 1, value: 0, hidden: true, id: "upload-progress" });
   const message = h("div", { class: "muted", id: "upload-message" });
+  // a recording of one of the cameras: scored with that stream's calibration, thresholds and mask
+  const asStream = h("select", { id: "clip-stream" }, h("option", { value: "" }, "the model's calibration, whole frame"));
   const drop = h("div", { class: "drop", id: "drop-zone" }, h("p", {}, "Drop a video here (MP4, MKV, AVI, WebM), or click to choose one."),
     h("p", { class: "hint" }, "It is scored frame by frame like a live camera; its timeline follows."));
   const send = async (file) => {
@@ -14,7 +16,8 @@ export async function clipsView(root) {
     message.className = "muted";
     message.textContent = `Uploading ${file.name}…`;
     try {
-      const created = await uploadFile(file, (p) => { bar.value = p; message.textContent = `Uploading ${file.name}: ${Math.round(p * 100)} %`; });
+      const created = await uploadFile(file, (p) => { bar.value = p; message.textContent = `Uploading ${file.name}: ${Math.round(p * 100)} %`; },
+        asStream.value);
       bar.value = 1;
       location.hash = `#/clips/${created.id}`;
     } catch (e) {
@@ -28,7 +31,11 @@ export async function clipsView(root) {
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); send(e.dataTransfer.files[0]); });
   const recent = h("div", { id: "clip-list" });
-  root.append(h("h1", {}, "Clips"), drop, input, bar, message, h("h2", {}, "Recent uploads"), recent);
+  root.append(h("h1", {}, "Clips"), h("label", { class: "muted" }, "Score as ", asStream), drop, input, bar, message,
+    h("h2", {}, "Recent uploads"), recent);
+  try {
+    for (const s of await api("/api/streams")) asStream.append(h("option", { value: s.id }, `stream ${s.name}: its calibration and mask`));
+  } catch (_) { /* the model's, then */ }
   try {
     const clips = await api("/api/clips?limit=20");
     recent.replaceChildren(clips.length ? h("table", {}, h("thead", {}, h("tr", {}, ["File", "Uploaded", "Status", "Model"].map((t) => h("th", {}, t)))),

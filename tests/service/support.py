@@ -56,6 +56,20 @@ def typed_message(text: str) -> dict:
     return json.loads(text)
 
 
+def ws_messages(ws, until, timeout: float, require: bool = True) -> list[dict]:
+    """Messages from a WebSocket, each checked against its model (typed_message), until `until(messages)` or the
+    timeout (which fails the test when `require`)."""
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not until(out):
+        try:
+            out.append(typed_message(ws.recv(timeout=1)))
+        except TimeoutError:
+            continue
+    assert not require or until(out), "timed out waiting for WebSocket messages"
+    return out
+
+
 def scored_with(calibration, message: dict, tol: float = 1e-6) -> bool:
     """Whether a score message's score is `calibration`'s of its region measures. Without drift that is one
     number; with drift it depends on the stream's past, which a subscriber that joined late has not seen, so

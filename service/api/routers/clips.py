@@ -14,7 +14,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from model.data import VIDEO_SUFFIXES
 from service.alerts import heatmap
-from service.api.deps import ClipsDep, HostDep, MetricsDep, SettingsDep, StoreDep
+from service.api.deps import ClipsDep, HostDep, MetricsDep, SettingsDep, StoreDep, StreamsDep
 from service.api.errors import responses
 from service.api.params import Overlay, Width
 from service.api.schemas import ClipCreated, ClipItem, ClipOut
@@ -142,11 +142,22 @@ async def upload_clip(
     settings: SettingsDep,
     clips: ClipsDep,
     metrics: MetricsDep,
+    streams: StreamsDep,
     model: Annotated[str | None, Query()] = None,
+    stream: Annotated[
+        str | None,
+        Query(description="Score it as this stream would: the stream's model, calibration, alert thresholds and mask"),
+    ] = None,
 ) -> dict:
     limit = settings.max_upload_bytes
     rejected = metrics.upload_rejected
-    hosted = host.get(model)
+    scoring = None
+    if stream is not None:  # before the body: an unknown stream is a 404 at once (a thread: a cluster reads its store)
+        scoring = await asyncio.to_thread(lambda: streams.get(stream).scoring())
+    if scoring is not None and model is not None and model != scoring.model.name:
+        raise HTTPException(422, f"stream {stream!r} scores with model {scoring.model.name!r}, not {model!r}")
+    hosted = scoring.model if scoring is not None else host.get(model)
+    policy = scoring.policy if scoring is not None else alert_policy(settings, hosted)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit + 64 * 1024:
         rejected.labels("too_large").inc()
@@ -201,7 +212,7 @@ async def upload_clip(
         final.unlink(missing_ok=True)
         rejected.labels("not_video" if isinstance(e, NotAVideo) else "corrupt").inc()
         raise type(e)(f"{part.filename}: {e}") from None
-    job = clips.submit(clip_id, final, part.filename, part.size, hosted, alert_policy(settings, hosted), fps, count)
+    job = clips.submit(clip_id, final, part.filename, part.size, hosted, policy, fps, count, scoring)
     return {"id": job.id, "status": job.status}
 
 

@@ -391,6 +391,20 @@ def test_dashboard_masks_part_of_a_stream(serve_factory, browser, h264_clip) -> 
         ui.wait_number_above("#live-picture", "loaded", ui.number("#live-picture", "loaded"), 10)
         ui.shot("mask-saved")
 
+        # a recording of this camera, uploaded to be scored as the stream: with its mask
+        ui.goto("/clips")
+        page.wait_for_selector(f"#clip-stream option[value='{sid}']", state="attached", timeout=10_000)
+        page.select_option("#clip-stream", sid)
+        drop_file(page, "#drop-zone", h264_clip, "video/x-matroska")
+        page.wait_for_function("location.hash.startsWith('#/clips/') && location.hash.length > 9", timeout=30_000)
+        clip_id = page.evaluate("location.hash.split('/')[2]")
+        page.wait_for_function("document.querySelector('#clip-status')?.textContent === 'done'", timeout=60_000)
+        assert f"scored as stream {sid}" in page.text_content("#clip-summary")
+        with server.client() as c:
+            assert c.get(f"/api/clips/{clip_id}?scores=false").json()["stream"] == sid
+        ui.goto(f"/streams/{sid}")
+        page.wait_for_selector("#mask[data-polygons='2']", timeout=10_000)
+
         page.click("#mask-edit")
         page.click("#mask-clear")
         page.click("#mask-save")

@@ -8,7 +8,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from support import reference_scores, typed_message, wait_for
+from support import reference_scores, typed_message, wait_for, ws_messages
 from websockets.sync.client import connect
 
 from service.core.policy import SOURCE_UNAVAILABLE
@@ -18,15 +18,8 @@ pytestmark = pytest.mark.ped2
 
 def collect_ws(url: str, headers: dict, stop, timeout: float) -> list[dict]:
     """Messages until stop(messages) or the timeout, each validated against its model (service.core.messages)."""
-    out: list[dict] = []
     with connect(url, additional_headers=headers, open_timeout=10) as ws:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not stop(out):
-            try:
-                out.append(typed_message(ws.recv(timeout=1)))
-            except TimeoutError:
-                continue
-    return out
+        return ws_messages(ws, stop, timeout, require=False)
 
 
 def assert_parity(messages: list[dict], ref: dict, key: str = "frame") -> None:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from support import scored_with, typed_message, wait_for
+from support import scored_with, wait_for, ws_messages
 from websockets.sync.client import connect
 
 from model.calibration import MIN_FRAMES, Calibration
@@ -138,18 +138,6 @@ def test_explicit_thresholds_win_over_a_fit(tmp_path: Path) -> None:
 
 
 # end to end ---------------------------------------------------------------------------------------------------------
-
-
-def ws_messages(ws, until, timeout: float) -> list[dict]:
-    out: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not until(out):
-        try:
-            out.append(typed_message(ws.recv(timeout=1)))  # validated against its model
-        except TimeoutError:
-            continue
-    assert until(out), "timed out waiting for WebSocket messages"
-    return out
 
 
 def after_calibrated(out: list[dict], n: int) -> list[dict]:

@@ -31,18 +31,21 @@ def write_clip(path: Path, frames: np.ndarray, fps: float = 10.0) -> Path:
 class CountingEngine(Engine):
     """The real engine, noting how many clip lanes are open at once and in which order they open."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail_first: int = 0) -> None:
         super().__init__(4, 0.0, lambda messages: None)
         self.open, self.most, self.order = 0, 0, []
         self._count = threading.Lock()
+        self.fail_first = fail_first  # lanes refused (a bug, or memory running out) before any is given
 
-    def add_lane(self, id, model, capacity, owner):
+    def add_lane(self, id, model, capacity, owner, *args):
         with self._count:
             self.open += 1
             self.most = max(self.most, self.open)
             self.order.append(id)
+            if len(self.order) <= self.fail_first:
+                raise MemoryError("no room for another lane")
         time.sleep(0.05)  # widen the window in which a second job could start
-        return super().add_lane(id, model, capacity, owner)
+        return super().add_lane(id, model, capacity, owner, *args)
 
     def remove_lane(self, id):
         with self._count:
@@ -50,9 +53,9 @@ class CountingEngine(Engine):
         return super().remove_lane(id)
 
 
-def run_backlog(tmp_path: Path, max_scoring: int, clips: int = 5) -> tuple[CountingEngine, list]:
+def run_backlog(tmp_path: Path, max_scoring: int, clips: int = 5, fail_first: int = 0) -> tuple[CountingEngine, list]:
     store = SqliteStore(tmp_path / "db.sqlite3")
-    engine = CountingEngine()
+    engine = CountingEngine(fail_first)
     engine.start()
     manager = ClipManager(tmp_path / "clips", store, engine, Metrics(), lambda messages: None, None, max_scoring)
     model = fake_model()
@@ -87,3 +90,13 @@ def test_the_limit_is_a_limit_not_a_serialization(tmp_path: Path) -> None:
     engine, results = run_backlog(tmp_path, max_scoring=3, clips=6)
     assert 1 < engine.most <= 3
     assert all(row["status"] == "done" for _, row in results)
+
+
+def test_a_job_that_crashes_fails_with_its_reason_and_frees_its_slot(tmp_path: Path) -> None:
+    """Not a decoder error: anything raised in a job's thread. It must not stay 'running' holding the only
+    scoring slot, or every later upload would wait forever."""
+    _, results = run_backlog(tmp_path, max_scoring=1, clips=3, fail_first=1)
+    (first, first_row), *rest = results
+    assert first.status == first_row["status"] == "failed"
+    assert first.error == "internal error after 0 frames (MemoryError: no room for another lane)"
+    assert [row["status"] for _, row in rest] == ["done", "done"]

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from support import reference_scores, typed_message, wait_for
+from support import reference_scores, wait_for, ws_messages
 from websockets.sync.client import connect
 
 from model.data import preprocess
@@ -157,18 +157,6 @@ def test_a_masked_lane_batched_with_a_plain_one_scores_as_the_masked_reference(m
         assert inside <= 0.5 * w * h + 1e-9, f"frame {r.frame.index}: box {r.box} mostly on the masked clock"
 
 
-def ws_messages(ws, until, timeout: float) -> list[dict]:
-    out: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not until(out):
-        try:
-            out.append(typed_message(ws.recv(timeout=1)))  # validated against its model
-        except TimeoutError:
-            continue
-    assert until(out), "timed out waiting for WebSocket messages"
-    return out
-
-
 def scores_after_mask(out: list[dict], skip: int = 2) -> list[dict]:
     """Score messages after the `mask` message, less the first `skip` (a batch in flight when it was set)."""
     marks = [i for i, m in enumerate(out) if m["type"] == "mask"]
@@ -251,3 +239,49 @@ def test_mask_a_live_camera_end_to_end(serve_factory, rtsp_factory, clock_frames
         assert stored_mask(data, sid) is None
         assert c.delete(f"/api/streams/{cam}").status_code == 204
         assert wait_for(lambda: stored_mask(data, cam) is None, 10, message="mask deleted")
+
+
+@pytest.mark.ped2
+def test_an_upload_scored_as_a_stream_takes_its_mask_calibration_and_thresholds(
+    serve_factory, clock_frames, models_dir, tmp_path
+) -> None:
+    """The camera's recording uploaded with ?stream=: scored with the stream's mask (equal to score_clips with
+    it, within 1e-3), its own calibration and its alert thresholds; without, the model's and the whole frame."""
+    from conftest import encode_ffv1, encode_h264_lossless
+
+    from model.calibration import Calibration
+
+    camera = encode_h264_lossless(clock_frames, tmp_path / "clock.mkv")
+    upload = encode_ffv1(clock_frames, tmp_path / "clock.avi").read_bytes()
+    server = serve_factory("--stream", str(camera), "--frame-buffer", "64")
+    with server.client() as c:
+        sid = wait_for(lambda: c.get("/api/streams").json(), 10, message="stream")[0]["id"]
+        assert c.put(f"/api/streams/{sid}/mask", json={"polygons": [CLOCK]}).status_code == 200
+        assert c.post(f"/api/streams/{sid}/calibration", json={"seconds": 2}).status_code == 202
+        cal = wait_for(lambda: (s := c.get(f"/api/streams/{sid}/calibration").json())["state"] == "fitted" and s,
+                       30, message="fit")["calibration"]  # fmt: skip
+        on = c.get(f"/api/streams/{sid}").json()["alert"]["on"]
+        assert c.post("/api/clips?stream=nope", files={"file": ("a.avi", upload)}).status_code == 404
+        wrong = c.post(f"/api/clips?stream={sid}&model=other", files={"file": ("a.avi", upload)})
+        assert wrong.status_code == 422 and "scores with model" in wrong.json()["detail"]
+        ids = [c.post(f"/api/clips{query}", files={"file": ("clock.avi", upload)}).json()["id"]
+               for query in (f"?stream={sid}", "")]  # fmt: skip
+        done = [wait_for(lambda i=i: (j := c.get(f"/api/clips/{i}").json())["status"] == "done" and j, 60,
+                         message="clip done") for i in ids]  # fmt: skip
+    as_stream, plain = done
+    assert as_stream["stream"] == sid and plain["stream"] is None
+    assert as_stream["summary"]["threshold_on"] == on and plain["summary"]["threshold_on"] != on
+    c = next(iter(ModelHost.load_dir(models_dir, torch.device("cpu")).models.values())).config
+    masked_ref = reference_scores(models_dir, clock_frames, watched_map([CLOCK], c.height, c.width))
+    plain_ref = reference_scores(models_dir, clock_frames)
+    for result, ref in ((as_stream, masked_ref), (plain, plain_ref)):
+        rows = result["scores"]
+        assert [r["frame"] for r in rows] == sorted(ref)
+        np.testing.assert_allclose([[r["psnr"], r["distance"]] for r in rows],
+                                   [ref[r["frame"]][1:] for r in rows], atol=1e-3, rtol=0)  # fmt: skip
+    fitted = Calibration(**cal)
+    for r in as_stream["scores"]:
+        assert r["score"] == pytest.approx(fitted.score(r["region_psnr"], r["region_distance"]), abs=1e-6)
+        assert not mostly_on_clock(r["box"])
+    scores = [(r["score"], plain_ref[r["frame"]][0]) for r in plain["scores"]]
+    np.testing.assert_allclose(*zip(*scores), atol=1e-3, rtol=0)

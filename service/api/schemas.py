@@ -12,6 +12,8 @@ from service.core.messages import ClipState, FrameScore
 from service.core.policy import NETWORK_SCHEMES
 from service.core.settings import check_thresholds
 
+Verdict = Literal["false_alarm", "confirmed"]
+ReviewFilter = Literal[Verdict, "unreviewed"]  # GET /api/alerts?verdict=
 Fraction = Annotated[float, Field(ge=0, le=1)]
 MaskPolygon = Annotated[
     list[tuple[Fraction, Fraction]],
@@ -171,6 +173,17 @@ class AlertOut(BaseModel):
         None,
         description="Why it ended other than by its scores: 'service restarted' (open at a crash), 'service stopped'"
         " (open at a clean stop); null: its scores fell below off",
+    )
+    verdict: Verdict | None = Field(None, description="An operator's review (PATCH /api/alerts/{id}); null: none yet")
+    reviewed_at: float | None = Field(None, description="When the verdict was given (Unix time, s)")
+
+
+class AlertReview(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Verdict | None = Field(
+        description="false_alarm: nothing anomalous happened (the camera cried wolf); confirmed: something did;"
+        " null takes a verdict back"
     )
 
 

@@ -39,8 +39,10 @@ CREATE TABLE IF NOT EXISTS alerts (
     id BIGSERIAL PRIMARY KEY, stream_id TEXT NOT NULL, model TEXT NOT NULL,
     start_time DOUBLE PRECISION NOT NULL, end_time DOUBLE PRECISION, start_frame BIGINT NOT NULL,
     end_frame BIGINT, peak_score DOUBLE PRECISION NOT NULL, peak_frame BIGINT NOT NULL,
-    thumbnail TEXT, heatmap TEXT, closed_reason TEXT, epoch BIGINT
+    thumbnail TEXT, heatmap TEXT, closed_reason TEXT, epoch BIGINT, verdict TEXT, reviewed_at DOUBLE PRECISION
 );
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS verdict TEXT;  -- an operator's review, added after v0.1
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS reviewed_at DOUBLE PRECISION;
 CREATE INDEX IF NOT EXISTS alerts_stream_time ON alerts (stream_id, start_time);
 CREATE TABLE IF NOT EXISTS clips (
     id TEXT PRIMARY KEY, filename TEXT NOT NULL, original_name TEXT, size BIGINT NOT NULL,

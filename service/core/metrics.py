@@ -74,11 +74,19 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.alert_reviews = Counter(
+            "mnad_alert_reviews_total",
+            "Operators' verdicts on alerts: false_alarm, confirmed, cleared (a verdict taken back)",
+            ["verdict"],
+            registry=r,
+        )
         self.model_info = Info("mnad_model", "Served models", ["model"], registry=r)
         for state in ("queued", "running", "done", "failed"):
             self.upload_jobs.labels(state).set(0)
         for outcome in ("delivered", "refused", "failed", "dropped"):  # present from the start, for rate() and alerts
             self.webhook_deliveries.labels(outcome)
+        for verdict in ("false_alarm", "confirmed", "cleared"):
+            self.alert_reviews.labels(verdict)
 
     def observe_batch(self, model: str, size: int, seconds: float) -> None:
         self.inference_seconds.labels(model).observe(seconds)

@@ -109,9 +109,20 @@ class Store(Protocol):
     def alert_ids(self) -> set[int]: ...
     def alert(self, id: int) -> dict[str, Any] | None: ...
     def alerts(
-        self, stream_id: str | None, since: float | None, until: float | None, limit: int, offset: int
+        self,
+        stream_id: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int,
+        offset: int,
+        verdict: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """A page of alerts, newest start first, and how many match in all."""
+        """A page of alerts, newest start first, and how many match in all; `verdict`: only those an operator
+        judged so ("false_alarm", "confirmed"), or not yet ("unreviewed")."""
+        ...
+
+    def review_alert(self, id: int, verdict: str | None, at: float) -> dict[str, Any] | None:
+        """An operator's verdict on the alert (None clears it); its row after, or None if there is no such alert."""
         ...
 
     # upload jobs
@@ -271,12 +282,23 @@ class SqlStore(ABC):
         return rows[0] if rows else None
 
     def alerts(
-        self, stream_id: str | None, since: float | None, until: float | None, limit: int, offset: int
+        self,
+        stream_id: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int,
+        offset: int,
+        verdict: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         where, args = [], []
         if stream_id is not None:
             where.append("stream_id = ?")
             args.append(stream_id)
+        if verdict == "unreviewed":
+            where.append("verdict IS NULL")
+        elif verdict is not None:
+            where.append("verdict = ?")
+            args.append(verdict)
         if since is not None:  # episodes overlapping [since, until]
             where.append("COALESCE(end_time, start_time) >= ?")
             args.append(since)
@@ -288,6 +310,11 @@ class SqlStore(ABC):
         rows = self._all(f"SELECT * FROM alerts {clause} ORDER BY start_time DESC, id DESC LIMIT ? OFFSET ?",
                          (*args, limit, offset))  # fmt: skip
         return rows, total
+
+    def review_alert(self, id: int, verdict: str | None, at: float) -> dict[str, Any] | None:
+        reviewed_at = None if verdict is None else at
+        self._exec("UPDATE alerts SET verdict = ?, reviewed_at = ? WHERE id = ?", (verdict, reviewed_at, id))
+        return self.alert(id)
 
     # clips
     def add_clip(self, id: str, filename: str, original_name: str | None, size: int, model: str) -> None:
@@ -338,10 +365,13 @@ class SqliteStore(SqlStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
             columns = {r["name"] for r in self._db.execute("PRAGMA table_info(alerts)")}
-            # peak-frame pictures (file names), and why an alert was closed other than by its scores
-            for column in ("thumbnail", "heatmap", "closed_reason"):  # added after v0.1
+            # peak-frame pictures (file names), why an alert was closed other than by its scores, an operator's
+            # verdict on it and when it was given
+            added = {"thumbnail": "TEXT", "heatmap": "TEXT", "closed_reason": "TEXT", "verdict": "TEXT",
+                     "reviewed_at": "REAL"}  # after v0.1  # fmt: skip
+            for column, kind in added.items():
                 if column not in columns:
-                    self._db.execute(f"ALTER TABLE alerts ADD COLUMN {column} TEXT")
+                    self._db.execute(f"ALTER TABLE alerts ADD COLUMN {column} {kind}")
             self._next_alert_id = self._alert_sequence() + 1
         self._reserved_alert_ids = self._next_alert_id  # ids up to here (exclusive) are reserved in the database
 

@@ -1,6 +1,6 @@
-// #/alerts: alert episodes filtered by stream and time, with their peak frames and heatmaps.
-// alertTable is shared with the stream view.
-import { api, releaseImages, setImage, socket } from "./api.js";
+// #/alerts: alert episodes filtered by stream, time and review, with their peak frames and heatmaps, and the
+// operator's verdict on each. alertTable is shared with the stream view.
+import { ApiError, api, releaseImages, setImage, socket } from "./api.js";
 import { duration, fmt, h, stamp } from "./dom.js";
 
 function alertRow(a, streamNames = {}) {
@@ -30,7 +30,33 @@ function alertRow(a, streamNames = {}) {
     h("td", {}, stamp(a.start_time)),
     h("td", { class: "num" }, open ? h("span", { class: "pill alert" }, "open") : duration(end - a.start_time)),
     h("td", { class: "num" }, fmt(a.peak_score)),
-    h("td", { class: "num" }, `${a.start_frame}–${open ? "…" : a.end_frame} (peak ${a.peak_frame})`));
+    h("td", { class: "num" }, `${a.start_frame}–${open ? "…" : a.end_frame} (peak ${a.peak_frame})`),
+    h("td", {}, review(a)));
+}
+
+const VERDICTS = { false_alarm: "False alarm", confirmed: "Confirmed" };
+
+// An operator's verdict (PATCH /api/alerts/{id}): two toggles; clicking the one in force takes it back.
+function review(a) {
+  const cell = h("div", { class: "review", dataset: { verdict: a.verdict || "" } });
+  const message = h("span", { class: "error-text" });
+  const render = () => cell.replaceChildren(...Object.entries(VERDICTS).map(([verdict, label]) =>
+    h("button", { type: "button", class: a.verdict === verdict ? `verdict on ${verdict}` : "verdict", "aria-pressed": String(a.verdict === verdict),
+      title: a.verdict === verdict ? "take the verdict back" : `mark this alert: ${label.toLowerCase()}`,
+      onclick: () => judge(a.verdict === verdict ? null : verdict) }, label)), message);
+  async function judge(verdict) {
+    message.textContent = "";
+    try {
+      Object.assign(a, await api(`/api/alerts/${a.id}`, { method: "PATCH", json: { verdict } }));
+      cell.dataset.verdict = a.verdict || "";
+      render();
+    } catch (e) {
+      render();
+      message.textContent = e instanceof ApiError ? `${e.message} (HTTP ${e.status})` : `not saved: ${e.message}`;
+    }
+  }
+  render();
+  return cell;
 }
 
 // A closer look at an alert's pictures (the same images, shown large); a click or Escape closes it.
@@ -47,7 +73,7 @@ function enlarge(thumbs, caption) {
 
 export function alertTable(rows, names) {
   return h("table", { class: "alerts" },
-    h("thead", {}, h("tr", {}, ["Peak frame / heatmap", "Stream", "Started", "Duration", "Peak score", "Frames"].map((t) => h("th", {}, t)))),
+    h("thead", {}, h("tr", {}, ["Peak frame / heatmap", "Stream", "Started", "Duration", "Peak score", "Frames", "Review"].map((t) => h("th", {}, t)))),
     h("tbody", {}, rows.map((a) => alertRow(a, names))));
 }
 
@@ -64,10 +90,12 @@ export async function alertsView(root, params) {
     streams.map((s) => h("option", { value: s.id, selected: params.get("stream") === s.id }, s.name)));
   const since = h("input", { type: "datetime-local", name: "since", value: params.get("since") || "" });
   const until = h("input", { type: "datetime-local", name: "until", value: params.get("until") || "" });
+  const verdict = h("select", { name: "verdict", id: "filter-verdict" }, h("option", { value: "" }, "any"),
+    Object.entries({ unreviewed: "not reviewed", ...VERDICTS }).map(([v, label]) => h("option", { value: v, selected: params.get("verdict") === v }, label)));
   const list = h("div", { id: "alert-list" });
   const pager = h("div", { class: "pager" });
   const form = h("form", { class: "filters" },
-    h("label", {}, "Stream", streamSelect), h("label", {}, "Since", since), h("label", {}, "Until", until),
+    h("label", {}, "Stream", streamSelect), h("label", {}, "Since", since), h("label", {}, "Until", until), h("label", {}, "Review", verdict),
     h("button", { type: "submit" }, "Filter"), h("button", { type: "button", onclick: () => { location.hash = "#/alerts"; } }, "Clear"));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -75,6 +103,7 @@ export async function alertsView(root, params) {
     if (streamSelect.value) q.set("stream", streamSelect.value);
     if (since.value) q.set("since", since.value);
     if (until.value) q.set("until", until.value);
+    if (verdict.value) q.set("verdict", verdict.value);
     location.hash = `#/alerts?${q}`;
   });
   root.append(h("h1", {}, "Alerts"), form, list, pager);
@@ -84,6 +113,7 @@ export async function alertsView(root, params) {
     if (params.get("stream")) q.set("stream", params.get("stream"));
     if (toUnix(params.get("since"))) q.set("since", toUnix(params.get("since")));
     if (toUnix(params.get("until"))) q.set("until", toUnix(params.get("until")));
+    if (params.get("verdict")) q.set("verdict", params.get("verdict"));
     let page;
     try { page = await api(`/api/alerts?${q}`); } catch (e) { list.replaceChildren(h("p", { class: "error-text" }, e.message)); return; }
     list.dataset.count = String(page.total);

@@ -117,12 +117,18 @@ def test_the_shared_sql_answers_alike_on_both_dialects(store, tmp_path) -> None:
             s.add_clip(id, f"{id}.avi", None, 10, "m")
             s.set_clip_status(id, status)
         page, total = s.alerts("s1", 10.5, None, 2, 0)
+        reviewed = [s.review_alert(ids[1], "false_alarm", 20.0), s.review_alert(ids[2], "confirmed", 21.0),
+                    s.review_alert(ids[2], None, 22.0), s.review_alert(10**6, "confirmed", 23.0)]  # fmt: skip
+        by_verdict = [sorted(r["id"] for r in s.alerts(None, None, None, 10, 0, v)[0]) for v in
+                      ("false_alarm", "confirmed", "unreviewed")]  # fmt: skip
         deleted = s.delete_alerts(keep=1)
         rel = {id: n for n, id in enumerate(ids)}  # the dialects number alerts differently
         return [
             [{k: v for k, v in r.items() if k != "created"} for r in s.streams()], s.stream("nope"),
             s.calibration("s1")["calibration"], s.mask("s1"), s.mask("s2"), s.mask("nope"), snapshots, closed,
             s.open_alert_count(), total,
+            [(r["verdict"], r["reviewed_at"]) if r else None for r in reviewed],
+            [[rel[i] for i in v] for v in by_verdict],
             [(rel[r["id"]], r["end_time"], r["end_frame"], r["closed_reason"]) for r in page],
             sorted((rel[r["id"]], r["thumbnail"]) for r in deleted), sorted(rel[i] for i in s.alert_ids()),
             sorted(r["id"] for r in s.clips_in(("queued", "done"))), s.clips_in(()), s.clip_counts(),

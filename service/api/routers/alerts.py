@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -7,8 +8,8 @@ from fastapi.responses import FileResponse
 
 from service.alerts.episodes import picture_urls
 from service.alerts.snapshots import AlertSnapshots
-from service.api.deps import SnapshotsDep, StoreDep
-from service.api.schemas import AlertOut, AlertPage
+from service.api.deps import MetricsDep, SnapshotsDep, StoreDep
+from service.api.schemas import AlertOut, AlertPage, AlertReview, ReviewFilter
 from service.core.exceptions import AlertNotFound, PictureNotFound
 from service.core.store import Store
 
@@ -33,8 +34,9 @@ def list_alerts(
     until: Annotated[float | None, Query(description="Episodes starting before this (Unix time, s)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    verdict: Annotated[ReviewFilter | None, Query(description="Only alerts reviewed so, or not yet")] = None,
 ) -> dict:
-    rows, total = store.alerts(stream, since, until, limit, offset)
+    rows, total = store.alerts(stream, since, until, limit, offset, verdict)
     return {"total": total, "limit": limit, "offset": offset, "items": [_out(r) for r in rows]}
 
 
@@ -48,6 +50,17 @@ def _alert(store: Store, alert_id: int) -> dict[str, Any]:
 @router.get("/{alert_id}", response_model=AlertOut)
 def get_alert(alert_id: AlertId, store: StoreDep) -> dict:
     return _out(_alert(store, alert_id))
+
+
+@router.patch("/{alert_id}", response_model=AlertOut)
+def review_alert(alert_id: AlertId, body: AlertReview, store: StoreDep, metrics: MetricsDep) -> dict:
+    """An operator's verdict on an alert: a false alarm or a confirmed event (null takes it back). Kept with the
+    alert, filterable (`?verdict=`), counted in mnad_alert_reviews_total: how often a camera cries wolf."""
+    row = store.review_alert(alert_id, body.verdict, time.time())
+    if row is None:
+        raise AlertNotFound(alert_id)
+    metrics.alert_reviews.labels(body.verdict or "cleared").inc()
+    return _out(row)
 
 
 def _snapshot(store: Store, snapshots: AlertSnapshots, alert_id: int, column: str, media_type: str) -> FileResponse:

@@ -172,6 +172,22 @@ def test_dashboard_live_stream_alerts_and_upload(serve_factory, rtsp_factory, br
         page.keyboard.press("Escape")
         page.wait_for_selector("#lightbox", state="detached", timeout=5_000)
 
+        # Review: the operator marks the newest alert a false alarm, sees it kept, and filters by it.
+        row = "#alert-list tr[data-alert]"
+        alert_id = int(page.get_attribute(row, "data-alert"))
+        page.click(f"#alert-list tr[data-alert='{alert_id}'] button.verdict:has-text('False alarm')")
+        page.wait_for_selector(f"#alert-list tr[data-alert='{alert_id}'] .review[data-verdict='false_alarm']",
+                               timeout=10_000)  # fmt: skip
+        with server.client() as c:
+            assert c.get(f"/api/alerts/{alert_id}").json()["verdict"] == "false_alarm"
+        page.select_option("#filter-verdict", "false_alarm")
+        page.click("form.filters button[type=submit]")
+        page.wait_for_function("location.hash.includes('verdict=false_alarm')")
+        page.wait_for_selector("#alert-list[data-count='1']", timeout=10_000)
+        assert page.get_attribute(row, "data-alert") == str(alert_id)
+        assert page.get_attribute(f"{row} button.verdict.on", "aria-pressed") == "true"
+        ui.shot("alert-reviewed")
+
         # Clips: drop a video, watch it being scored, click the timeline, see that frame and its heatmap.
         ui.goto("/clips")
         page.wait_for_selector("#drop-zone")

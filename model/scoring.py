@@ -96,9 +96,6 @@ def score_step(
     distance_map = regions.position_distance(
         queries, memory.nearest_item(queries, items, scores), h, w
     )  # (B, h/8, w/8)
-    if watched is not None:
-        error = error.mul_(watched.unsqueeze(1))  # an ignored pixel is no error: not in the update, nor the heatmap
-        places = regions.watched_positions(watched)  # (B, h/8, w/8)
     error_map = error[:, 0] if error.shape[1] == 1 else error.mean(dim=1)  # (B, H, W), a view for grey
     if watched is None:
         worst_error = [regions.worst_window(error_map, k) for k in error_windows]
@@ -106,11 +103,14 @@ def score_step(
         frame_error, frame_distance = error_map.mean(dim=(1, 2)), distance_map.mean(dim=(1, 2))
         floor = distance_map.flatten(1).median(dim=1).values
     else:
+        places = regions.watched_positions(watched)  # (B, h/8, w/8)
         worst_error = [regions.worst_window(error_map, k, watched) for k in error_windows]
         worst_distance = [regions.worst_window(distance_map, k, places) for k in distance_windows]
         frame_error = regions.worst_window(error_map, 0, watched).value
         frame_distance = regions.worst_window(distance_map, 0, places).value
         floor = regions.worst_window(distance_map, 1, places).typical  # median over the watched positions
+        error = error.mul_(watched.unsqueeze(1))  # measured: an ignored pixel is now no error to the update rule
+        # nor to the caller's heatmap
     learn = weighted_error(pred, target, error) < update_threshold  # (B,)
     if learn.any():
         items = torch.where(learn[:, None, None], memory.update(queries, items, scores), items)

@@ -16,6 +16,7 @@ Every path is compared with fp32 eager of the same setting and batch, in the sam
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -135,19 +136,22 @@ class _Quiet:
 
 def engine_rows(
     setting: str, ckpt: checkpoint.Checkpoint | None, config: ModelConfig, net: MemoryAE, paths: list[str], seconds,
-    device: torch.device,
+    device: torch.device, mask: list | None = None,
 ):  # fmt: skip
-    """One stream through the real engine: Engine.step([lane]) in a loop, one frame per step."""
+    """One stream through the real engine: Engine.step([lane]) in a loop, one frame per step; with `mask`, each
+    path once more with the lane masked (service.pipeline.masks)."""
     from service.capture.buffer import Frame
     from service.pipeline.engine import Engine
     from service.pipeline.host import HostedModel
+    from service.pipeline.masks import watched_share, watched_tensor
 
     calibration = (ckpt.calibration if ckpt else None) or Calibration(30.0, 1.0, 0.01, 0.001, 0.6, 0.9, 0.8, 2)
     ckpt = ckpt or checkpoint.Checkpoint(config, {}, 10.0, calibration)
     frames = ped2_frames(config)
     rows = []
     baseline = None
-    for requested in paths:
+    runs = [(requested, polygons) for requested in paths for polygons in ([[]] + ([mask] if mask else []))]
+    for requested, polygons in runs:
         path = inference.build(requested, net, device)
         if path.name != requested:
             continue
@@ -157,6 +161,7 @@ def engine_rows(
         )  # fmt: skip
         engine = Engine(max_batch=16, max_wait_s=0.0, publish=lambda messages: None)
         lane = engine.add_lane("bench", hosted, 4, _Quiet())
+        lane.watched = watched_tensor(polygons, hosted)
         counter = iter(range(10**9))
 
         def one() -> None:
@@ -168,9 +173,10 @@ def engine_rows(
             one()
         times, foreign = timed(one, seconds, warmup=3)
         fps = len(times) / sum(times)
-        baseline = baseline or (fps if requested == "fp32" else None)
+        baseline = baseline or (fps if requested == "fp32" and not polygons else None)
         rows.append({
-            "setting": setting, "path": requested, "streams": 1, "frames_per_s": round(fps, 1),
+            "setting": setting, "path": requested, "streams": 1, "watched": round(watched_share(polygons), 3),
+            "frames_per_s": round(fps, 1),
             "ms_per_frame_p50": round(1000 * statistics.median(times), 2),
             "ms_per_frame_p99": round(1000 * float(np.quantile(times, 0.99)), 2),
             "speedup": round(fps / baseline, 2) if baseline else None, "frames": len(times),
@@ -189,6 +195,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "ped2.safetensors")
     parser.add_argument("--no-engine", action="store_true", help="skip the engine rows")
+    parser.add_argument("--mask", default="", help='engine rows masked too: JSON polygons, "[[[0.7,0],[1,0],[1,0.2]]]"')
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (cuda when there is one)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench" / "model_speed.json")
     args = parser.parse_args()
@@ -216,14 +223,15 @@ def main() -> None:
         results += model_rows(name, config, net, paths, [1, args.batch], args.seconds, device)
         if trained and not args.no_engine:
             ckpt_used = ckpt if weights != "random init" else None
-            engine += engine_rows(name, ckpt_used, config, net, paths, args.seconds, device)
+            mask = json.loads(args.mask) if args.mask else None
+            engine += engine_rows(name, ckpt_used, config, net, paths, args.seconds, device, mask)
     print()
     print(table(results, ["setting", "size", "path", "batch", "frames_per_s", "ms_per_frame", "ms_per_call_p50",
                           "ms_per_call_p99", "speedup", "build_s", "first_call_s", "foreign_cores"]))  # fmt: skip
     if engine:
         print()
-        print(table(engine, ["setting", "path", "streams", "frames_per_s", "ms_per_frame_p50", "ms_per_frame_p99",
-                             "speedup", "foreign_cores"]))  # fmt: skip
+        print(table(engine, ["setting", "path", "streams", "watched", "frames_per_s", "ms_per_frame_p50",
+                             "ms_per_frame_p99", "speedup", "foreign_cores"]))  # fmt: skip
     write_json(args.out, {"bench": "model_speed", "command": " ".join(sys.argv), "machine": info,
                           "model": results, "engine": engine})  # fmt: skip
 

@@ -213,7 +213,11 @@ class Reader:
         delay = self.backoff_initial_s
         ever_live = False
         while not self._stop.is_set():
-            error = self._session()
+            try:
+                error = self._session()
+            except Exception as e:  # a bug or a source nothing expected: reported and retried, never a dead thread
+                log.exception("stream %s: reader failed", redact(self.url))  # that would leave the state "live"
+                error = f"reader error: {type(e).__name__}: {e}"
             if self._stop.is_set():
                 break
             if error is None:  # a local file ended: loop it at once

@@ -84,3 +84,32 @@ def test_a_dead_camera_does_not_hold_another_cameras_connect(dead_port: int, rts
     finally:
         dead.stop(join=True)
         good.stop(join=True)
+
+
+def test_a_reader_that_raises_reports_it_and_reconnects(h264_clip, monkeypatch) -> None:
+    """Anything a session raises (here the frame preparation, twice) is the stream's error and a reconnect, as a
+    decoder error is: the reader's thread must not die and leave the stream looking live with no frames."""
+    from service.capture import sources
+
+    calls = {"n": 0}
+    real = sources.preprocess
+
+    def flaky(image, config):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise ValueError("an odd frame")
+        return real(image, config)
+
+    monkeypatch.setattr(sources, "preprocess", flaky)
+    errors: list[str] = []
+    buffer = FrameBuffer(64)
+    reader = Reader(str(h264_clip), CONFIG, 10.0, buffer, open_timeout_s=5, read_timeout_s=5, local_ok=True,
+                    backoff_initial_s=0.05)  # fmt: skip
+    reader.hooks.backoff = lambda delay: delay > 0 and errors.append(reader.last_error)  # the error, then its wait
+    reader.start()
+    try:
+        wait_for(lambda: len(buffer) >= 3, 20, interval=0.05, message="frames after the failures")
+    finally:
+        reader.stop(join=True)
+    assert reader.reconnects == 2 and errors == ["reader error: ValueError: an odd frame"] * 2
+    assert reader.last_error is None  # recovered

@@ -83,6 +83,7 @@ class RedisSubscriber:
         self._thread = threading.Thread(target=self._run, name="bus-subscriber", daemon=True)
         self.stale = 0  # messages dropped for an epoch older than one seen
         self.received = 0
+        self.failed = 0  # messages whose delivery raised (logged)
         self.subscribed = threading.Event()
 
     def start(self) -> None:
@@ -121,7 +122,11 @@ class RedisSubscriber:
                         log.warning("unreadable message on %s dropped", self.channel, exc_info=True)
                         continue
                     if message is not None:
-                        self._deliver([(envelope.topic, message)])
+                        try:
+                            self._deliver([(envelope.topic, message)])
+                        except Exception:  # one subscriber's bug must not end this node's feed of every camera
+                            self.failed += 1
+                            log.exception("delivering a bus message failed")
             except redis.RedisError:
                 self.subscribed.clear()
                 log.warning("bus subscription lost; resubscribing in 1 s", exc_info=True)

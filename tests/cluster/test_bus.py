@@ -44,6 +44,30 @@ def test_scores_cross_the_bus_and_stale_epochs_do_not(redis_server: parts.Redis)
     assert sub.stale == 1
 
 
+def test_a_delivery_that_raises_does_not_end_the_feed(redis_server: parts.Redis) -> None:
+    from service.cluster.bus import RedisPublisher, RedisSubscriber
+
+    got: list = []
+    done = threading.Event()
+
+    def deliver(messages) -> None:
+        if not got and messages[0][1].frame == 1:
+            got.append(None)
+            raise RuntimeError("a bug in what the node does with a score")
+        got.extend(m.frame for _, m in messages)
+        done.set()
+
+    sub = RedisSubscriber(redis_server.url, deliver, channel="test:raise")
+    sub.start()
+    assert sub.subscribed.wait(10)
+    RedisPublisher(redis_server.url, "a", "test:raise").publish(
+        [("stream:cam", score("cam", 1)), ("stream:cam", score("cam", 2))], {"cam": 1}
+    )
+    assert done.wait(10), got
+    sub.stop()
+    assert got == [None, 2] and sub.failed == 1
+
+
 def test_redis_bus_is_the_bus_interface() -> None:
     import inspect
 

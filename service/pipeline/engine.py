@@ -115,6 +115,7 @@ class Engine:
         self._wake = False
         self._stop = False
         self._batch_buffers: dict[str, np.ndarray] = {}
+        self._everywhere: dict[str, torch.Tensor] = {}  # per model: the all-watched map of an unmasked lane
         self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
         self.errors = 0
 
@@ -232,8 +233,12 @@ class Engine:
         where = model.calibration.regions  # a stream's own fit keeps its model's windows
         masks = [lane.watched for lane, _, _ in entries]
         watched = None
-        if any(m is not None for m in masks):
-            everywhere = torch.ones((c.height, c.width), device=model.device)
+        if n == 1 and masks[0] is not None:
+            watched = masks[0].unsqueeze(0)  # a view: one masked stream costs no copy
+        elif any(m is not None for m in masks):
+            everywhere = self._everywhere.get(model.name)
+            if everywhere is None:
+                everywhere = self._everywhere[model.name] = torch.ones((c.height, c.width), device=model.device)
             watched = torch.stack([everywhere if m is None else m for m in masks])  # (n, H, W)
         step = score_step(
             model.inference,

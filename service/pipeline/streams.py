@@ -339,7 +339,7 @@ class StreamManager:
         stream.lane = self.engine.add_lane(
             f"stream:{id}", model, s.frame_buffer, stream, own.current, s.max_lag_ms / 1000
         )
-        stream.use_mask(stream.mask)  # now on the lane
+        stream.lane.watched = watched_tensor(stream.mask, model)  # the mask checked above, now on the lane
         hooks = ReaderHooks(
             read=m.frames_read.labels(id).inc, dropped=m.frames_dropped.labels(id).inc,
             error=m.decode_errors.labels(id).inc, reconnect=m.reconnects.labels(id).inc,

@@ -43,8 +43,9 @@ class Runtime:
         self.bus: Bus = LocalBus(settings.ws_queue, on_drop=lambda topic, n: self.metrics.ws_dropped.inc(n))
         self.engine = Engine(settings.max_batch, settings.max_wait_ms / 1000, self.publish, self.metrics.observe_batch)
         self.snapshots = AlertSnapshots(settings.data_dir / "alerts", self.store)
-        self.writer = AlertWriter(self.publish)  # alerts, pictures and calibrations, stored off the engine thread
-        self.webhooks = Webhooks.from_settings(settings, self.bus, self.metrics)
+        self.webhooks = Webhooks.from_settings(settings, self.store, self.bus, self.metrics)
+        # alerts, pictures and calibrations, stored off the engine thread; alert events kept for the webhooks
+        self.writer = AlertWriter(self.publish, outbox=self.webhooks.outbox())
         self.streams = StreamManager(settings, self.store, self.engine, self.metrics, self.writer, self.snapshots)
         self.clips = ClipManager(
             settings.clips_dir, self.store, self.engine, self.metrics, self.publish, settings.clip_fps,

@@ -5,7 +5,8 @@ JPEG/PNG encode takes milliseconds, and frames pile up behind either (dropped fr
 So the engine thread hands its writes here and goes on. One queue, one thread, for the whole service: writes
 happen in the order they were handed on (an episode's open, then its peak updates, then its close), and the
 messages that announce them are published only after they are stored, so a client that reads an alert's row or
-pictures on its `alert_open` finds them. Stopping drains the queue: nothing handed on is lost at a clean stop.
+pictures on its `alert_open` finds them; between the two, an alert_open or alert_close goes into the webhook
+outbox (`outbox`, service.alerts.webhooks). Stopping drains the queue: nothing handed on is lost at a clean stop.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
-from service.core.messages import Published
+from service.core.messages import AlertClose, AlertOpen, Published
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,14 @@ class _Task:
 
 
 class AlertWriter:
-    def __init__(self, publish: Callable[[Published], None], name: str = "alert-writer") -> None:
+    def __init__(
+        self,
+        publish: Callable[[Published], None],
+        name: str = "alert-writer",
+        outbox: Callable[[AlertOpen | AlertClose], None] | None = None,
+    ) -> None:
         self._publish = publish
+        self._outbox = outbox  # where alert events go for the webhooks, once stored; None: no webhooks
         self._queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._lock = threading.Lock()  # submit vs stop: nothing is queued behind the end marker
@@ -96,4 +103,16 @@ class AlertWriter:
             if task.done is not None:
                 task.done.set_result(result)
             if task.messages:
+                self._to_outbox(task.messages)
                 self._publish(task.messages)
+
+    def _to_outbox(self, messages: Published) -> None:
+        if self._outbox is None:
+            return
+        events = {id(m): m for _, m in messages if isinstance(m, (AlertOpen, AlertClose))}  # one per event, not topic
+        for message in events.values():
+            try:
+                self._outbox(message)
+            except Exception:  # the WebSocket still gets it; the webhooks miss it (logged, counted)
+                self.errors += 1
+                log.exception("alert %s's %s not put in the webhook outbox", message.id, message.type)

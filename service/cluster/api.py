@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
 import uuid
@@ -178,7 +181,9 @@ class ClusterRuntime(Runtime):
         self.engine = Engine(settings.max_batch, settings.max_wait_ms / 1000, self.publish, self.metrics.observe_batch)
         self.snapshots = AlertSnapshots(settings.data_dir / "alerts", self.store)
         self.writer = AlertWriter(self.publish)  # an API node stores no alerts; Runtime.start/stop expect one
-        self.webhooks = Webhooks.from_settings(settings, self.bus, self.metrics)  # alerts from every shard
+        # every shard's alert events, from the outbox in PostgreSQL; each URL sent by one API node at a time
+        holder = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.webhooks = Webhooks.from_settings(settings, self.store, self.bus, self.metrics, holder)
         self.streams = ClusterStreams(settings, self.store, lambda: self.host)  # type: ignore[assignment]
         self.clips = ClipManager(settings.clips_dir, self.store, self.engine, self.metrics, self.publish,
                                  settings.clip_fps, settings.max_scoring_clips)  # fmt: skip

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from model.device import pick_device
+from service.alerts.webhooks import outbox_writer
 from service.alerts.writer import AlertWriter
 from service.capture.sources import Reader
 from service.cluster.bus import RedisPublisher
@@ -263,8 +264,10 @@ class ShardCore:
         self.engine = ShardEngine(self, settings.max_batch, settings.max_wait_ms / 1000, self._publish,
                                   self.metrics.observe_batch)  # fmt: skip
         # alert rows, checkpoints and calibrations are stored off the engine thread, alert messages published once
-        # stored (a refused write publishes nothing)
-        self.writer = AlertWriter(self._publish, name=f"writer-{name}")
+        # stored (a refused write publishes nothing); every alert event goes into the webhook outbox, which the
+        # API nodes send from (a shard does not know which of them have URLs)
+        self.writer = AlertWriter(self._publish, name=f"writer-{name}",
+                                  outbox=outbox_writer(self.store, settings.alert_webhook_max_age_s))  # fmt: skip
         self.streams = ShardStreams(settings, ShardStore(self), self.engine, self.metrics, self.writer, None)  # type: ignore[arg-type]
         self.refused = 0
         self.standby: dict[str, tuple[Reader, float]] = {}  # camera -> reader connected ahead of a move, since

@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS clips (
     model TEXT NOT NULL, status TEXT NOT NULL, error TEXT, created DOUBLE PRECISION NOT NULL,
     finished DOUBLE PRECISION
 );
+CREATE TABLE IF NOT EXISTS webhook_events (
+    id BIGSERIAL PRIMARY KEY, delivery TEXT NOT NULL, event TEXT NOT NULL, body TEXT NOT NULL,
+    created DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_cursors (
+    receiver TEXT PRIMARY KEY, last_id BIGINT NOT NULL, holder TEXT, lease_until DOUBLE PRECISION NOT NULL
+);
 CREATE TABLE IF NOT EXISTS assignments (
     stream_id TEXT PRIMARY KEY, shard TEXT NOT NULL, epoch BIGINT NOT NULL, assigned DOUBLE PRECISION NOT NULL
 );
@@ -114,6 +121,12 @@ class PostgresStore(SqlStore):
     the event loop's worker threads); every write commits at once, or with its transaction. All SQL here is
     SqlStore's, with `?` placeholders, run by `_exec` and `_all` (a transaction holds the lock, an RLock, and
     runs them too); only `fenced` takes a statement in psycopg's own `%s`, as the shard writes it."""
+
+    NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
+    # Shards append outbox events over their own connections, so a higher id can commit before a lower one; a
+    # sender that moved its cursor past the higher one would skip the lower for good. Reading only events a few
+    # seconds old (on the database's clock) leaves time for the lower one's commit.
+    WEBHOOK_SETTLE_S = 2.0
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn

@@ -46,8 +46,7 @@ class Metrics:
         self.ws_clients = Gauge("mnad_websocket_clients", "Connected WebSocket subscribers", registry=r)
         self.ws_dropped = Counter(
             "mnad_websocket_dropped_messages_total",
-            "Messages dropped for slow subscribers: WebSocket clients, and alert webhooks (also counted in"
-            " mnad_webhook_deliveries_total)",
+            "Messages dropped for slow WebSocket subscribers",
             registry=r,
         )
         self.alerts = Counter("mnad_alerts_total", "Anomaly episodes opened", ["stream"], registry=r)
@@ -69,9 +68,16 @@ class Metrics:
         )
         self.webhook_deliveries = Counter(
             "mnad_webhook_deliveries_total",
-            "Alert webhook deliveries by outcome: delivered, refused (a status no retry changes), failed (retries"
-            " spent), dropped (the receiver too slow, its oldest messages lost)",
+            "Alert webhook deliveries by outcome: delivered, refused (a status no retry changes), failed (still"
+            " failing when the alert reached alert_webhook_max_age_s)",
             ["outcome"],
+            registry=r,
+        )
+        self.webhook_backlog = Gauge(
+            "mnad_webhook_backlog",
+            "Alert events in the outbox not yet sent to a webhook URL (by its place in alert_webhooks), counted by"
+            " the node that sends them",
+            ["receiver"],
             registry=r,
         )
         self.alert_reviews = Counter(
@@ -83,7 +89,7 @@ class Metrics:
         self.model_info = Info("mnad_model", "Served models", ["model"], registry=r)
         for state in ("queued", "running", "done", "failed"):
             self.upload_jobs.labels(state).set(0)
-        for outcome in ("delivered", "refused", "failed", "dropped"):  # present from the start, for rate() and alerts
+        for outcome in ("delivered", "refused", "failed"):  # present from the start, for rate() and alerts
             self.webhook_deliveries.labels(outcome)
         for verdict in ("false_alarm", "confirmed", "cleared"):
             self.alert_reviews.labels(verdict)

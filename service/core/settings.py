@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     alert_webhooks: list[str] = Field(
         default_factory=list,
         description="http(s) URLs every alert_open and alert_close is POSTed to, as the WebSocket's JSON (README,"
-        " Alert webhooks); in cluster mode set it on one API node, or let receivers drop repeats by X-MNAD-Delivery",
+        " Alert webhooks); kept in the database until delivered; in cluster mode one API node at a time sends each",
     )
     alert_webhook_secret: SecretStr | None = Field(
         None,
@@ -125,12 +125,12 @@ class Settings(BaseSettings):
         " secret; set but empty is an error",
     )
     alert_webhook_timeout_s: float = Field(5.0, gt=0, le=120, description="One webhook attempt gives up after this")
-    alert_webhook_retries: int = Field(
-        3,
-        ge=0,
-        le=20,
-        description="Webhook attempts after the first, on a network error, a timeout, 429 or 5xx;"
-        " waits 1, 2, 4 ... s between (at most 30)",
+    alert_webhook_max_age_s: float = Field(
+        3600.0,
+        gt=0,
+        le=7 * 86_400,
+        description="A webhook that fails with a network error, a timeout, 429 or 5xx is retried (after 1, 2, 4 ... s,"
+        " at most 30, restarts included) until the alert is this old; then it is given up",
     )
     clip_fps: float | None = Field(None, gt=0, le=1000, description="Frame rate of uploads that record none")
     inference: Literal["auto", "fp32", "bf16", "fp16", "compile", "onnxruntime", "openvino"] = Field(

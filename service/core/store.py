@@ -1,4 +1,5 @@
-"""Persistence: streams (they come back after a restart), their own calibrations, alerts and upload jobs.
+"""Persistence: streams (they come back after a restart), their own calibrations, alerts, upload jobs, and the
+outbox of alert webhooks (events and each receiver's cursor, so no alert is lost to a restart or an outage).
 
 `Store` is what the service asks of persistence, and all it depends on; `SqliteStore` keeps it in one SQLite
 file, and cluster mode's PostgresStore (service/cluster/store.py) on a server database. The SQL the two dialects
@@ -40,6 +41,13 @@ CREATE INDEX IF NOT EXISTS alerts_stream_time ON alerts (stream_id, start_time);
 CREATE TABLE IF NOT EXISTS clips (
     id TEXT PRIMARY KEY, filename TEXT NOT NULL, original_name TEXT, size INTEGER NOT NULL,
     model TEXT NOT NULL, status TEXT NOT NULL, error TEXT, created REAL NOT NULL, finished REAL
+);
+CREATE TABLE IF NOT EXISTS webhook_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, delivery TEXT NOT NULL, event TEXT NOT NULL, body TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_cursors (
+    receiver TEXT PRIMARY KEY, last_id INTEGER NOT NULL, holder TEXT, lease_until REAL NOT NULL
 );
 """
 
@@ -125,6 +133,31 @@ class Store(Protocol):
         """An operator's verdict on the alert (None clears it); its row after, or None if there is no such alert."""
         ...
 
+    # the webhook outbox (service.alerts.webhooks)
+    WEBHOOK_SETTLE_S: float  # an event is read this long after it was stored (see PostgresStore)
+
+    def add_webhook_event(self, delivery: str, event: str, body: str, keep_s: float) -> None:
+        """Append an alert message to the outbox (stamped by the database's clock); now and then, events older
+        than `keep_s` go."""
+        ...
+
+    def webhook_events_after(self, last_id: int, settle_s: float, limit: int) -> list[dict[str, Any]]:
+        """The outbox's events after `last_id`, oldest first, at least `settle_s` old: {id, delivery, event, body,
+        age (s)}."""
+        ...
+
+    def webhook_backlog(self, last_id: int) -> int: ...
+    def claim_webhook(self, receiver: str, holder: str, lease_s: float) -> int | None:
+        """Take or renew the lease on a receiver's cursor (made at the newest event if new: no history is
+        replayed); its last delivered event id, or None while another holder's lease runs."""
+        ...
+
+    def advance_webhook(self, receiver: str, holder: str, last_id: int, lease_s: float) -> bool:
+        """Move the cursor to `last_id` and renew the lease; False when `holder` no longer holds it."""
+        ...
+
+    def release_webhook(self, receiver: str, holder: str) -> None: ...
+
     # upload jobs
     def add_clip(self, id: str, filename: str, original_name: str | None, size: int, model: str) -> None: ...
     def set_clip_status(self, id: str, status: str, error: str | None = None) -> None: ...
@@ -145,6 +178,10 @@ class SqlStore(ABC):
 
     _db: Any  # the one connection: sqlite3.Connection or psycopg.Connection
     _lock: Any  # serializes it: threading.Lock or RLock
+    NOW: str  # the database's clock as unix seconds, an SQL expression: outbox times never mix two machines' clocks
+    PRUNE_EVERY = 128  # outbox events appended between two prunes
+    WEBHOOK_SETTLE_S = 0.0  # one connection: events commit in the order of their ids
+    _appended = 0
 
     def close(self) -> None:
         with self._lock:
@@ -316,6 +353,50 @@ class SqlStore(ABC):
         self._exec("UPDATE alerts SET verdict = ?, reviewed_at = ? WHERE id = ?", (verdict, reviewed_at, id))
         return self.alert(id)
 
+    # the webhook outbox: events in the order they were stored, a cursor and a lease per receiver
+    def add_webhook_event(self, delivery: str, event: str, body: str, keep_s: float) -> None:
+        self._exec(f"INSERT INTO webhook_events (delivery, event, body, created) VALUES (?, ?, ?, {self.NOW})",
+                   (delivery, event, body))  # fmt: skip
+        self._appended += 1
+        if self._appended % self.PRUNE_EVERY == 0:
+            self._exec(f"DELETE FROM webhook_events WHERE created < {self.NOW} - ?", (keep_s,))
+
+    def webhook_events_after(self, last_id: int, settle_s: float, limit: int) -> list[dict[str, Any]]:
+        return self._all(
+            f"SELECT id, delivery, event, body, {self.NOW} - created AS age FROM webhook_events"
+            f" WHERE id > ? AND created <= {self.NOW} - ? ORDER BY id LIMIT ?",
+            (last_id, settle_s, limit),
+        )
+
+    def webhook_backlog(self, last_id: int) -> int:
+        return self._all("SELECT COUNT(*) AS n FROM webhook_events WHERE id > ?", (last_id,))[0]["n"]
+
+    def claim_webhook(self, receiver: str, holder: str, lease_s: float) -> int | None:
+        now = time.time()
+        self._exec(
+            "INSERT INTO webhook_cursors SELECT ?, COALESCE(MAX(id), 0), NULL, 0 FROM webhook_events"
+            " WHERE true ON CONFLICT (receiver) DO NOTHING",  # WHERE: SQLite's parser needs one before ON CONFLICT
+            (receiver,),
+        )
+        rows = self._all(
+            "UPDATE webhook_cursors SET holder = ?, lease_until = ? WHERE receiver = ? AND (holder = ? OR"
+            " lease_until < ?) RETURNING last_id",
+            (holder, now + lease_s, receiver, holder, now),
+        )
+        return rows[0]["last_id"] if rows else None
+
+    def advance_webhook(self, receiver: str, holder: str, last_id: int, lease_s: float) -> bool:
+        return (
+            self._exec(
+                "UPDATE webhook_cursors SET last_id = ?, lease_until = ? WHERE receiver = ? AND holder = ?",
+                (last_id, time.time() + lease_s, receiver, holder),
+            )
+            > 0
+        )
+
+    def release_webhook(self, receiver: str, holder: str) -> None:
+        self._exec("UPDATE webhook_cursors SET lease_until = 0 WHERE receiver = ? AND holder = ?", (receiver, holder))
+
     # clips
     def add_clip(self, id: str, filename: str, original_name: str | None, size: int, model: str) -> None:
         self._exec(
@@ -355,6 +436,8 @@ class SqlStore(ABC):
 
 class SqliteStore(SqlStore):
     """`Store` in one SQLite file (WAL)."""
+
+    NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

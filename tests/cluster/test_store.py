@@ -138,3 +138,37 @@ def test_the_shared_sql_answers_alike_on_both_dialects(store, tmp_path) -> None:
     sqlite = SqliteStore(tmp_path / "db.sqlite3")
     assert exercise(store) == exercise(sqlite)
     sqlite.close()
+
+
+def test_the_webhook_outbox_answers_alike_and_one_connection_holds_a_url_at_a_time(store, pg_dsn, tmp_path) -> None:
+    """The outbox's SQL on both dialects: a new URL's cursor starts at the newest event, events come in order
+    after the cursor with their age on the database's clock, the lease keeps a second holder out until it is
+    handed back or runs out; on PostgreSQL the second holder is another connection (another API node)."""
+    from service.cluster.store import PostgresStore
+    from service.core.store import SqliteStore
+
+    def exercise(s, other) -> list:
+        s.add_webhook_event("g:1:alert_open", "alert_open", '{"id": 1}', 60)
+        start = s.claim_webhook("r", "a", 30)  # made at the newest event: 1 is history
+        for i in (2, 3, 4):
+            s.add_webhook_event(f"g:{i}:alert_open", "alert_open", f'{{"id": {i}}}', 60)
+        after = s.webhook_events_after(start, 0.0, 2)
+        rows = [(r["id"] - start, r["delivery"], r["body"]) for r in after]
+        ages_ok = all(0 <= r["age"] < 5 for r in after)
+        settling = s.webhook_events_after(start, 5.0, 10)  # none is 5 s old yet
+        held = [other.claim_webhook("r", "b", 30), other.advance_webhook("r", "b", start + 3, 30)]
+        moved = s.advance_webhook("r", "a", after[-1]["id"], 30)
+        backlog = s.webhook_backlog(after[-1]["id"])
+        s.release_webhook("r", "a")
+        taken = other.claim_webhook("r", "b", 30)
+        lapsed = [s.claim_webhook("r2", "a", -1) is not None, other.claim_webhook("r2", "b", 30) is not None]
+        return [start - start, rows, ages_ok, settling, held, moved, backlog, taken - start, lapsed]
+
+    other = PostgresStore(pg_dsn)
+    sqlite = SqliteStore(tmp_path / "db.sqlite3")
+    assert exercise(store, other) == exercise(sqlite, sqlite) == [
+        0, [(1, "g:2:alert_open", '{"id": 2}'), (2, "g:3:alert_open", '{"id": 3}')], True, [], [None, False], True,
+        1, 2, [True, True],
+    ]  # fmt: skip
+    other.close()
+    sqlite.close()

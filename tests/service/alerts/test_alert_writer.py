@@ -9,7 +9,7 @@ import time
 import pytest
 
 from service.alerts.writer import AlertWriter
-from service.core.messages import Dropped, Published
+from service.core.messages import AlertClose, AlertOpen, Dropped, Published
 
 
 def note(topic: str) -> Published:
@@ -64,3 +64,32 @@ def test_stop_stores_everything_queued_and_later_writes_are_refused(caplog) -> N
     assert done == list(range(20)) and "not stored" in caplog.text
     with pytest.raises(RuntimeError, match="stopped"):
         writer.call(lambda: None)
+
+
+def test_a_stored_alert_goes_into_the_webhook_outbox_once_before_it_is_published() -> None:
+    """An alert message is published on two topics (its stream's and the alerts topic) but is one event for the
+    webhooks; it enters the outbox after its writes and before any subscriber can see it, and not at all when
+    its write failed; an outbox that fails costs the webhooks that event (counted), not the WebSocket."""
+    log: list[str] = []
+    writer = AlertWriter(lambda messages: log.extend(f"published {m.type} {m.id}" for _, m in messages),
+                         outbox=lambda m: log.append(f"outbox {m.type} {m.id}"))  # fmt: skip
+    writer.start()
+    open_ = AlertOpen(stream="gate", name="gate", id=7, start_frame=1, start_time=0.0, end_frame=None, end_time=None,
+                      peak_score=0.9, peak_frame=1, thumbnail_url=None, heatmap_url=None)  # fmt: skip
+    close = AlertClose(**{**open_.model_dump(exclude={"type", "seq"}), "id": 8})
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    writer.submit([lambda: log.append("stored 7")], [("stream:gate", open_), ("alerts", open_)])
+    writer.submit([fail], [("stream:gate", close), ("alerts", close)])
+    writer.flush()
+    assert log == ["stored 7", "outbox alert_open 7", "published alert_open 7", "published alert_open 7"]
+    broken = AlertWriter(lambda messages: log.extend(f"published {m.id}" for _, m in messages),
+                         outbox=lambda m: 1 / 0)  # fmt: skip
+    broken.start()
+    broken.submit([], [("alerts", open_)])
+    broken.flush()
+    assert log[-1] == "published 7" and broken.errors == 1
+    writer.stop()
+    broken.stop()

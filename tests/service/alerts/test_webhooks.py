@@ -1,7 +1,9 @@
-"""Alert webhooks (service.alerts.webhooks) against a real HTTP receiver on loopback: the body is the alert's
-JSON, signed; failures that may pass are retried, refusals are not; a dead or slow receiver costs only its own
-messages, counted, and never holds up another URL; a stop lets queued alerts go out. Then the real server:
-an RTSP camera's alert reaches a configured webhook, signed, and is counted on /metrics."""
+"""Alert webhooks (service.alerts.webhooks) through the outbox of a real SQLite store, against a real HTTP receiver
+on loopback: the body is the alert's JSON, signed; failures that may pass are retried until the alert is too old,
+refusals are not; a receiver that is down gets everything, in order, once back, and holds up no other URL; what
+a stop left in the outbox goes out at the next start; a new URL does not replay history. Then the real server: an
+RTSP camera's alert reaches a configured webhook, signed, counted on /metrics, and one stored while the receiver
+was down survives a kill -9 of the server."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,11 +22,12 @@ from pydantic import ValidationError
 from support import wait_for
 
 from service.alerts.episodes import ALERTS_TOPIC
-from service.alerts.webhooks import Webhook, WebhookPolicy, Webhooks
+from service.alerts.webhooks import Webhook, WebhookPolicy, Webhooks, outbox_writer
 from service.core.bus import LocalBus
 from service.core.messages import AlertClose, AlertOpen
 from service.core.metrics import Metrics
 from service.core.settings import Settings
+from service.core.store import SqliteStore
 
 SECRET = b"s3cret"
 
@@ -32,7 +36,7 @@ class Receiver:
     """A loopback HTTP server that records each POST (time, headers, body) and answers from a script of statuses
     (the last one repeats), each after `delay_s`."""
 
-    def __init__(self, statuses: tuple[int, ...] = (200,), delay_s: float = 0.0) -> None:
+    def __init__(self, statuses: tuple[int, ...] = (200,), delay_s: float = 0.0, port: int = 0) -> None:
         self.requests: list[tuple[float, dict[str, str], bytes]] = []
         receiver = self
 
@@ -49,7 +53,7 @@ class Receiver:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?token=abc"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -65,13 +69,20 @@ class Receiver:
 def receivers():
     made: list[Receiver] = []
 
-    def make(*statuses: int, delay_s: float = 0.0) -> Receiver:
-        made.append(Receiver(statuses or (200,), delay_s))
+    def make(*statuses: int, delay_s: float = 0.0, port: int = 0) -> Receiver:
+        made.append(Receiver(statuses or (200,), delay_s, port))
         return made[-1]
 
     yield make
     for r in made:
         r.close()
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SqliteStore(tmp_path / "mnad.db")
+    yield s
+    s.close()
 
 
 def alert(kind: type = AlertOpen, id: int = 1, stream: str = "gate") -> AlertOpen | AlertClose:
@@ -84,19 +95,28 @@ def outcomes(metrics: Metrics) -> dict[str, float]:
             if s.name.endswith("_total") and s.value}  # fmt: skip
 
 
-def run(urls: list[str], scenario, policy: WebhookPolicy | None = None, queue: int = 64) -> Metrics:
-    """`scenario(bus, webhooks)` on an event loop with the webhooks running on a LocalBus; returns the metrics."""
+FAST = WebhookPolicy(timeout_s=2, backoff_s=0.01, secret=SECRET)
+
+
+def run(store, urls: list[str], scenario, policy: WebhookPolicy = FAST, grace_s: float = 0) -> Metrics:
+    """`scenario(emit, hooks)` on an event loop with the webhooks running on `store` and a LocalBus; `emit(message)`
+    does what the alert writer does with a stored alert: into the outbox, then published. Returns the metrics."""
     metrics = Metrics()
 
     async def main() -> None:
-        bus = LocalBus(queue)
-        hooks = Webhooks(urls, bus, metrics, policy or WebhookPolicy(timeout_s=2, retries=3, backoff_s=0.01,
-                                                                      secret=SECRET))  # fmt: skip
+        bus = LocalBus(64)
+        hooks = Webhooks(urls, store, bus, metrics, policy)
+        put = outbox_writer(store, policy.max_age_s)
+
+        def emit(message: AlertOpen | AlertClose) -> None:
+            put(message)
+            bus.publish(ALERTS_TOPIC, message)
+
         hooks.start()
         try:
-            await scenario(bus, hooks)
+            await scenario(emit, hooks)
         finally:
-            await hooks.stop(grace_s=0)
+            await hooks.stop(grace_s=grace_s)
 
     asyncio.run(main())
     return metrics
@@ -114,45 +134,51 @@ async def until(condition, seconds: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def test_an_alert_is_posted_as_its_json_signed_in_order(receivers) -> None:
+def test_an_alert_is_posted_as_its_json_signed_in_order(receivers, store) -> None:
     r = receivers()
     sent: list[str] = []
 
-    async def scenario(bus, hooks) -> None:
+    async def scenario(emit, hooks) -> None:
         for message in (alert(AlertOpen), alert(AlertClose)):
-            bus.publish(ALERTS_TOPIC, message)
-            sent.append(message.wire(len(sent)))
-        bus.publish("stream:gate", alert(AlertOpen, 2))  # another topic: not the webhook's
+            emit(message)
+            sent.append(message.wire())
         await until(lambda: len(r.requests) == 2 and idle(hooks))  # received, and counted by the sender
 
-    metrics = run([r.url], scenario)
-    assert [body.decode() for _, _, body in r.requests] == sent  # the WebSocket's text, byte for byte, in order
+    metrics = run(store, [r.url], scenario)
+    assert [body.decode() for _, _, body in r.requests] == sent  # the alert's JSON, byte for byte, in order
     for (_, headers, body), kind in zip(r.requests, ("alert_open", "alert_close"), strict=True):
         assert headers["Content-Type"] == "application/json" and headers["X-MNAD-Event"] == kind
         assert headers["X-MNAD-Delivery"] == f"gate:1:{kind}"
         assert headers["X-MNAD-Signature"] == "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
     assert outcomes(metrics) == {"delivered": 2}
+    assert url_secret_absent(store, r.url)
 
 
-def test_unsigned_without_a_secret(receivers) -> None:
+def url_secret_absent(store, url: str) -> bool:
+    """The store keeps a digest of each URL, never the URL (its path or query may be the receiver's secret)."""
+    dump = "\n".join(store._db.iterdump())
+    return "token=abc" not in dump and url not in dump
+
+
+def test_unsigned_without_a_secret(receivers, store) -> None:
     r = receivers()
 
-    async def scenario(bus, hooks) -> None:
-        bus.publish(ALERTS_TOPIC, alert())
+    async def scenario(emit, hooks) -> None:
+        emit(alert())
         await until(lambda: r.requests)
 
-    run([r.url], scenario, WebhookPolicy(timeout_s=2))
+    run(store, [r.url], scenario, WebhookPolicy(timeout_s=2))
     assert "X-MNAD-Signature" not in r.requests[0][1]
 
 
-def test_what_may_pass_later_is_retried_what_the_receiver_refuses_is_not(receivers) -> None:
+def test_what_may_pass_later_is_retried_what_the_receiver_refuses_is_not(receivers, store) -> None:
     flaky, refusing = receivers(503, 429, 200), receivers(400)
 
-    async def scenario(bus, hooks) -> None:
-        bus.publish(ALERTS_TOPIC, alert())
+    async def scenario(emit, hooks) -> None:
+        emit(alert())
         await until(lambda: len(flaky.requests) == 3 and idle(hooks))
 
-    metrics = run([flaky.url, refusing.url], scenario)
+    metrics = run(store, [flaky.url, refusing.url], scenario)
     assert len(refusing.requests) == 1
     assert len({body for _, _, body in flaky.requests}) == 1  # the same body each time
     waits = [b[0] - a[0] for a, b in zip(flaky.requests, flaky.requests[1:], strict=False)]
@@ -160,56 +186,92 @@ def test_what_may_pass_later_is_retried_what_the_receiver_refuses_is_not(receive
     assert outcomes(metrics) == {"delivered": 1, "refused": 1}
 
 
-def test_a_dead_receiver_gives_up_counted_and_holds_up_no_other_url(receivers) -> None:
+def test_a_receiver_down_for_a_while_gets_every_alert_in_order_once_back(receivers, store) -> None:
+    """Down for its first eight requests (503, then refused connections would do the same): nothing is lost, the
+    first alert is retried at the head of the line and the later ones follow it, in order."""
+    r = receivers(*(503,) * 8, 200)
+
+    async def scenario(emit, hooks) -> None:
+        for i in range(4):
+            emit(alert(id=i))
+        await until(lambda: len(r.requests) == 8 + 4 and idle(hooks), 20)
+
+    metrics = run(store, [r.url], scenario)
+    assert [body["id"] for body in r.bodies()] == [0] * 9 + [1, 2, 3]
+    assert outcomes(metrics) == {"delivered": 4}
+
+
+def test_a_dead_receiver_gives_up_when_the_alert_is_too_old_and_holds_up_no_other_url(receivers, store) -> None:
     healthy = receivers()
     dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens
-    policy = WebhookPolicy(timeout_s=2, retries=3, backoff_s=0.5)
+    policy = WebhookPolicy(timeout_s=2, max_age_s=1.5, backoff_s=0.2)
 
-    async def scenario(bus, hooks) -> None:
+    async def scenario(emit, hooks) -> None:
         started = time.monotonic()
-        bus.publish(ALERTS_TOPIC, alert())
+        emit(alert())
         await until(lambda: healthy.requests)
-        assert healthy.requests[0][0] - started < 0.4  # before the dead URL's first retry
-        await until(lambda: idle(hooks), 10)
+        assert healthy.requests[0][0] - started < 0.2  # before the dead URL's first retry
+        await until(lambda: outcomes(hooks.hooks[0].metrics).get("failed"), 10)
+        assert time.monotonic() - started >= 1.0  # retried until the alert was old (0.2 + 0.4 + 0.8 s of waits)
 
-    metrics = run([dead, healthy.url], scenario, policy)
+    metrics = run(store, [dead, healthy.url], scenario, policy)
     assert outcomes(metrics) == {"delivered": 1, "failed": 1}
 
 
-def test_a_slow_receiver_loses_its_oldest_alerts_counted_and_gets_the_newest(receivers) -> None:
-    slow = receivers(delay_s=0.3)
+def test_what_a_stop_left_in_the_outbox_goes_out_at_the_next_start(receivers, store) -> None:
+    """The receiver is down while two alerts happen and the service stops (or crashes: the outbox is already
+    written); at the next start, with the receiver back on the same address, both arrive, in order."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
 
-    async def scenario(bus, hooks) -> None:
-        for i in range(8):
-            bus.publish(ALERTS_TOPIC, alert(id=i))
-        await until(lambda: hooks.hooks[0].idle() and slow.requests, 10)
+    async def down(emit, hooks) -> None:
+        emit(alert(AlertOpen))
+        emit(alert(AlertClose))
+        await until(lambda: hooks.hooks[0].backlog._value.get() == 2)
 
-    metrics = run([slow.url], scenario, queue=2)
-    ids = [body["id"] for body in slow.bodies()]
-    counted = outcomes(metrics)
-    assert ids[-1] == 7 and ids == sorted(ids) and len(ids) < 8
-    assert counted["delivered"] == len(ids) and counted["dropped"] == 8 - len(ids)
+    first = run(store, [url], down)
+    assert outcomes(first) == {}  # nothing given up
+    r = receivers(port=port)
+
+    async def back(emit, hooks) -> None:
+        await until(lambda: len(r.requests) == 2 and idle(hooks))
+
+    second = run(store, [url], back)
+    assert [(b["type"], b["id"]) for b in r.bodies()] == [("alert_open", 1), ("alert_close", 1)]
+    assert outcomes(second) == {"delivered": 2}
 
 
-def test_a_stop_lets_queued_alerts_go_out_within_its_grace(receivers) -> None:
+def test_a_new_url_starts_with_the_next_alert_not_the_history(receivers, store) -> None:
+    old, new = receivers(), receivers()
+
+    async def before(emit, hooks) -> None:
+        emit(alert(id=1))
+        await until(lambda: old.requests and idle(hooks))
+
+    run(store, [old.url], before)
+
+    async def after(emit, hooks) -> None:
+        emit(alert(id=2))
+        await until(lambda: len(old.requests) == 2 and new.requests and idle(hooks))
+
+    run(store, [old.url, new.url], after)
+    assert [b["id"] for b in old.bodies()] == [1, 2] and [b["id"] for b in new.bodies()] == [2]
+
+
+def test_a_stop_lets_the_outbox_go_out_within_its_grace(receivers, store) -> None:
     r = receivers(delay_s=0.1)
-    metrics = Metrics()
 
-    async def main() -> None:
-        bus = LocalBus(64)
-        hooks = Webhooks([r.url], bus, metrics, WebhookPolicy(timeout_s=2))
-        hooks.start()
+    async def scenario(emit, hooks) -> None:
         for i in range(3):
-            bus.publish(ALERTS_TOPIC, alert(id=i))
-        await hooks.stop(grace_s=5)
+            emit(alert(id=i))
 
-    asyncio.run(main())
+    metrics = run(store, [r.url], scenario, WebhookPolicy(timeout_s=2), grace_s=5)
     assert [b["id"] for b in r.bodies()] == [0, 1, 2] and outcomes(metrics) == {"delivered": 3}
 
 
-def test_the_log_names_the_site_not_the_secret_in_the_url() -> None:
-    hook = Webhook("https://user:pw@hooks.example.com:8443/services/T0/B0/XYZ?token=abc", LocalBus(1), Metrics(),
-                   WebhookPolicy())  # fmt: skip
+def test_the_log_names_the_site_not_the_secret_in_the_url(store) -> None:
+    hook = Webhook("https://user:pw@hooks.example.com:8443/services/T0/B0/XYZ?token=abc", 0, store, Metrics(),
+                   WebhookPolicy(), "local")  # fmt: skip
     assert hook.name == "https://hooks.example.com:8443"
 
 
@@ -234,11 +296,36 @@ def test_a_cameras_alert_reaches_a_configured_webhook(serve_factory, rtsp_factor
     assert 'mnad_webhook_deliveries_total{outcome="delivered"}' in metrics
 
 
-def test_settings_refuse_a_webhook_that_is_not_http_and_an_empty_secret() -> None:
+@pytest.mark.ped2
+def test_an_alert_stored_while_the_receiver_was_down_survives_a_kill_9(serve_factory, rtsp_factory, h264_clip,
+                                                                        receivers) -> None:  # fmt: skip
+    """The receiver is down when a camera's alert opens; the server is killed (SIGKILL: nothing runs on the way
+    out) with the alert in its outbox; restarted on the same data with the receiver back, it sends that alert."""
+    port = free_port()
+    flags = ("--alert-webhooks", json.dumps([f"http://127.0.0.1:{port}/hook"]), "--alert-webhook-max-age-s", "600")
+    rtsp = rtsp_factory(h264_clip)
+    first = serve_factory(*flags)
+    with first.client() as c:
+        body = {"url": rtsp.url, "name": "gate", "alert_on": 0, "alert_off": 0}
+        sid = c.post("/api/streams", json=body).json()["id"]
+        backlog = re.compile(r'^mnad_webhook_backlog\{receiver="0"\} ([0-9.]+)$', re.M)
+        wait_for(lambda: float(backlog.search(c.get("/metrics").text)[1]) >= 1, 60, message="an event in the outbox")
+        first_alert = min(a["id"] for a in c.get("/api/alerts", params={"stream": sid}).json()["items"])
+    first.proc.kill()
+    first.proc.wait(10)
+    r = receivers(port=port)
+    serve_factory(*flags, data_dir=first.data_dir)
+    wait_for(lambda: r.requests, 60, message="the webhook's first request after the restart")
+    message = json.loads(r.requests[0][2])
+    assert (message["type"], message["id"], message["stream"]) == ("alert_open", first_alert, sid)
+    assert r.requests[0][1]["X-MNAD-Delivery"] == f"{sid}:{first_alert}:alert_open"
+
+
+def test_settings_refuse_a_webhook_that_is_not_http_and_an_empty_secret(store) -> None:
     for url in ("ftp://hooks.example.com/x", "file:///tmp/hook", "https:///no-host"):
         with pytest.raises(ValidationError, match="not an http"):
             Settings(_env_file=None, alert_webhooks=[url])
     with pytest.raises(ValidationError, match="set but empty"):
         Settings(_env_file=None, alert_webhook_secret=" ")
     ok = Settings(_env_file=None, alert_webhooks=["https://hooks.example.com/T0/XYZ"], alert_webhook_secret="k")
-    assert Webhooks.from_settings(ok, LocalBus(1), Metrics()).hooks[0].policy.secret == b"k"
+    assert Webhooks.from_settings(ok, store, LocalBus(1), Metrics()).hooks[0].policy.secret == b"k"

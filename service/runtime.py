@@ -62,6 +62,11 @@ class Runtime:
         if messages and self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.bus.publish_many, messages)
 
+    def announce(self, messages: Published) -> None:
+        """From any thread: what an operator did (a review) to every subscriber of the service; here the process's
+        own (ClusterApi's go to every API node)."""
+        self.publish(messages)
+
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         # FFmpeg's RTSP over UDP loses packets under load, which corrupts frames: ask for TCP.

@@ -19,6 +19,7 @@ from starlette.requests import HTTPConnection
 from service.alerts.snapshots import AlertSnapshots
 from service.alerts.views import LiveView
 from service.core.bus import Bus
+from service.core.messages import Published
 from service.core.metrics import Metrics
 from service.core.policy import SourcePolicy
 from service.core.settings import Settings
@@ -77,6 +78,11 @@ settings, metrics, store, snapshots = part("settings"), part("metrics"), part("s
 bus, streams, clips = part("bus"), part("streams"), part("clips")
 
 
+async def announce(conn: HTTPConnection) -> Callable[[Published], None]:
+    """Publishing what an operator did to every subscriber (Runtime.announce)."""
+    return _runtime(conn).announce
+
+
 async def host(conn: HTTPConnection) -> ModelHost:
     """The loaded models. The gate of every route that needs them: 503 while they load, or with the error
     if loading failed (the host exists only then, so nothing can use a half-loaded one)."""
@@ -109,5 +115,6 @@ SnapshotsDep = Annotated[AlertSnapshots, Depends(snapshots)]
 BusDep = Annotated[Bus, Depends(bus)]
 StreamsDep = Annotated[StreamsApi, Depends(streams)]
 ClipsDep = Annotated[ClipManager, Depends(clips)]
+AnnounceDep = Annotated[Callable[[Published], None], Depends(announce)]
 HostDep = Annotated[ModelHost, Depends(host)]  # ready-gated: 503 until the models are loaded
 ReadinessDep = Annotated[Readiness, Depends(readiness)]

@@ -8,11 +8,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model.calibration import Calibration
-from service.core.messages import ClipState, FrameScore
+from service.core.messages import ClipState, FrameScore, Verdict
 from service.core.policy import NETWORK_SCHEMES
 from service.core.settings import check_thresholds
 
-Verdict = Literal["false_alarm", "confirmed"]
 ReviewFilter = Literal[Verdict, "unreviewed"]  # GET /api/alerts?verdict=
 Fraction = Annotated[float, Field(ge=0, le=1)]
 MaskPolygon = Annotated[

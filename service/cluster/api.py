@@ -25,7 +25,7 @@ from service.alerts.views import LiveView
 from service.alerts.webhooks import Webhooks
 from service.alerts.writer import AlertWriter
 from service.capture.sources import redact
-from service.cluster.bus import RedisBus
+from service.cluster.bus import RedisBus, RedisPublisher
 from service.cluster.store import PostgresStore
 from service.core.exceptions import Conflict, StreamLimit, StreamNotFound
 from service.core.messages import AlertClose, AlertOpen, Published, StreamScore
@@ -182,8 +182,9 @@ class ClusterRuntime(Runtime):
         self.snapshots = AlertSnapshots(settings.data_dir / "alerts", self.store)
         self.writer = AlertWriter(self.publish)  # an API node stores no alerts; Runtime.start/stop expect one
         # every shard's alert events, from the outbox in PostgreSQL; each URL sent by one API node at a time
-        holder = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        holder = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"  # this API node, on the bus too
         self.webhooks = Webhooks.from_settings(settings, self.store, self.bus, self.metrics, holder)
+        self.announcer = RedisPublisher(settings.bus_url, f"api-{holder}")  # reviews, to every API node
         self.streams = ClusterStreams(settings, self.store, lambda: self.host)  # type: ignore[assignment]
         self.clips = ClipManager(settings.clips_dir, self.store, self.engine, self.metrics, self.publish,
                                  settings.clip_fps, settings.max_scoring_clips)  # fmt: skip
@@ -195,6 +196,10 @@ class ClusterRuntime(Runtime):
 
     def recover(self) -> None:
         """Alerts open in PostgreSQL belong to cameras a shard runs (or will resume): an API node closes none."""
+
+    def announce(self, messages: Published) -> None:
+        """Through Redis: every API node's subscribers see an operator's review, this node's when it comes back."""
+        self.announcer.broadcast(messages)
 
     async def start(self) -> None:
         await super().start()
@@ -223,4 +228,5 @@ class ClusterRuntime(Runtime):
         self.engine.stop()
         self.writer.stop()
         await self.webhooks.stop()
+        self.announcer.close()
         self.store.close()

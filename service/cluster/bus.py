@@ -66,6 +66,20 @@ class RedisPublisher:
                 return 0
         return sent
 
+    def broadcast(self, messages: Published) -> int:
+        """An API node's side: messages no camera's epoch governs (an operator's review), to every API node
+        (this one included: it fans them out when they come back). Returns the count sent."""
+        pipe = self._redis.pipeline(transaction=False)
+        for topic, message in messages:
+            pipe.publish(self.channel, Envelope(topic=topic, text=message.wire(), shard=self.shard).model_dump_json())
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            self.errors += 1
+            log.warning("broadcasting %d message(s) failed", len(messages), exc_info=True)
+            return 0
+        return len(messages)
+
     def close(self) -> None:
         self._redis.close()
 

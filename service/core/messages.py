@@ -173,6 +173,19 @@ class Calibrated(Message):
     alert: AlertThresholds
 
 
+Verdict = Literal["false_alarm", "confirmed"]  # an operator's review of an alert
+
+
+class AlertReviewed(Message):
+    """An operator judged an alert, or took the verdict back (`/ws/alerts`): every open alerts page shows it."""
+
+    type: Literal["alert_review"] = "alert_review"
+    stream: str
+    id: int
+    verdict: Verdict | None
+    reviewed_at: float | None
+
+
 class Masked(Message):
     """A stream's mask changed: from the next frame on, the score ignores these polygons (service.pipeline.masks)."""
 
@@ -200,7 +213,9 @@ class ClipDone(ClipState, _ClipDoneHead):
     """An uploaded clip's job ended (done or failed): its state, as GET /api/clips/{id}?scores=false."""
 
 
-AnyMessage = StreamScore | ClipScoreMessage | AlertOpen | AlertClose | Calibrated | Masked | Dropped | ClipDone
+AnyMessage = (
+    StreamScore | ClipScoreMessage | AlertOpen | AlertClose | AlertReviewed | Calibrated | Masked | Dropped | ClipDone
+)
 Published = list[tuple[str, Message]]  # (topic, message) pairs handed to the bus
 
 _ANY: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)

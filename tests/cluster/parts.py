@@ -399,6 +399,38 @@ class Feed:
         return [(t, m) for t, m in list(self.messages) if m["type"] == "score" and t > after]
 
 
+class WebhookReceiver:
+    """A loopback HTTP server for alert webhooks: the alert id and X-MNAD-Delivery of every POST, answering 503 to
+    the first `down` ones and 200 after."""
+
+    def __init__(self, down: int = 0) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.ids: list[int] = []
+        self.deliveries: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.ids.append(body["id"])
+                receiver.deliveries.append(self.headers["X-MNAD-Delivery"])
+                self.send_response(503 if len(receiver.ids) <= down else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def frames_lost(scores: list[dict], t_start: float, t_end: float, fps: float, window: int) -> int:
     """Frames a camera streaming without a break at `fps` sent in [t_start, t_end] that were never scored
     (`captured`: when a reader read the frame), less the window - 1 a new reader reads to fill its window."""

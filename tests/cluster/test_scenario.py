@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import time
@@ -44,6 +45,8 @@ def test_cameras_survive_a_node_and_a_paused_shard(
     head, worker = ray_nodes("head"), ray_nodes("worker")
     step("2 ray nodes")
     env = cluster_env(tiny_models, pg_dsn, redis_server.url, head.gcs_address, tmp_path / "data")
+    hooks = parts.WebhookReceiver()  # both API nodes name it: each alert must still reach it once
+    env["MNAD_ALERT_WEBHOOKS"] = json.dumps([hooks.url])
     apis = [start_api_node(env, tmp_path / f"api-{i}.log") for i in range(2)]
     store = PostgresStore(pg_dsn)
     feeds: list[Feed] = []
@@ -104,6 +107,16 @@ def test_cameras_survive_a_node_and_a_paused_shard(
               + f" {[round(parts.rss_mib(n.pids())) for n in (head, worker)]}", flush=True)  # fmt: skip
         parts.wait_for(open_alerts, 60, "an open alert on every camera, in its checkpoint")
         step("alerts open")
+        # An operator's review on one API node reaches the alerts socket of both.
+        reviewed = store.load_checkpoint(ids[0]).episode["id"]
+        r = httpx.patch(f"{apis[0].base}/api/alerts/{reviewed}", json={"verdict": "confirmed"}, timeout=30)
+        assert r.status_code == 200, r.text
+
+        def told(feed: Feed) -> bool:
+            return any(m["type"] == "alert_review" and m["id"] == reviewed for _, m in list(feed.messages))
+
+        parts.wait_for(lambda: all(told(f) for f in alert_feeds), 10, "the review on both API nodes' sockets")
+        step("review on both API nodes")
 
         # 3. Kill the worker node (SIGKILL of its raylet, workers, agents) while alerts are open on it.
         status = store.shards()
@@ -243,7 +256,12 @@ def test_cameras_survive_a_node_and_a_paused_shard(
         assert all(f.closed is None for f in feeds), [f.closed for f in feeds]
         rows, total = store.alerts(None, None, None, 100, 0)
         assert total == 4 and all(r["end_time"] is None for r in rows), rows  # the open episodes went along
+        # Each alert_open reached the webhook once, though both API nodes have the URL and cameras moved.
+        expected = sorted(f"{r['stream_id']}:{r['id']}:alert_open" for r in rows)
+        parts.wait_for(lambda: len(hooks.deliveries) >= 4, 30, "4 webhooks")
+        assert sorted(hooks.deliveries) == expected, hooks.deliveries
     finally:
+        hooks.close()
         for f in feeds:
             f.stop()
         with contextlib.suppress(Exception):

@@ -6,40 +6,12 @@ once the lease runs out and goes on from the cursor."""
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import parts
 import pytest
 
 pytestmark = pytest.mark.cluster
-
-
-class Receiver:
-    """A loopback HTTP server that records the alert id of every POST, answering 503 to the first `down` ones."""
-
-    def __init__(self, down: int) -> None:
-        self.ids: list[int] = []
-        ids = self.ids
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                ids.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["id"])
-                self.send_response(503 if len(ids) <= down else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_two_api_nodes_send_each_alert_once_and_one_takes_over_when_the_other_dies(pg_dsn) -> None:
@@ -49,7 +21,7 @@ def test_two_api_nodes_send_each_alert_once_and_one_takes_over_when_the_other_di
     from service.core.messages import AlertOpen
     from service.core.metrics import Metrics
 
-    receiver = Receiver(down=2)
+    receiver = parts.WebhookReceiver(down=2)
     shard, node_a, node_b = PostgresStore(pg_dsn), PostgresStore(pg_dsn), PostgresStore(pg_dsn)
     policy = WebhookPolicy(timeout_s=1, lease_s=1.5, poll_s=0.1, backoff_s=1.0)  # the second wait outlasts a lease
     put = outbox_writer(shard, policy.max_age_s)  # a shard's alert writer

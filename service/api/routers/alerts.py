@@ -6,11 +6,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 
-from service.alerts.episodes import picture_urls
+from service.alerts.episodes import ALERTS_TOPIC, picture_urls
 from service.alerts.snapshots import AlertSnapshots
-from service.api.deps import MetricsDep, SnapshotsDep, StoreDep
+from service.api.deps import AnnounceDep, MetricsDep, SnapshotsDep, StoreDep
 from service.api.schemas import AlertOut, AlertPage, AlertReview, ReviewFilter
 from service.core.exceptions import AlertNotFound, PictureNotFound
+from service.core.messages import AlertReviewed
 from service.core.store import Store
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
@@ -53,13 +54,18 @@ def get_alert(alert_id: AlertId, store: StoreDep) -> dict:
 
 
 @router.patch("/{alert_id}", response_model=AlertOut)
-def review_alert(alert_id: AlertId, body: AlertReview, store: StoreDep, metrics: MetricsDep) -> dict:
+def review_alert(
+    alert_id: AlertId, body: AlertReview, store: StoreDep, metrics: MetricsDep, announce: AnnounceDep
+) -> dict:
     """An operator's verdict on an alert: a false alarm or a confirmed event (null takes it back). Kept with the
-    alert, filterable (`?verdict=`), counted in mnad_alert_reviews_total: how often a camera cries wolf."""
+    alert, filterable (`?verdict=`), counted in mnad_alert_reviews_total: how often a camera cries wolf; an
+    `alert_review` message on /ws/alerts tells every other open dashboard."""
     row = store.review_alert(alert_id, body.verdict, time.time())
     if row is None:
         raise AlertNotFound(alert_id)
     metrics.alert_reviews.labels(body.verdict or "cleared").inc()
+    review = AlertReviewed(stream=row["stream_id"], id=alert_id, verdict=row["verdict"], reviewed_at=row["reviewed_at"])
+    announce([(ALERTS_TOPIC, review)])
     return _out(row)
 
 

@@ -1,9 +1,11 @@
-"""An operator's verdict on an alert through a real `serve`: given, kept, filtered by, taken back, counted."""
+"""An operator's verdict on an alert through a real `serve`: given, kept, filtered by, taken back, counted, and
+told to every /ws/alerts subscriber."""
 
 from __future__ import annotations
 
 import pytest
-from support import wait_for
+from support import wait_for, ws_messages
+from websockets.sync.client import connect
 
 pytestmark = pytest.mark.ped2
 
@@ -14,9 +16,15 @@ def test_review_an_alert(serve_factory, h264_clip) -> None:
         first = wait_for(lambda: c.get("/api/alerts").json()["items"], 60, message="an alert")[-1]
         assert first["verdict"] is None and first["reviewed_at"] is None
         id = first["id"]
-        r = c.patch(f"/api/alerts/{id}", json={"verdict": "false_alarm"})
+        with connect(f"{server.ws_base}/ws/alerts", open_timeout=10) as ws:  # another operator's dashboard
+            r = c.patch(f"/api/alerts/{id}", json={"verdict": "false_alarm"})
+            told = ws_messages(ws, lambda out: any(m["type"] == "alert_review" for m in out), 10)
         assert r.status_code == 200, r.text
         reviewed = r.json()
+        review = next(m for m in told if m["type"] == "alert_review")
+        expected = {"type": "alert_review", "stream": first["stream_id"], "id": id, "verdict": "false_alarm",
+                    "reviewed_at": reviewed["reviewed_at"]}  # fmt: skip
+        assert {k: v for k, v in review.items() if k != "seq"} == expected
         assert reviewed["verdict"] == "false_alarm" and reviewed["reviewed_at"] > first["start_time"]
         moving = ("verdict", "reviewed_at", "end_time", "end_frame", "peak_score", "peak_frame", "thumbnail_url",
                   "heatmap_url")  # the review's, and what an episode still open changes meanwhile  # fmt: skip

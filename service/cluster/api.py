@@ -52,9 +52,10 @@ class ClusterStream:
     """What the routers read of a stream on an API node: its row, and what the bus said of it lately."""
 
     def __init__(
-        self, row: dict[str, Any], seen: dict[str, Any], policy: dict[str, Any], live: LiveView, mask: list[Polygon]
-    ) -> None:
-        self.row, self.seen, self.policy, self.mask = row, seen, policy, mask
+        self, row: dict[str, Any], seen: dict[str, Any], policy: dict[str, Any], live: LiveView, mask: list[Polygon],
+        store: PostgresStore,
+    ) -> None:  # fmt: skip
+        self.row, self.seen, self.policy, self.mask, self.store = row, seen, policy, mask, store
         self.id = row["id"]
         self.live = live  # recent scores from the bus; pictures stay on the shard: latest.jpg answers 404 here
 
@@ -81,7 +82,13 @@ class ClusterStream:
         raise NotInCluster("calibration on a stream's own footage")
 
     def set_mask(self, polygons: list[Polygon]) -> dict[str, Any]:
-        raise NotInCluster("changing a running camera's mask (give it when adding the camera)")
+        """Store the camera's new mask (MaskRefused before anything is stored); the shard running it reads it at
+        its next checkpoint (within MNAD_CHECKPOINT_S), scores without it from then on and says `mask` on the
+        camera's socket."""
+        watched = watched_share(polygons)
+        self.store.set_mask(self.id, polygons)
+        self.mask = polygons
+        return {"polygons": polygons, "watched": round(watched, 4)}
 
     def scoring(self) -> StreamScoring:
         raise NotInCluster("scoring an upload as a camera")
@@ -123,7 +130,7 @@ class ClusterStreams:
         with self._lock:
             seen = dict(self._seen.get(row["id"], {}))
             live = self._views.setdefault(row["id"], LiveView())
-        return ClusterStream(row, seen, self._policy(row), live, self.store.mask(row["id"]))
+        return ClusterStream(row, seen, self._policy(row), live, self.store.mask(row["id"]), self.store)
 
     def get(self, id: str) -> ClusterStream:
         row = self.store.stream(id)

@@ -12,6 +12,7 @@ Plain Python (tests drive it directly); service/cluster/actors.py wraps it in a 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -29,12 +30,12 @@ from service.alerts.writer import AlertWriter
 from service.capture.sources import Reader
 from service.cluster.bus import RedisPublisher
 from service.cluster.store import Checkpoint, PostgresStore, StaleEpoch
-from service.core.messages import Published
+from service.core.messages import Masked, Published
 from service.core.metrics import Metrics
 from service.core.settings import Settings
 from service.pipeline.engine import Engine, Lane, Owner, Scored
 from service.pipeline.host import HostedModel, ModelHost
-from service.pipeline.streams import Stream, StreamManager
+from service.pipeline.streams import Stream, StreamManager, stream_topic
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ class CameraOwner:
         messages = self.stream.on_scored(scored)
         if time.monotonic() - camera.saved_at >= self.shard.settings.checkpoint_s:
             # taken here (the state after this frame), stored by the alert writer in order with the alert writes
-            self.shard.writer.submit([partial(self.shard.fenced_checkpoint, self.shard.snapshot(camera))])
+            self.shard.writer.submit([partial(self.shard.fenced_checkpoint, self.shard.snapshot(camera)),
+                                      partial(self.shard.follow_mask, camera)])  # fmt: skip
             camera.saved_at = time.monotonic()
         return messages
 
@@ -106,8 +108,6 @@ class ShardStore:
         return self.pg.calibration(stream_id)
 
     def set_calibration(self, stream_id: str, model: str, calibration: dict, fitted_at: float) -> None:
-        import json
-
         self._fenced(stream_id, "set_calibration",
                        "INSERT INTO calibrations VALUES (%s, %s, %s, %s) ON CONFLICT (stream_id) DO UPDATE SET"
                        " model = EXCLUDED.model, calibration = EXCLUDED.calibration, fitted_at = EXCLUDED.fitted_at",
@@ -298,6 +298,19 @@ class ShardCore:
             self.store.checkpoint(checkpoint)
         except StaleEpoch as e:
             self.lost(checkpoint.stream_id, e)
+
+    def follow_mask(self, camera: Camera) -> None:
+        """Alert writer, at each checkpoint: a mask an operator changed on any API node (stored in PostgreSQL)
+        applies from the next batch and is told on the camera's socket."""
+        stream = camera.stream
+        if stream is None:
+            return
+        polygons = self.store.mask(camera.id)
+        if json.dumps(polygons) == json.dumps(stream.mask):
+            return
+        stream.use_mask(polygons)  # checked by the API node before it stored them
+        log.info("camera %s: mask of %d polygons now", camera.id, len(polygons))
+        self._publish([(stream_topic(camera.id), Masked(stream=camera.id, **stream.describe_mask()))])
 
     def prepare(self, stream_id: str, timeout: float) -> bool:
         """Connect to a camera that is about to move here, while its shard still runs it (make before break):

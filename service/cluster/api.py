@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from model.alerts import AlertPolicy
 from model.device import pick_device
 from service.alerts.snapshots import AlertSnapshots
 from service.alerts.views import LiveView
@@ -27,7 +28,7 @@ from service.alerts.writer import AlertWriter
 from service.capture.sources import redact
 from service.cluster.bus import RedisBus, RedisPublisher
 from service.cluster.store import PostgresStore
-from service.core.exceptions import Conflict, StreamLimit, StreamNotFound
+from service.core.exceptions import Conflict, StreamLimit, StreamNotFound, UnknownModel
 from service.core.messages import AlertClose, AlertOpen, Published, StreamScore
 from service.core.metrics import Metrics
 from service.core.policy import SourcePolicy
@@ -35,7 +36,7 @@ from service.core.settings import Settings
 from service.pipeline.clips import ClipManager
 from service.pipeline.engine import Engine
 from service.pipeline.host import HostedModel, ModelHost
-from service.pipeline.masks import Polygon, watched_share
+from service.pipeline.masks import Polygon, watched_share, watched_tensor
 from service.pipeline.streams import StreamScoring, alert_policy
 from service.runtime import Runtime
 
@@ -53,9 +54,9 @@ class ClusterStream:
 
     def __init__(
         self, row: dict[str, Any], seen: dict[str, Any], policy: dict[str, Any], live: LiveView, mask: list[Polygon],
-        store: PostgresStore,
+        store: PostgresStore, model: HostedModel | None,
     ) -> None:  # fmt: skip
-        self.row, self.seen, self.policy, self.mask, self.store = row, seen, policy, mask, store
+        self.row, self.seen, self.policy, self.mask, self.store, self.model = row, seen, policy, mask, store, model
         self.id = row["id"]
         self.live = live  # recent scores from the bus; pictures stay on the shard: latest.jpg answers 404 here
 
@@ -91,7 +92,13 @@ class ClusterStream:
         return {"polygons": polygons, "watched": round(watched, 4)}
 
     def scoring(self) -> StreamScoring:
-        raise NotInCluster("scoring an upload as a camera")
+        """An upload scored as this camera: its model, alert thresholds and mask; the model's calibration (a
+        camera's own calibration does not exist in cluster mode)."""
+        if self.model is None:
+            raise UnknownModel(self.row["model"], "none of that name on this API node")
+        p = self.policy
+        policy = AlertPolicy(p["on"], p["off"], p["on_frames"], p["off_frames"])
+        return StreamScoring(self.id, self.model, self.model.calibration, policy, watched_tensor(self.mask, self.model))
 
 
 class ClusterStreams:
@@ -130,7 +137,9 @@ class ClusterStreams:
         with self._lock:
             seen = dict(self._seen.get(row["id"], {}))
             live = self._views.setdefault(row["id"], LiveView())
-        return ClusterStream(row, seen, self._policy(row), live, self.store.mask(row["id"]), self.store)
+        host = self._host()
+        model = host.models.get(row["model"]) if host is not None else None
+        return ClusterStream(row, seen, self._policy(row), live, self.store.mask(row["id"]), self.store, model)
 
     def get(self, id: str) -> ClusterStream:
         row = self.store.stream(id)

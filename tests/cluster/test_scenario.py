@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+import cv2
 import httpx
 import numpy as np
 import parts
@@ -90,6 +91,28 @@ def test_cameras_survive_a_node_and_a_paused_shard(
         assert masked["polygons"] == [LEFT_HALF] and masked["watched"] == pytest.approx(0.5, abs=0.01)
         assert all(m["box"][0] + m["box"][2] / 2 >= 0.5 for f in stream_feeds if f.url.endswith(ids[3])
                    for _, m in f.scores())  # fmt: skip
+        # A recording of camera 3 uploaded to API node 1, scored as that camera: its model and its mask.
+        clip = tmp_path / "camera-3.avi"
+        cap = cv2.VideoCapture(str(camera_clips["normal"]))
+        _, frame = cap.read()
+        out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (frame.shape[1], frame.shape[0]))
+        for _ in range(24):
+            out.write(frame)
+            _, frame = cap.read()
+        out.release()
+        cap.release()
+        with clip.open("rb") as f:
+            r = httpx.post(f"{apis[1].base}/api/clips", params={"stream": ids[3]},
+                           files={"file": ("camera-3.avi", f, "video/x-msvideo")}, timeout=60)  # fmt: skip
+        assert r.status_code == 202, r.text
+
+        def scored() -> dict | None:
+            c = httpx.get(f"{apis[1].base}/api/clips/{r.json()['id']}", timeout=10).json()
+            return c if c["status"] in ("done", "failed") else None
+
+        done = parts.wait_for(scored, 60, "the upload scored as camera 3")
+        assert done["status"] == "done" and done["stream"] == ids[3] and done["scores"], done
+        assert all(m["box"][0] + m["box"][2] / 2 >= 0.5 for m in done["scores"])  # nothing on the masked half
         # The mask cleared through API node 0: the shard running the camera takes it at its next checkpoint and
         # says so on the camera's socket of API node 1.
         r = httpx.put(f"{apis[0].base}/api/streams/{ids[3]}/mask", json={"polygons": []}, timeout=30)

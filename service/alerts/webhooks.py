@@ -154,15 +154,15 @@ class Webhook:
                     return None
             attempts += 1
             try:
-                response = await client.post(self.url, content=body, headers=headers)
-            except httpx.HTTPError as e:  # refused, unreachable, timed out, reset
+                status = await self.post(client, body, headers)
+            except (httpx.HTTPError, TimeoutError) as e:  # refused, unreachable, timed out, reset
                 reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
                 continue
-            if response.is_success:
+            if 200 <= status < 300:
                 outcome = "delivered"
                 break
-            reason = f"HTTP {response.status_code}"
-            if not retryable(response.status_code):
+            reason = f"HTTP {status}"
+            if not retryable(status):
                 outcome = "refused"
                 break
         self.metrics.webhook_deliveries.labels(outcome).inc()
@@ -170,6 +170,13 @@ class Webhook:
             log.warning("webhook %s: %s %s after %d attempt(s): %s", self.name, event["delivery"], outcome, attempts,
                         reason)  # fmt: skip
         return outcome
+
+    async def post(self, client: httpx.AsyncClient, body: bytes, headers: dict[str, str]) -> int:
+        """One attempt: the receiver's status. The whole attempt is bounded by timeout_s (httpx bounds each read,
+        so a receiver trickling its answer could hold it forever), and the response body is never read."""
+        async with asyncio.timeout(self.policy.timeout_s):
+            async with client.stream("POST", self.url, content=body, headers=headers) as response:
+                return response.status_code
 
     async def hold(self, seconds: float) -> bool:
         """Wait `seconds` with the URL's lease renewed as it goes (an outage outlasts a lease); False when another

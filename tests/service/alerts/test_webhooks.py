@@ -8,10 +8,12 @@ was down survives a kill -9 of the server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -267,6 +269,66 @@ def test_a_stop_lets_the_outbox_go_out_within_its_grace(receivers, store) -> Non
 
     metrics = run(store, [r.url], scenario, WebhookPolicy(timeout_s=2), grace_s=5)
     assert [b["id"] for b in r.bodies()] == [0, 1, 2] and outcomes(metrics) == {"delivered": 3}
+
+
+class Hostile:
+    """A loopback TCP server that reads each request's head and then runs `answer(conn)`: receivers no HTTP
+    server library would play."""
+
+    def __init__(self, answer) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.answer, self.stopped = answer, threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            self.answer(conn, self.stopped)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+
+
+def endless_body(conn: socket.socket, stopped: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n")
+    while not stopped.is_set():
+        conn.sendall(b"x" * 65536)
+
+
+def trickle(conn: socket.socket, stopped: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    while not stopped.wait(0.2):
+        conn.sendall(b"x")
+
+
+def test_a_hostile_receiver_costs_one_timeout_per_attempt_and_no_memory(store) -> None:
+    """A receiver answering 200 with an endless body is delivered at once (the body is never read); one that
+    trickles its headers a byte at a time (each read within httpx's timeout) is cut at timeout_s per attempt."""
+    flood, slow = Hostile(endless_body), Hostile(trickle)
+    policy = WebhookPolicy(timeout_s=1, max_age_s=2.5, backoff_s=0.1)
+    started = time.monotonic()
+
+    async def scenario(emit, hooks) -> None:
+        emit(alert())
+        await until(lambda: outcomes(hooks.hooks[0].metrics).get("failed") == 1, 10)
+
+    try:
+        metrics = run(store, [flood.url, slow.url], scenario, policy)
+    finally:
+        flood.close()
+        slow.close()
+    assert outcomes(metrics) == {"delivered": 1, "failed": 1}
+    assert time.monotonic() - started < 6  # about max_age_s, not the trickle's pace
 
 
 def test_the_log_names_the_site_not_the_secret_in_the_url(store) -> None:

@@ -250,6 +250,7 @@ def score_candidates(
     error_windows: Sequence[int] = ERROR_WINDOWS,
     distance_windows: Sequence[int] = DISTANCE_WINDOWS,
     progress: bool = False,
+    watched: torch.Tensor | None = None,
 ) -> list[ClipScores]:
     return score_clips(
         model,
@@ -260,6 +261,7 @@ def score_candidates(
         progress,
         error_windows=error_windows,
         distance_windows=distance_windows,
+        watched=watched,
     )
 
 
@@ -360,6 +362,7 @@ def validate(
     draws: int = 1,
     progress: bool = False,
     relative_error: bool = False,
+    watched: torch.Tensor | None = None,
 ) -> ValidationReport:
     """Score the normal clips and their synthetic anomalies; choose the setting with the best AUC.
 
@@ -372,15 +375,20 @@ def validate(
     `draws`: pool that many draws of synthetic events (seeds `seed`, `seed + 1`, ...). On Ped2's two held-out
     clips one draw (40 events) moves a checkpoint's AUC by 1-2.5 points from seed to seed; three give 120.
     `relative_error`: weigh P relative to the frame's median error window beside the absolute (RELATIVE_ERROR_HELP).
+    `watched` (H, W): the camera's mask (model.masks), for every stream; synthetic events are drawn anywhere, so
+    one that falls mostly in the masked part cannot be seen and counts as missed.
     """
     window = model.config.window
     fakes = streams(normal_clips, window, range(seed, seed + draws), kinds)
     error_windows = (fixed.error_window,) if fixed else ERROR_WINDOWS
     distance_windows = (fixed.distance_window,) if fixed else DISTANCE_WINDOWS
-    normal = score_candidates(model, normal_clips, update_threshold, device, error_windows, distance_windows)
-    anomalous = score_candidates(
-        model, [f.as_clip() for f in fakes], update_threshold, device, error_windows, distance_windows, progress
+    normal = score_candidates(
+        model, normal_clips, update_threshold, device, error_windows, distance_windows, watched=watched
     )
+    anomalous = score_candidates(
+        model, [f.as_clip() for f in fakes], update_threshold, device, error_windows, distance_windows, progress,
+        watched,
+    )  # fmt: skip
     labels, benign, busy = roles(fakes, window)
     weights = (fixed.weight,) if fixed else WEIGHTS
     relative = (fixed.distance_relative,) if fixed else (False, True)

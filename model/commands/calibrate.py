@@ -13,7 +13,9 @@ The service does the same live, per stream (`POST /api/streams/{id}/calibration`
 
 It also checks the model on this camera without labels (model/validation.py): synthetic anomalies
 made from the same footage give a validation AUC and an event recall with the new thresholds.
-`--select` goes further and chooses the region windows and λ on this footage too.
+`--select` goes further and chooses the region windows and λ on this footage too. `--mask` leaves out the
+parts of the picture the camera's stream will mask (the same polygons as the service's `PUT
+/api/streams/{id}/mask`): give that stream the same mask.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import torch
 import typer
 
-from model import checkpoint, synthetic, validation
+from model import checkpoint, masks, synthetic, validation
 from model.calibration import FUSION_WEIGHT, MIN_FRAMES, Calibration, Drift
 from model.commands import Draws, Kinds, RelativeError
 from model.data import DataError, load_clips, resample
@@ -62,6 +65,13 @@ def main(
     draws: Draws = 1,
     kinds: Kinds = "all",
     relative_error: RelativeError = False,
+    mask: Annotated[
+        str | None,
+        typer.Option(
+            help="Polygons the score ignores, as the stream's mask in the service: JSON [[[x, y], ...], ...] in "
+            "fractions of the frame (e.g. a clock: '[[[0.7,0],[1,0],[1,0.2],[0.7,0.2]]]')"
+        ),
+    ] = None,
 ) -> Calibration:
     """Score normal footage with a checkpoint and write a copy calibrated on it."""
     if not footage:
@@ -70,6 +80,7 @@ def main(
         raise typer.BadParameter(f"--inference must be one of {', '.join(INFERENCE_CHOICES)}")
     try:
         validation_kinds = synthetic.parse_kinds(kinds)
+        polygons = masks.parse(mask) if mask is not None else []
         ckpt = checkpoint.load(weights)
         dev = pick_device(device)
         loaded = [c for f in footage for c in load_clips(f, ckpt.config, fps or ckpt.fps, progress=sys.stderr.isatty())]
@@ -82,8 +93,9 @@ def main(
     where = previous.regions if previous is not None else Regions()
     threshold = UPDATE_THRESHOLD[config.variant]
     progress = sys.stderr.isatty()
+    watched = torch.from_numpy(masks.watched_map(polygons, config.height, config.width)) if polygons else None
     scored = score_clips(
-        model, clips, threshold, batch_size, dev, progress, (where.error_window,), (where.distance_window,)
+        model, clips, threshold, batch_size, dev, progress, (where.error_window,), (where.distance_window,), watched
     )
     measures = [s.measures(0, 0, where.distance_relative, where.error_relative) for s in scored]
     psnr, distance = np.concatenate([p for p, _ in measures]), np.concatenate([d for _, d in measures])
@@ -100,7 +112,7 @@ def main(
         fixed = None if select else calibration
         check = validation.validate(
             model, clips, threshold, ckpt.fps, dev, seed, fixed, kinds=validation_kinds, draws=draws, progress=progress,
-            relative_error=relative_error,
+            relative_error=relative_error, watched=watched,
         )  # fmt: skip
         calibration = check.calibration
         print(f"check on this footage's synthetic anomalies: {check.summary()}")
@@ -114,6 +126,7 @@ def main(
             "footage": [str(f) for f in footage],
             "clips": [c.name for c in clips],
             "frames": len(psnr),
+            "mask": polygons,
             "validation": check.to_dict() if check is not None else None,
             "previous": ckpt.calibration.to_dict() if ckpt.calibration is not None else None,
             "inference": model.name,
@@ -126,11 +139,12 @@ def main(
     old = ckpt.calibration
     before = f"PSNR {old.psnr_mean:.2f}±{old.psnr_std:.2f} dB, " if old is not None else "no calibration, "
     busier = calibration.frames - len(psnr)  # validation fits the thresholds on busier days of the footage too
+    share = f"; give its stream the same mask ({masks.watched_fraction(polygons):.0%} watched)" if polygons else ""
     print(
         f"calibrated on {len(psnr)} frames of {len(clips)} clips"
         f"{f' and {busier} frames of their busier days' if busier > 0 else ''}: {before}now PSNR "
         f"{calibration.psnr_mean:.2f}±{calibration.psnr_std:.2f} dB; alert on/off "
-        f"{calibration.alert_on:.3f}/{calibration.alert_off:.3f}; wrote {out}"
+        f"{calibration.alert_on:.3f}/{calibration.alert_off:.3f}; wrote {out}{share}"
     )
     return calibration
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import torch
 import typer
 
-from model import checkpoint, synthetic, validation
+from model import checkpoint, masks, synthetic, validation
 from model.calibration import MIN_FRAMES, AlertLevel, Calibration
 from model.commands.calibrate import main as calibrate
 from model.commands.train import main as train
@@ -125,6 +126,41 @@ def test_bad_inputs_say_what_is_wrong(tiny, footage, tmp_path) -> None:
                           str(footage[1]), "--out", str(out)], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "COLUMNS": "1000"})  # fmt: skip
     assert run.returncode == 2 and "checkpoint not found" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_mask_is_left_out_of_the_fit_and_the_check_as_the_stream_will_leave_it_out(tiny, footage, tmp_path) -> None:
+    """`--mask`: the footage is scored as a stream with that mask scores it (score_clips' `watched`), the fit and
+    the check on synthetic events both; the polygons are kept in the provenance. Bad masks say what is wrong."""
+    polygons = [[[0.7, 0.0], [1.0, 0.0], [1.0, 0.2], [0.7, 0.2]]]  # a clock's corner
+    out = tmp_path / "masked.safetensors"
+    returned = calibrate(tiny, footage, out=out, device="cpu", inference="fp32", mask=json.dumps(polygons))
+    before = checkpoint.load(tiny)
+    clips = [c for f in footage for c in load_clips(f, before.config, before.fps)]
+    busier = [b.as_clip() for b in synthetic.benign(clips) if b.kind in synthetic.BUSY]
+    where = before.calibration.regions
+    c = before.config
+    watched = torch.from_numpy(masks.watched_map(polygons, c.height, c.width))
+    assert 0 < float(watched.mean()) < 1
+
+    def score(w: torch.Tensor | None) -> list:
+        return score_clips(before.build("cpu"), clips + busier, UPDATE_THRESHOLD[c.variant],
+                           error_windows=(where.error_window,), distance_windows=(where.distance_window,),
+                           watched=w)  # fmt: skip
+
+    scored = {False: score(watched), True: score(None)}
+    measures = [before.calibration.measures(s) for s in scored[False]]
+    expected = Calibration.fit(np.concatenate([p for p, _ in measures]), np.concatenate([d for _, d in measures]),
+                               before.calibration.weight, where, before.calibration.drift,
+                               [len(s.psnr) for s in scored[False]])  # fmt: skip
+    assert asdict(returned) == pytest.approx(asdict(expected), rel=1e-6, abs=1e-9)
+    unmasked = np.concatenate([before.calibration.measures(s)[0] for s in scored[True]])
+    assert returned.psnr_mean != pytest.approx(float(unmasked.mean()), abs=1e-3)  # the mask changed what was fitted
+    recal = checkpoint.load(out).provenance["recalibration"]
+    assert recal["mask"] == polygons and recal["validation"]["events"]["events"] > 0
+    for bad, message in (("[[[0,0],[1,0]]]", "3 or more"), ("[[[0,0],[2,0],[1,1]]]", "in 0-1"), ("{", "not JSON"),
+                         ("[[[0,0],[1,0],[1,1],[0,1]]]", "leaves 0.0% of the frame")):  # fmt: skip
+        with pytest.raises(typer.BadParameter, match=message):
+            calibrate(tiny, footage, out=tmp_path / "x.safetensors", device="cpu", mask=bad)
 
 
 def test_faster_footage_is_subsampled_to_the_models_rate() -> None:

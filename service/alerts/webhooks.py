@@ -81,7 +81,9 @@ def outbox_writer(store: Store, max_age_s: float) -> Callable[[AlertOpen | Alert
 class Webhook:
     """Deliveries to one URL, in the order the alerts were stored, from its cursor in the store."""
 
-    def __init__(self, url: str, index: int, store: Store, metrics: Metrics, policy: WebhookPolicy, holder: str):
+    def __init__(
+        self, url: str, index: int, store: Store, metrics: Metrics, policy: WebhookPolicy, holder: str
+    ) -> None:
         self.url, self.store, self.metrics, self.policy, self.holder = url, store, metrics, policy, holder
         self.name = site(url)
         self.receiver = receiver_key(url)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import secrets
 import socket
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 
 from model.alerts import AlertPolicy
+from model.calibration import MIN_FRAMES, Calibration
 from model.device import pick_device
 from service.alerts.snapshots import AlertSnapshots
 from service.alerts.views import LiveView
@@ -28,11 +30,12 @@ from service.alerts.writer import AlertWriter
 from service.capture.sources import redact
 from service.cluster.bus import RedisBus, RedisPublisher
 from service.cluster.store import PostgresStore
-from service.core.exceptions import Conflict, StreamLimit, StreamNotFound, UnknownModel
+from service.core.exceptions import StreamLimit, StreamNotFound, UnknownModel
 from service.core.messages import AlertClose, AlertOpen, Published, StreamScore
 from service.core.metrics import Metrics
 from service.core.policy import SourcePolicy
 from service.core.settings import Settings
+from service.pipeline.calibration import CalibrationBusy
 from service.pipeline.clips import ClipManager
 from service.pipeline.engine import Engine
 from service.pipeline.host import HostedModel, ModelHost
@@ -44,19 +47,15 @@ log = logging.getLogger(__name__)
 LIVE_S = 5.0  # a camera whose last score is older than this is reported "connecting"
 
 
-class NotInCluster(Conflict):
-    def __init__(self, what: str) -> None:
-        super().__init__(f"{what} is not available in cluster mode yet (docs/cluster.md)")
-
-
 class ClusterStream:
     """What the routers read of a stream on an API node: its row, and what the bus said of it lately."""
 
     def __init__(
-        self, row: dict[str, Any], seen: dict[str, Any], policy: dict[str, Any], live: LiveView, mask: list[Polygon],
-        store: PostgresStore, model: HostedModel | None,
+        self, row: dict[str, Any], seen: dict[str, Any], live: LiveView, mask: list[Polygon], store: PostgresStore,
+        model: HostedModel | None, settings: Settings,
     ) -> None:  # fmt: skip
-        self.row, self.seen, self.policy, self.mask, self.store, self.model = row, seen, policy, mask, store, model
+        self.row, self.seen, self.mask, self.store, self.model, self.settings = row, seen, mask, store, model, settings
+        self._reset = False  # a reset asked through this object: what its shard will do, answered at once
         self.id = row["id"]
         self.live = live  # recent scores from the bus; pictures stay on the shard: latest.jpg answers 404 here
 
@@ -68,19 +67,64 @@ class ClusterStream:
             "fps_cap": r["fps_cap"], "state": "live" if live else "connecting", "last_error": None,
             "fps_in": 0.0, "fps_out": 0.0, "frames_read": 0, "frames_scored": seen.get("frames", 0),
             "frames_dropped": 0, "window_restarts": 0, "reconnects": 0, "reconnect_delay_s": 0.0,
-            "last_score": seen.get("score"), "calibration": "model",
+            "last_score": seen.get("score"), "calibration": self.calibration_state()["state"],
             "alert": {**self.policy, "open": bool(seen.get("in_alert"))},
             "mask": {"polygons": self.mask, "watched": round(watched_share(self.mask), 4)},
         }  # fmt: skip
 
-    def start_calibration(self, seconds: float) -> dict[str, Any]:
-        raise NotInCluster("calibration on a stream's own footage")
+    @property
+    def policy(self) -> dict[str, Any]:
+        """The camera's alert thresholds: its own, else the settings', else its calibration's (as a shard has them)."""
+        s = self.settings
+        if self.model is None:
+            return {"on": 1.0, "off": 1.0, "on_frames": s.alert_on_frames, "off_frames": s.alert_off_frames}
+        p = alert_policy(s, self.model, self.row["alerts"], self.current()[0])
+        return {"on": p.on, "off": p.off, "on_frames": p.on_frames, "off_frames": p.off_frames}
+
+    def _model(self) -> HostedModel:
+        if self.model is None:
+            raise UnknownModel(self.row["model"], "none of that name on this API node")
+        return self.model
+
+    def current(self) -> tuple[Calibration, float | None]:
+        """The calibration scoring the camera and when it was fitted: its own (stored by its shard) if fitted for
+        its model, else the model's (None)."""
+        model = self._model()
+        saved = self.store.calibration(self.id)
+        if saved is not None and saved["model"] == model.name:
+            return Calibration(**saved["calibration"]), saved["fitted_at"]
+        return model.calibration, None
 
     def calibration_state(self) -> dict[str, Any]:
-        raise NotInCluster("calibration on a stream's own footage")
+        """As the shard running the camera last told it (at most MNAD_CHECKPOINT_S old); before it has, or
+        after a reset asked here, from the stored fit or the model's."""
+        told = None if self._reset else self.store.calibration_state(self.id)
+        if told is not None:
+            return told
+        calibration, fitted_at = self.current() if not self._reset else (self._model().calibration, None)
+        frames = calibration.frames if fitted_at is not None else 0
+        return {"state": "fitted" if fitted_at is not None else "model", "progress": 1.0 if frames else 0.0,
+                "frames": frames, "target_frames": frames, "first_frame": None, "last_frame": None,
+                "calibration": calibration.to_dict(), "fitted_at": fitted_at}  # fmt: skip
 
-    def reset_calibration(self) -> Published:
-        raise NotInCluster("calibration on a stream's own footage")
+    def start_calibration(self, seconds: float) -> dict[str, Any]:
+        """Ask the camera's shard to calibrate on its next `seconds` (it starts within MNAD_CHECKPOINT_S); 409
+        while one is collecting. The state answered is the request's; GET follows the shard's progress."""
+        state = self.calibration_state()
+        if state["state"] == "collecting":
+            raise CalibrationBusy(f"a calibration is already collecting ({state['frames']}/{state['target_frames']}"
+                                  " frames)")  # fmt: skip
+        self.store.request(self.id, "calibrate", seconds)
+        model, cap = self._model(), self.row["fps_cap"]
+        target = max(MIN_FRAMES, math.ceil(seconds * (min(model.fps, cap) if cap else model.fps)))
+        return {**state, "state": "collecting", "progress": 0.0, "frames": 0, "target_frames": target,
+                "first_frame": None, "last_frame": None}  # fmt: skip
+
+    def reset_calibration(self) -> None:
+        """Ask the camera's shard to go back to the model's calibration (within MNAD_CHECKPOINT_S)."""
+        self._model()
+        self.store.request(self.id, "reset")
+        self._reset = True
 
     def set_mask(self, polygons: list[Polygon]) -> dict[str, Any]:
         """Store the camera's new mask (MaskRefused before anything is stored); the shard running it reads it at
@@ -92,13 +136,12 @@ class ClusterStream:
         return {"polygons": polygons, "watched": round(watched, 4)}
 
     def scoring(self) -> StreamScoring:
-        """An upload scored as this camera: its model, alert thresholds and mask; the model's calibration (a
-        camera's own calibration does not exist in cluster mode)."""
-        if self.model is None:
-            raise UnknownModel(self.row["model"], "none of that name on this API node")
+        """An upload scored as this camera: its model, calibration (its own fit if it has one), alert thresholds
+        and mask."""
+        model = self._model()
         p = self.policy
         policy = AlertPolicy(p["on"], p["off"], p["on_frames"], p["off_frames"])
-        return StreamScoring(self.id, self.model, self.model.calibration, policy, watched_tensor(self.mask, self.model))
+        return StreamScoring(self.id, model, self.current()[0], policy, watched_tensor(self.mask, model))
 
 
 class ClusterStreams:
@@ -124,22 +167,13 @@ class ClusterStreams:
                 elif isinstance(m, AlertOpen | AlertClose):
                     self._seen.setdefault(m.stream, {"frames": 0})["in_alert"] = isinstance(m, AlertOpen)
 
-    def _policy(self, row: dict[str, Any]) -> dict[str, Any]:
-        host = self._host()
-        model = host.models.get(row["model"]) if host is not None else None
-        if model is None:
-            return {"on": 1.0, "off": 1.0, "on_frames": self.settings.alert_on_frames,
-                    "off_frames": self.settings.alert_off_frames}  # fmt: skip
-        p = alert_policy(self.settings, model, row["alerts"])
-        return {"on": p.on, "off": p.off, "on_frames": p.on_frames, "off_frames": p.off_frames}
-
     def _stream(self, row: dict[str, Any]) -> ClusterStream:
         with self._lock:
             seen = dict(self._seen.get(row["id"], {}))
             live = self._views.setdefault(row["id"], LiveView())
         host = self._host()
         model = host.models.get(row["model"]) if host is not None else None
-        return ClusterStream(row, seen, self._policy(row), live, self.store.mask(row["id"]), self.store, model)
+        return ClusterStream(row, seen, live, self.store.mask(row["id"]), self.store, model, self.settings)
 
     def get(self, id: str) -> ClusterStream:
         row = self.store.stream(id)
@@ -172,6 +206,7 @@ class ClusterStreams:
         self.store.delete_alerts(stream_id=id)
         self.store.delete_calibration(id)
         self.store.set_mask(id, [])
+        self.store.forget_camera(id)
         with self._lock:  # (a camera deleted through another API node keeps its few recent scores here)
             self._seen.pop(id, None)
             self._views.pop(id, None)

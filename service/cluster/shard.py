@@ -11,6 +11,7 @@ Plain Python (tests drive it directly); service/cluster/actors.py wraps it in a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -33,6 +34,7 @@ from service.cluster.store import Checkpoint, PostgresStore, StaleEpoch
 from service.core.messages import Masked, Published
 from service.core.metrics import Metrics
 from service.core.settings import Settings
+from service.pipeline.calibration import CalibrationBusy
 from service.pipeline.engine import Engine, Lane, Owner, Scored
 from service.pipeline.host import HostedModel, ModelHost
 from service.pipeline.streams import Stream, StreamManager, stream_topic
@@ -53,6 +55,7 @@ class Camera:
     stream: Stream | None = None
     first_score: float | None = None  # wall clock of the first frame scored here (failover measurements)
     moved: tuple[str, float] | None = None  # (reason, since): why it came here, and since when it was not scored
+    told: str | None = None  # the calibration state last written for API nodes (JSON)
 
 
 class CameraOwner:
@@ -75,8 +78,7 @@ class CameraOwner:
         messages = self.stream.on_scored(scored)
         if time.monotonic() - camera.saved_at >= self.shard.settings.checkpoint_s:
             # taken here (the state after this frame), stored by the alert writer in order with the alert writes
-            self.shard.writer.submit([partial(self.shard.fenced_checkpoint, self.shard.snapshot(camera)),
-                                      partial(self.shard.follow_mask, camera)])  # fmt: skip
+            self.shard.writer.submit([partial(self.shard.fenced_checkpoint, self.shard.snapshot(camera))])
             camera.saved_at = time.monotonic()
         return messages
 
@@ -279,8 +281,11 @@ class ShardCore:
             registry.register(ShardLabelled(self.metrics.registry, name))
             server, _ = start_http_server(settings.shard_metrics_port, settings.host, registry)
             self.metrics_port = server.server_port
+        self._stopping = threading.Event()
+        self._follower = threading.Thread(target=self._follow_loop, name=f"follow-{name}", daemon=True)
         self.writer.start()
         self.engine.start()
+        self._follower.start()
 
     def _publish(self, messages: Published) -> None:
         self.bus.publish(messages, {c.id: c.epoch for c in list(self.cameras.values())})
@@ -299,18 +304,41 @@ class ShardCore:
         except StaleEpoch as e:
             self.lost(checkpoint.stream_id, e)
 
-    def follow_mask(self, camera: Camera) -> None:
-        """Alert writer, at each checkpoint: a mask an operator changed on any API node (stored in PostgreSQL)
-        applies from the next batch and is told on the camera's socket."""
+    def _follow_loop(self) -> None:
+        """Every checkpoint_s: what operators asked of this shard's cameras through any API node (PostgreSQL)."""
+        while not self._stopping.wait(self.settings.checkpoint_s):
+            for camera in list(self.cameras.values()):
+                try:
+                    self.follow(camera)
+                except StaleEpoch as e:
+                    self.lost(camera.id, e)
+                except Exception:  # the database away for a moment, a bug: the next round tries again
+                    log.exception("camera %s: following its requests failed", camera.id)
+
+    def follow(self, camera: Camera) -> None:
+        """A changed mask applies from the next batch (told on the camera's socket); a calibration asked for
+        starts collecting, or a reset is done; the calibration's state, when it changed, is written for the
+        API nodes (their GET .../calibration)."""
         stream = camera.stream
         if stream is None:
             return
         polygons = self.store.mask(camera.id)
-        if json.dumps(polygons) == json.dumps(stream.mask):
+        if json.dumps(polygons) != json.dumps(stream.mask):
+            stream.use_mask(polygons)  # checked by the API node before it stored them
+            log.info("camera %s: mask of %d polygons now", camera.id, len(polygons))
+            self._publish([(stream_topic(camera.id), Masked(stream=camera.id, **stream.describe_mask()))])
+        if stream.calibration is None:
             return
-        stream.use_mask(polygons)  # checked by the API node before it stored them
-        log.info("camera %s: mask of %d polygons now", camera.id, len(polygons))
-        self._publish([(stream_topic(camera.id), Masked(stream=camera.id, **stream.describe_mask()))])
+        request = self.store.take_request(camera.id, camera.epoch)
+        if request is not None and request["kind"] == "calibrate":
+            with contextlib.suppress(CalibrationBusy):  # asked twice before the first was taken: the first goes on
+                stream.start_calibration(request["seconds"])
+        elif request is not None:
+            stream.reset_calibration()
+        state = json.dumps(stream.calibration_state())
+        if state != camera.told:
+            self.store.set_calibration_state(camera.id, camera.epoch, json.loads(state))
+            camera.told = state
 
     def prepare(self, stream_id: str, timeout: float) -> bool:
         """Connect to a camera that is about to move here, while its shard still runs it (make before break):
@@ -409,6 +437,8 @@ class ShardCore:
         return len(ids)
 
     def stop(self) -> None:
+        self._stopping.set()
+        self._follower.join(timeout=10)
         for reader, _ in self.standby.values():
             reader.stop()
         for stream_id in list(self.cameras):

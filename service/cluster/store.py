@@ -56,6 +56,12 @@ CREATE TABLE IF NOT EXISTS webhook_events (
 CREATE TABLE IF NOT EXISTS webhook_cursors (
     receiver TEXT PRIMARY KEY, last_id BIGINT NOT NULL, holder TEXT, lease_until DOUBLE PRECISION NOT NULL
 );
+CREATE TABLE IF NOT EXISTS camera_requests (
+    stream_id TEXT PRIMARY KEY, kind TEXT NOT NULL, seconds DOUBLE PRECISION, at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS calibration_states (
+    stream_id TEXT PRIMARY KEY, state TEXT NOT NULL, at DOUBLE PRECISION NOT NULL
+);
 CREATE TABLE IF NOT EXISTS assignments (
     stream_id TEXT PRIMARY KEY, shard TEXT NOT NULL, epoch BIGINT NOT NULL, assigned DOUBLE PRECISION NOT NULL
 );
@@ -250,6 +256,37 @@ class PostgresStore(SqlStore):
     def load_checkpoint(self, stream_id: str) -> Checkpoint | None:
         rows = self._all("SELECT * FROM checkpoints WHERE stream_id = ?", (stream_id,))
         return Checkpoint.from_row(rows[0]) if rows else None
+
+    # what an API node asks of a camera's shard, and what the shard says back -----------------------------------
+    def request(self, stream_id: str, kind: str, seconds: float | None = None) -> None:
+        """Ask the shard running the camera to start a calibration ("calibrate", `seconds`) or reset it
+        ("reset"); a newer request replaces one not yet taken."""
+        self._exec(
+            "INSERT INTO camera_requests VALUES (?, ?, ?, ?) ON CONFLICT (stream_id) DO UPDATE SET"
+            " kind = EXCLUDED.kind, seconds = EXCLUDED.seconds, at = EXCLUDED.at",
+            (stream_id, kind, seconds, time.time()),
+        )
+
+    def take_request(self, stream_id: str, epoch: int) -> dict[str, Any] | None:
+        """The shard running the camera under `epoch` takes its pending request (StaleEpoch if it moved)."""
+        sql = "DELETE FROM camera_requests WHERE stream_id = %s RETURNING kind, seconds"
+        rows = self.fenced(stream_id, epoch, "take_request", sql, (stream_id,))
+        return rows[0] if rows else None
+
+    def set_calibration_state(self, stream_id: str, epoch: int, state: dict[str, Any]) -> None:
+        """The camera's calibration as its shard sees it (service.pipeline.calibration describe()), for API nodes."""
+        sql = ("INSERT INTO calibration_states VALUES (%s, %s, %s) ON CONFLICT (stream_id) DO UPDATE SET"
+               " state = EXCLUDED.state, at = EXCLUDED.at")  # fmt: skip
+        self.fenced(stream_id, epoch, "calibration_state", sql, (stream_id, json.dumps(state), time.time()))
+
+    def calibration_state(self, stream_id: str) -> dict[str, Any] | None:
+        rows = self._all("SELECT state FROM calibration_states WHERE stream_id = ?", (stream_id,))
+        return json.loads(rows[0]["state"]) if rows else None
+
+    def forget_camera(self, stream_id: str) -> None:
+        """A deleted camera's requests and calibration state."""
+        self._exec("DELETE FROM camera_requests WHERE stream_id = ?", (stream_id,))
+        self._exec("DELETE FROM calibration_states WHERE stream_id = ?", (stream_id,))
 
     # logs the tests read (restores, moves, refused writes) and the shards' status ----------------------------
     def _log(self, table: str, **row: Any) -> None:

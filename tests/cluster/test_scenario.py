@@ -125,6 +125,25 @@ def test_cameras_survive_a_node_and_a_paused_shard(
 
         parts.wait_for(cleared, 15, "the cleared mask on the camera's socket")
         assert httpx.get(f"{apis[1].base}/api/streams/{ids[3]}/mask", timeout=10).json()["watched"] == 1.0
+        # Camera 1 calibrated on its own footage, asked on API node 1: its shard collects 4 s of scores and fits,
+        # API node 0 follows the progress, a second request meanwhile is refused; then a reset on node 0.
+        cal = f"{apis[1].base}/api/streams/{ids[1]}/calibration"
+        r = httpx.post(cal, json={"seconds": 4}, timeout=30)
+        assert r.status_code == 202 and r.json()["state"] == "collecting" and r.json()["target_frames"] == 40, r.text
+        other = f"{apis[0].base}/api/streams/{ids[1]}/calibration"
+        parts.wait_for(lambda: httpx.get(other, timeout=10).json()["state"] == "collecting", 10, "collecting")
+        assert httpx.post(other, json={"seconds": 4}, timeout=30).status_code == 409
+        fitted = parts.wait_for(lambda: (c := httpx.get(other, timeout=10).json())["state"] == "fitted" and c, 20,
+                                "fitted on the camera's footage")  # fmt: skip
+        assert fitted["frames"] == 40 and fitted["fitted_at"] and store.calibration(ids[1]) is not None
+        cam1 = next(f for f in stream_feeds if f.url == f"{ws1}/ws/streams/{ids[1]}")
+        assert any(m["type"] == "calibrated" and m["state"] == "fitted" for _, m in list(cam1.messages))
+        assert httpx.get(f"{apis[1].base}/api/streams/{ids[1]}", timeout=10).json()["calibration"] == "fitted"
+        r = httpx.delete(other, timeout=30)
+        assert r.status_code == 200 and r.json()["state"] == "model", r.text
+        parts.wait_for(lambda: httpx.get(cal, timeout=10).json()["state"] == "model" and
+                       store.calibration(ids[1]) is None, 10, "reset by the shard")  # fmt: skip
+        step("a camera calibrated and reset through two API nodes")
         # recent scores over REST on the other API node too, from what the bus brought it
         recent = httpx.get(f"{apis[1].base}/api/streams/{ids[0]}/scores", params={"limit": 5}, timeout=10)
         frames = [s["frame"] for s in recent.json()]

@@ -67,7 +67,8 @@ class ClusterStream:
             "fps_cap": r["fps_cap"], "state": "live" if live else "connecting", "last_error": None,
             "fps_in": 0.0, "fps_out": 0.0, "frames_read": 0, "frames_scored": seen.get("frames", 0),
             "frames_dropped": 0, "window_restarts": 0, "reconnects": 0, "reconnect_delay_s": 0.0,
-            "last_score": seen.get("score"), "calibration": self.calibration_state()["state"],
+            "last_score": seen.get("score"),
+            "calibration": self.calibration_state()["state"] if self.model is not None else "model",
             "alert": {**self.policy, "open": bool(seen.get("in_alert"))},
             "mask": {"polygons": self.mask, "watched": round(watched_share(self.mask), 4)},
         }  # fmt: skip

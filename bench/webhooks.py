@@ -5,7 +5,7 @@ alerts a second one URL drains, and how soon a backlog goes out once a receiver 
 
 In one process, as `serve` runs them: a real SQLite store in a temporary directory, the alert writer's outbox
 call (`outbox_writer`), the published message ringing the URL's task (a LocalBus), and a loopback HTTP receiver
-(the standard library's ThreadingHTTPServer) that answers 200, or 503 while "down".
+(tests/cluster/parts.py's WebhookReceiver) that answers 200, or 503 while refusing.
 
 1. single: `--single` alerts one at a time, each after the previous arrived: time from the outbox write to the
    receiver reading the request (p50, p95, max).
@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "cluster"))  # the cluster tests' receiver
 
 from common import ForeignLoad, table
+from parts import WebhookReceiver as Receiver
 
 from service.alerts.episodes import ALERTS_TOPIC
 from service.alerts.webhooks import WebhookPolicy, Webhooks, outbox_writer
@@ -39,32 +38,6 @@ from service.core.bus import LocalBus
 from service.core.messages import AlertOpen
 from service.core.metrics import Metrics
 from service.core.store import SqliteStore
-
-
-class Receiver:
-    """Records (perf_counter, alert id) of each request it accepts; answers 503 while `down`."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[float, int]] = []
-        self.down = False
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                status = 503 if receiver.down else 200
-                if status == 200:
-                    receiver.got.append((time.perf_counter(), body["id"]))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def alert(id: int) -> AlertOpen:
@@ -100,30 +73,30 @@ async def run(args: argparse.Namespace, receiver: Receiver, store: SqliteStore) 
         for _ in range(args.single):
             sent = time.perf_counter()
             id = emit()
-            await until(lambda id=id: receiver.got and receiver.got[-1][1] == id)
-            latencies.append(receiver.got[-1][0] - sent)
+            await until(lambda id=id: receiver.accepted and receiver.accepted[-1][1] == id)
+            latencies.append(receiver.accepted[-1][0] - sent)
         ms = sorted(1000 * x for x in latencies)
         rows.append({"case": f"single ({args.single} alerts)", "p50 ms": statistics.median(ms),
                      "p95 ms": ms[int(0.95 * (len(ms) - 1))], "max ms": ms[-1]})  # fmt: skip
 
-        before = len(receiver.got)
+        before = len(receiver.accepted)
         sent = time.perf_counter()
         ids = [emit() for _ in range(args.burst)]
-        await until(lambda: len(receiver.got) >= before + args.burst)
-        took = receiver.got[-1][0] - sent
-        in_order = [i for _, i in receiver.got[before:]] == ids
+        await until(lambda: len(receiver.accepted) >= before + args.burst)
+        took = receiver.accepted[-1][0] - sent
+        in_order = [i for _, i in receiver.accepted[before:]] == ids
         rows.append({"case": f"burst ({args.burst} alerts)", "alerts/s": args.burst / took, "s": took,
                      "in order": in_order})  # fmt: skip
 
-        receiver.down = True
-        before = len(receiver.got)
+        receiver.refusing = True
+        before = len(receiver.accepted)
         ids = [emit() for _ in range(args.outage)]
         await asyncio.sleep(1.0)  # the URL retrying its first alert meanwhile
-        receiver.down = False
+        receiver.refusing = False
         back = time.perf_counter()
-        await until(lambda: len(receiver.got) >= before + args.outage)
-        took = receiver.got[-1][0] - back
-        in_order = [i for _, i in receiver.got[before:]] == ids
+        await until(lambda: len(receiver.accepted) >= before + args.outage)
+        took = receiver.accepted[-1][0] - back
+        in_order = [i for _, i in receiver.accepted[before:]] == ids
         rows.append({"case": f"outage ({args.outage} alerts waiting)", "s": took, "in order": in_order})
     finally:
         await hooks.stop(grace_s=0)

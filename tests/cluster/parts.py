@@ -400,14 +400,17 @@ class Feed:
 
 
 class WebhookReceiver:
-    """A loopback HTTP server for alert webhooks: the alert id and X-MNAD-Delivery of every POST, answering 503 to
-    the first `down` ones and 200 after."""
+    """A loopback HTTP server for alert webhooks (the cluster tests, bench/webhooks.py): the alert id and
+    X-MNAD-Delivery of every POST, answering 503 to the first `down` ones and while `refusing`, else 200; the
+    accepted ones also with their arrival time (perf_counter)."""
 
     def __init__(self, down: int = 0) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.ids: list[int] = []
         self.deliveries: list[str] = []
+        self.accepted: list[tuple[float, int]] = []
+        self.refusing = False
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -415,7 +418,10 @@ class WebhookReceiver:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 receiver.ids.append(body["id"])
                 receiver.deliveries.append(self.headers["X-MNAD-Delivery"])
-                self.send_response(503 if len(receiver.ids) <= down else 200)
+                status = 503 if len(receiver.ids) <= down or receiver.refusing else 200
+                if status == 200:
+                    receiver.accepted.append((time.perf_counter(), body["id"]))
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -39,6 +39,10 @@ before and dropped: at the model's scale its edges are themselves an anomaly. `m
 each walker with the pavement around it, which both clips share, so there is no edge.)
 
 Everything is drawn from one seed: the same clips and seed give the same events, bit for bit.
+
+A camera with a mask (`model.masks`: the parts of the picture its score ignores) gets the same events, but a
+frame whose change lies mostly in the masked part is labelled normal (`in_view`): the operator said what
+happens there does not matter, and a score that cannot see it must not be counted as missing it.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ BLUR_SIGMA = (1.0, 4.0)  # pixels
 NOISE_SIGMA = (4.0, 25.0)  # grey levels
 RUSH_SPEED = (2, 4)  # times walking speed of the borrowed walkers inside a rush event (Ped2's bikes: ~2-3x)
 PER_KIND = 4  # events of each kind per held-out clip
+IN_VIEW = 0.5  # share of an event frame's change that must fall where a masked camera's score looks
 __all__ = [
     "BENIGN",
     "BUSY",
@@ -83,6 +88,7 @@ __all__ = [
     "SyntheticClip",
     "benign",
     "camera_change",
+    "in_view",
     "make",
     "min_frames",
     "parse_changes",
@@ -313,14 +319,37 @@ def min_frames(window: int) -> int:
     return 4 * window + 8
 
 
-def make(clips: Sequence[Clip], window: int, seed: int = 0, per_kind: int = PER_KIND) -> list[SyntheticClip]:
+def in_view(reference: np.ndarray, frames: np.ndarray, watched: np.ndarray) -> np.ndarray:
+    """Per frame (T,): whether at least IN_VIEW of what the event changed (|frames - reference|, summed over the
+    picture) lies where the score looks (`watched`, (H, W) shares, model.masks.watched_map). A frame the event
+    left unchanged stays in view: the mask takes nothing from it."""
+    change = np.abs(frames.astype(np.int16) - reference.astype(np.int16)).sum(axis=-1, dtype=np.float32)  # (T, H, W)
+    seen = np.einsum("thw,hw->t", change, watched.astype(np.float32))
+    return seen >= IN_VIEW * change.sum(axis=(1, 2))
+
+
+def make(
+    clips: Sequence[Clip],
+    window: int,
+    seed: int = 0,
+    per_kind: int = PER_KIND,
+    watched: np.ndarray | None = None,
+) -> list[SyntheticClip]:
     """`per_kind` synthetic clips of each kind from every normal clip, one event each.
 
     `window` is the model's window: every event starts after at least two windows of normal
     frames, so a stream has normal history before it, as a real camera would.
+    `watched` (H, W): the camera's mask; the events drawn are the same, their frames mostly in the masked part
+    are labelled normal (`in_view`, against the clip as it would have been without the event).
     """
     rng = np.random.default_rng(seed)
     out: list[SyntheticClip] = []
+
+    def add(clip: Clip, name: str, kind: str, frames: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> None:
+        if watched is not None:
+            labels = labels & in_view(reference[: len(frames)], frames, watched)
+        out.append(SyntheticClip(f"{clip.name}-{name}", kind, frames, labels, clip.fps))
+
     for clip in clips:
         n = len(clip.frames)
         if n < min_frames(window):
@@ -336,14 +365,16 @@ def make(clips: Sequence[Clip], window: int, seed: int = 0, per_kind: int = PER_
                     frames, labels = _skip(clip.frames, span, rng)
                 else:
                     frames = _region(clip.frames, span, rng, kind)
-                out.append(SyntheticClip(f"{clip.name}-{kind}{k}", kind, frames, labels, clip.fps))
+                add(clip, f"{kind}{k}", kind, frames, labels, clip.frames)
     rng = np.random.default_rng(seed + 2_000_003)  # its own stream: the one-clip events above stay as they were
     long = [c for c in clips if len(c.frames) >= min_frames(window)]
     for i, clip in enumerate(long if len(long) > 1 else []):
         donor = long[(i + 1) % len(long)].frames
         for k in range(per_kind):
             frames, labels = _rush(clip.frames, donor, _event_span(len(clip.frames), rng, 2 * window + 2), rng)
-            out.append(SyntheticClip(f"{clip.name}-rush{k}", "rush", frames, labels, clip.fps))
+            # without the event: the same walkers at their own pace (only worked out for a mask)
+            normal = crowd.busier(clip.frames[: len(frames)], donor[: len(frames)]) if watched is not None else frames
+            add(clip, f"rush{k}", "rush", frames, labels, normal)
     rng = np.random.default_rng(seed + 4_000_003)  # its own stream too: the kinds above stay as they were
     for clip in long:
         for k in range(per_kind):
@@ -351,5 +382,5 @@ def make(clips: Sequence[Clip], window: int, seed: int = 0, per_kind: int = PER_
             labels = np.zeros(len(clip.frames), bool)
             labels[span[0] : span[1]] = True
             frames = _glide(clip.frames, span, rng)
-            out.append(SyntheticClip(f"{clip.name}-vehicle{k}", "vehicle", frames, labels, clip.fps))
+            add(clip, f"vehicle{k}", "vehicle", frames, labels, clip.frames)
     return out

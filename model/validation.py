@@ -375,11 +375,12 @@ def validate(
     `draws`: pool that many draws of synthetic events (seeds `seed`, `seed + 1`, ...). On Ped2's two held-out
     clips one draw (40 events) moves a checkpoint's AUC by 1-2.5 points from seed to seed; three give 120.
     `relative_error`: weigh P relative to the frame's median error window beside the absolute (RELATIVE_ERROR_HELP).
-    `watched` (H, W): the camera's mask (model.masks), for every stream; synthetic events are drawn anywhere, so
-    one that falls mostly in the masked part cannot be seen and counts as missed.
+    `watched` (H, W): the camera's mask (model.masks), for every stream; synthetic events are drawn anywhere, and
+    their frames whose change lies mostly in the masked part are labelled normal (synthetic.in_view).
     """
     window = model.config.window
-    fakes = streams(normal_clips, window, range(seed, seed + draws), kinds)
+    mask = None if watched is None else watched.cpu().numpy()
+    fakes = streams(normal_clips, window, range(seed, seed + draws), kinds, mask)
     error_windows = (fixed.error_window,) if fixed else ERROR_WINDOWS
     distance_windows = (fixed.distance_window,) if fixed else DISTANCE_WINDOWS
     normal = score_candidates(
@@ -432,10 +433,15 @@ def validate(
 
 
 def streams(
-    normal_clips: Sequence[Clip], window: int, seeds: Sequence[int], kinds: Sequence[str] = synthetic.KINDS
+    normal_clips: Sequence[Clip],
+    window: int,
+    seeds: Sequence[int],
+    kinds: Sequence[str] = synthetic.KINDS,
+    watched: np.ndarray | None = None,
 ) -> list[synthetic.SyntheticClip]:
     """The validation streams: synthetic events of `kinds` in the normal clips, then the clips' benign
-    variations, labelled normal (a setting must not alarm on them), for each seed's draw.
+    variations, labelled normal (a setting must not alarm on them), for each seed's draw. `watched`: the
+    camera's mask (synthetic.make).
 
     The busier days are not drawn (another clip's walkers, the same for every seed): they come once, or
     the thresholds would be fitted on copies of the very busy day each calm check holds out."""
@@ -446,7 +452,8 @@ def streams(
     variations: list[synthetic.SyntheticClip] = []
     for n, seed in enumerate(seeds):
         tag = f"@{seed}" if len(seeds) > 1 else ""  # stream names stay unique across draws
-        fakes += [replace(f, name=f.name + tag) for f in synthetic.make(normal_clips, window, seed) if f.kind in kinds]
+        drawn = synthetic.make(normal_clips, window, seed, watched=watched)
+        fakes += [replace(f, name=f.name + tag) for f in drawn if f.kind in kinds]
         variations += [replace(f, name=f.name + tag) for f in synthetic.benign(long, seed, crowd_copies=n == 0)]
     if not fakes:
         raise ValueError(f"no synthetic events of the kinds {', '.join(kinds)} from these clips")

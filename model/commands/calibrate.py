@@ -31,7 +31,7 @@ import typer
 
 from model import checkpoint, masks, synthetic, validation
 from model.calibration import FUSION_WEIGHT, MIN_FRAMES, Calibration, Drift
-from model.commands import Draws, Kinds, RelativeError
+from model.commands import Draws, Kinds, Mask, RelativeError
 from model.data import DataError, load_clips, resample
 from model.device import pick_device
 from model.inference import INFERENCE_CHOICES
@@ -65,13 +65,7 @@ def main(
     draws: Draws = 1,
     kinds: Kinds = "all",
     relative_error: RelativeError = False,
-    mask: Annotated[
-        str | None,
-        typer.Option(
-            help="Polygons the score ignores, as the stream's mask in the service: JSON [[[x, y], ...], ...] in "
-            "fractions of the frame (e.g. a clock: '[[[0.7,0],[1,0],[1,0.2],[0.7,0.2]]]')"
-        ),
-    ] = None,
+    mask: Mask = None,
 ) -> Calibration:
     """Score normal footage with a checkpoint and write a copy calibrated on it."""
     if not footage:

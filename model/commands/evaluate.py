@@ -6,7 +6,8 @@ Every clip is scored as a stream sees it (in order, its own memory copy with the
 update). Scores are normalized two ways: the paper's per-clip min-max (benchmark) and the
 checkpoint's causal calibration (what the service sends). A prediction model has no score
 for a clip's first T frames, so their labels are dropped (the paper's protocol). Writes
-report.json (AUCs, EERs, speed, every per-frame score) and one PNG per clip.
+report.json (AUCs, EERs, speed, every per-frame score) and one PNG per clip. `--mask` scores the
+footage as a stream with that mask does (calibrate with the same mask first: the fit should see it too).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import torch
 import typer
 
-from model import checkpoint, events
+from model import checkpoint, events, masks
 from model.alerts import AlertPolicy
 from model.calibration import FUSION_WEIGHT, Calibration, paper_scores
+from model.commands import Mask
 from model.data import DataError, load_clips
 from model.device import pick_device
 from model.inference import INFERENCE_CHOICES
@@ -85,14 +88,16 @@ def main(
     off_frames: Annotated[
         int, typer.Option(min=1, help="Alert machine: frames below alert_off that close")
     ] = AlertPolicy.off_frames,
+    mask: Mask = None,
 ) -> None:
     """Score labelled test footage; print and write frame-level AUC and EER for both normalizations."""
     if inference not in INFERENCE_CHOICES:
         raise typer.BadParameter(f"--inference must be one of {', '.join(INFERENCE_CHOICES)}")
     try:
+        polygons = masks.parse(mask) if mask is not None else []
         ckpt = checkpoint.load(weights)
         dev = pick_device(device)
-    except ValueError as e:  # CheckpointError too: not a checkpoint, or a corrupt one
+    except ValueError as e:  # CheckpointError too: not a checkpoint, or a corrupt one; a bad mask
         raise typer.BadParameter(str(e)) from None
     config = ckpt.config
     if labels is None:
@@ -109,8 +114,9 @@ def main(
     built = time.perf_counter()
     threshold = UPDATE_THRESHOLD[config.variant] if update_threshold is None else update_threshold
     where = ckpt.calibration.regions if ckpt.calibration is not None else Regions()
+    watched = torch.from_numpy(masks.watched_map(polygons, config.height, config.width)) if polygons else None
     scored = score_clips(
-        model, clips, threshold, batch_size, dev, True, (where.error_window,), (where.distance_window,)
+        model, clips, threshold, batch_size, dev, True, (where.error_window,), (where.distance_window,), watched
     )
     finished = time.perf_counter()
     frame_labels = aligned_labels(np.load(labels), [len(c.frames) for c in clips], config.window - 1)
@@ -161,6 +167,7 @@ def main(
         "config": config.to_dict(),
         "fusion_weight": weight,
         "update_threshold": threshold,
+        "mask": polygons,
         "calibration": ckpt.calibration.to_dict() if ckpt.calibration is not None else None,
         "metrics": results,
         "events": alerts,

@@ -15,7 +15,7 @@ import pytest
 import torch
 import typer
 
-from model import checkpoint, masks, synthetic, validation
+from model import checkpoint, events, masks, synthetic, validation
 from model.calibration import MIN_FRAMES, AlertLevel, Calibration
 from model.commands.calibrate import main as calibrate
 from model.commands.train import main as train
@@ -131,7 +131,7 @@ def test_bad_inputs_say_what_is_wrong(tiny, footage, tmp_path) -> None:
 def test_a_mask_is_left_out_of_the_fit_and_the_check_as_the_stream_will_leave_it_out(tiny, footage, tmp_path) -> None:
     """`--mask`: the footage is scored as a stream with that mask scores it (score_clips' `watched`), the fit and
     the check on synthetic events both; the polygons are kept in the provenance. Bad masks say what is wrong."""
-    polygons = [[[0.7, 0.0], [1.0, 0.0], [1.0, 0.2], [0.7, 0.2]]]  # a clock's corner
+    polygons = [[[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]]  # the left half (a road beside the walkway)
     out = tmp_path / "masked.safetensors"
     returned = calibrate(tiny, footage, out=out, device="cpu", inference="fp32", mask=json.dumps(polygons))
     before = checkpoint.load(tiny)
@@ -157,6 +157,13 @@ def test_a_mask_is_left_out_of_the_fit_and_the_check_as_the_stream_will_leave_it
     assert returned.psnr_mean != pytest.approx(float(unmasked.mean()), abs=1e-3)  # the mask changed what was fitted
     recal = checkpoint.load(out).provenance["recalibration"]
     assert recal["mask"] == polygons and recal["validation"]["events"]["events"] > 0
+
+    def drawn(w: np.ndarray | None) -> tuple[int, int]:  # the check's events and event frames
+        labels = [f.labels[c.window - 1 :] for f in validation.streams(clips, c.window, [0], synthetic.KINDS, w)]
+        return sum(len(events.events(y)) for y in labels), sum(int(y.sum()) for y in labels)
+
+    (n, in_view), (_, all_frames) = drawn(watched.numpy()), drawn(None)
+    assert recal["validation"]["events"]["events"] == n and in_view < all_frames  # frames the mask hides are normal
     for bad, message in (("[[[0,0],[1,0]]]", "3 or more"), ("[[[0,0],[2,0],[1,1]]]", "in 0-1"), ("{", "not JSON"),
                          ("[[[0,0],[1,0],[1,1],[0,1]]]", "leaves 0.0% of the frame")):  # fmt: skip
         with pytest.raises(typer.BadParameter, match=message):

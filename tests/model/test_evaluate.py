@@ -9,11 +9,16 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+import typer
 
+from model import checkpoint, masks
 from model.commands.evaluate import describe_events, where_it_alarms
 from model.commands.evaluate import main as evaluate
 from model.commands.train import main as train
+from model.data import load_clips
 from model.metrics import aligned_labels, by_clip, equal_error_rate, labels_beside, metrics
+from model.scoring import score_clips
 
 
 def test_events_are_described_when_nothing_was_detected_and_no_normal_frame_was_scored() -> None:
@@ -105,3 +110,17 @@ def test_evaluate_on_ped2_clips(ped2: Path, tmp_path: Path) -> None:
         assert runs[threshold]["update_threshold"] == threshold and runs[threshold]["speed"]["frames"] == 2 * 176
     assert runs[0.0]["clips"][0]["distance"] != runs[1.0]["clips"][0]["distance"]
     assert runs[0.0]["clips"][0]["labels"] == runs[1.0]["clips"][0]["labels"]
+
+    # --mask: scored as a stream with that mask scores (score_clips' `watched`), the polygons in the report
+    polygons = [[[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]]  # the left half
+    evaluate(weights, tmp_path / "testing", labels=tmp_path / "labels.npy", out=out, device="cpu", plots=False,
+             inference="fp32", mask=json.dumps(polygons))  # fmt: skip
+    masked = json.loads((out / "report.json").read_text())
+    ck = checkpoint.load(weights)
+    watched = torch.from_numpy(masks.watched_map(polygons, ck.config.height, ck.config.width))
+    expected = score_clips(ck.build("cpu"), load_clips(tmp_path / "testing", ck.config, ck.fps), 0.01, watched=watched)
+    assert masked["mask"] == polygons and report["mask"] == []
+    assert np.allclose(masked["clips"][1]["psnr"], expected[1].psnr, atol=1e-4)
+    assert not np.allclose(masked["clips"][1]["psnr"], report["clips"][1]["psnr"], atol=1e-2)
+    with pytest.raises(typer.BadParameter, match="3 or more"):
+        evaluate(weights, tmp_path / "testing", labels=tmp_path / "labels.npy", out=out, mask="[[[0,0],[1,0]]]")

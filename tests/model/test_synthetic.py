@@ -95,6 +95,33 @@ def test_rush_lays_the_next_clips_walkers_over_and_runs_them_inside_the_event_on
     assert all(np.array_equal(x.frames, y.frames) and np.array_equal(x.labels, y.labels) for x, y in zip(rush, again))
 
 
+def test_a_mask_labels_normal_the_event_frames_whose_change_it_hides() -> None:
+    """With a camera's mask the events are the same, drawn from the same seed; a labelled frame stays anomalous
+    only if at least half of what the event changed (against the clip without it) lies in the watched part."""
+    from model import crowd
+
+    a, b = walkers(80, seed=0), Clip("other", walkers(90, seed=1).frames[:, ::-1].copy(), 10.0)
+    watched = np.zeros((48, 72), np.float32)
+    watched[:, 36:] = 1  # the right half watched
+    plain = synthetic.make([a, b], window=5, seed=2, per_kind=3)
+    masked = synthetic.make([a, b], window=5, seed=2, per_kind=3, watched=watched)
+    assert [f.name for f in masked] == [f.name for f in plain]
+    kept = dropped = 0
+    for p, m in zip(plain, masked):
+        np.testing.assert_array_equal(m.frames, p.frames)  # the same events
+        clip, donor = (a, b) if p.name.startswith("street") else (b, a)
+        without = crowd.busier(clip.frames, donor.frames[: len(clip.frames)]) if p.kind == "rush" else clip.frames
+        for t in np.flatnonzero(p.labels):  # plain loop: the event's change left and right of the mask's edge
+            change = np.abs(p.frames[t].astype(int) - without[t].astype(int))
+            expected = change[:, 36:].sum() >= 0.5 * change.sum()
+            assert m.labels[t] == expected, (p.name, t)
+            kept, dropped = kept + expected, dropped + (not expected)
+        assert not m.labels[~p.labels].any()  # never a normal frame made anomalous
+    assert kept and dropped  # the mask hid some event frames and left others
+    everything = synthetic.make([a, b], window=5, seed=2, per_kind=3, watched=np.ones((48, 72), np.float32))
+    assert all(np.array_equal(x.labels, y.labels) for x, y in zip(everything, plain))  # no mask: labels as drawn
+
+
 def test_clips_too_short_for_an_event_are_left_out() -> None:
     assert synthetic.make([walkers(synthetic.min_frames(5) - 1)], window=5) == []
 

@@ -6,8 +6,13 @@ Base units (seconds), counters end in _total, labels are low-cardinality: stream
 from __future__ import annotations
 
 import contextlib
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from service.core.messages import Verdict
+
+VERDICTS = (*get_args(Verdict), "cleared")  # mnad_alert_reviews_total's verdicts: a verdict or one taken back
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -82,8 +87,8 @@ class Metrics:
         )
         self.alert_reviews = Counter(
             "mnad_alert_reviews_total",
-            "Operators' verdicts on alerts: false_alarm, confirmed, cleared (a verdict taken back)",
-            ["verdict"],
+            "Operators' verdicts on a stream's alerts: false_alarm, confirmed, cleared (a verdict taken back)",
+            ["stream", "verdict"],
             registry=r,
         )
         self.model_info = Info("mnad_model", "Served models", ["model"], registry=r)
@@ -91,8 +96,6 @@ class Metrics:
             self.upload_jobs.labels(state).set(0)
         for outcome in ("delivered", "refused", "failed"):  # present from the start, for rate() and alerts
             self.webhook_deliveries.labels(outcome)
-        for verdict in ("false_alarm", "confirmed", "cleared"):
-            self.alert_reviews.labels(verdict)
 
     def observe_batch(self, model: str, size: int, seconds: float) -> None:
         self.inference_seconds.labels(model).observe(seconds)
@@ -104,3 +107,6 @@ class Metrics:
                        self.alerts, self.calibrations):  # fmt: skip
             with contextlib.suppress(KeyError):
                 metric.remove(stream)
+        for verdict in VERDICTS:
+            with contextlib.suppress(KeyError):
+                self.alert_reviews.remove(stream, verdict)

@@ -63,7 +63,7 @@ def review_alert(
     row = store.review_alert(alert_id, body.verdict, time.time())
     if row is None:
         raise AlertNotFound(alert_id)
-    metrics.alert_reviews.labels(body.verdict or "cleared").inc()
+    metrics.alert_reviews.labels(row["stream_id"], body.verdict or "cleared").inc()
     review = AlertReviewed(stream=row["stream_id"], id=alert_id, verdict=row["verdict"], reviewed_at=row["reviewed_at"])
     announce([(ALERTS_TOPIC, review)])
     return _out(row)

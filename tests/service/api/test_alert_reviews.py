@@ -49,7 +49,7 @@ def test_review_an_alert(serve_factory, h264_clip) -> None:
         assert c.get("/api/alerts?verdict=maybe").status_code == 422
         metrics = c.get("/metrics").text
     for verdict, n in (("false_alarm", 1), ("confirmed", 1), ("cleared", 1)):
-        assert f'mnad_alert_reviews_total{{verdict="{verdict}"}} {n:.1f}' in metrics
+        assert f'mnad_alert_reviews_total{{stream="{first["stream_id"]}",verdict="{verdict}"}} {n:.1f}' in metrics
     server.stop()
     server = serve_factory("--stream", str(h264_clip), data_dir=server.data_dir)  # kept across a restart
     with server.client() as c:
